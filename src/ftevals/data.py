@@ -1,0 +1,382 @@
+"""Datasets: load, validate, sample and fingerprint evaluation examples.
+
+An `Example` is a prompt (chat messages, without the answer), the reference answer, and free-form
+metadata (label, extra references, ...). Files are validated as a whole before anything runs: every
+bad row is reported as `file:line: what is wrong, what was expected`, and loading refuses the file
+instead of silently dropping rows.
+
+Supported formats (chosen by `format=` or the file suffix):
+- chat JSONL: `{"id"?, "messages": [...], "metadata"?}`; the final assistant turn is the reference.
+- prompt JSONL: `{"id"?, "prompt": "...", "reference": "...", "metadata"?}`.
+- CSV: with a column mapping, e.g. `columns={"prompt": "text", "reference": "category"}`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import random
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import DatasetError, Problem
+
+#: Rows larger than this are refused: almost always a broken export, and they blow up prompts.
+MAX_ROW_BYTES = 1_000_000
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str
+    content: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class Example:
+    """One evaluation item: the prompt messages (ending with a user turn) and the reference answer."""
+
+    id: str
+    messages: tuple[Message, ...]
+    reference: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: Where the row came from (`file:line`), for error messages and the report.
+    source: str = ""
+
+    @property
+    def user_text(self) -> str:
+        """The last user turn: what a human reads as "the input"."""
+        return next((m.content for m in reversed(self.messages) if m.role == "user"), "")
+
+    @property
+    def label(self) -> str:
+        """The class label for classification tasks (metadata `label`, else the reference)."""
+        return str(self.metadata.get("label", self.reference))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "messages": [m.to_dict() for m in self.messages],
+            "reference": self.reference,
+            "metadata": dict(self.metadata),
+        }
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A validated, immutable list of examples with a content fingerprint."""
+
+    name: str
+    path: str
+    examples: tuple[Example, ...]
+    fingerprint: str
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.examples)
+
+    def sample(self, n: int | None, seed: int = 0) -> Dataset:
+        """A seeded sample of `n` examples that does not depend on the file's row order.
+
+        Examples are ordered by a hash of (seed, id) and the first n taken, so shuffling the file
+        or appending rows keeps earlier picks stable.
+        """
+        if n is None or n >= len(self.examples):
+            return self
+        ranked = sorted(self.examples, key=lambda e: _stable_rank(seed, e.id))[:n]
+        ranked.sort(key=lambda e: e.id)
+        return Dataset(self.name, self.path, tuple(ranked), fingerprint_examples(ranked))
+
+    def to_records(self) -> list[dict[str, Any]]:
+        return [e.to_dict() for e in self.examples]
+
+
+def _stable_rank(seed: int, key: str) -> str:
+    return hashlib.sha256(f"{seed}\x00{key}".encode()).hexdigest()
+
+
+def fingerprint_examples(examples: Iterable[Example]) -> str:
+    """A content hash of the examples (ids, prompts, references, metadata), independent of file layout."""
+    h = hashlib.sha256()
+    for ex in sorted(examples, key=lambda e: e.id):
+        h.update(json.dumps(ex.to_dict(), sort_keys=True, ensure_ascii=False).encode())
+        h.update(b"\n")
+    return "sha256:" + h.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def load_dataset(
+    path: str | Path,
+    *,
+    format: str | None = None,
+    name: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    system_prompt: str | None = None,
+    labels: Sequence[str] | None = None,
+) -> Dataset:
+    """Load and validate a dataset file; raise `DatasetError` listing every bad row.
+
+    `labels`, when given, is the declared label set: a row whose label is outside it is an error.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError(
+            Problem(str(p), None, "file not found; expected a .jsonl or .csv dataset (check the path in the suite)")
+        )
+    fmt = format or _guess_format(p)
+    raw = p.read_bytes()
+    problems: list[Problem] = []
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise DatasetError(
+            Problem(str(p), line, f"not valid UTF-8 (byte {raw[exc.start]:#04x}); re-save the file as UTF-8")
+        ) from None
+    if not text.strip():
+        raise DatasetError(Problem(str(p), None, "file is empty; expected at least one example"))
+
+    if fmt in ("chat", "prompt", "jsonl"):
+        examples = _load_jsonl(p, text, problems, system_prompt)
+    elif fmt == "csv":
+        examples = _load_csv(p, text, problems, columns, system_prompt)
+    else:
+        raise DatasetError(
+            Problem(str(p), None, f"unknown dataset format {fmt!r}; expected 'chat', 'prompt', 'jsonl' or 'csv'")
+        )
+    _check_ids_and_conflicts(p, examples, problems)
+    if labels is not None:
+        allowed = set(labels)
+        for line, ex in examples:
+            if ex.label not in allowed:
+                problems.append(
+                    Problem(str(p), line, f"label {ex.label!r} is not in the declared label set ({len(allowed)} labels)")
+                )
+    if problems:
+        raise DatasetError(problems, path=p)
+    exs = tuple(ex for _, ex in examples)
+    return Dataset(name or p.stem, str(p), exs, fingerprint_examples(exs))
+
+
+def _guess_format(p: Path) -> str:
+    return "csv" if p.suffix.lower() == ".csv" else "jsonl"
+
+
+def _load_jsonl(p: Path, text: str, problems: list[Problem], system_prompt: str | None) -> list[tuple[int, Example]]:
+    out: list[tuple[int, Example]] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if len(line.encode("utf-8")) > MAX_ROW_BYTES:
+            problems.append(
+                Problem(str(p), lineno, f"row is {len(line.encode()):,} bytes, over the {MAX_ROW_BYTES:,}-byte limit")
+            )
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            problems.append(Problem(str(p), lineno, f"bad JSON ({exc.msg} at column {exc.colno}); expected one JSON object per line"))
+            continue
+        if not isinstance(row, dict):
+            problems.append(Problem(str(p), lineno, f"expected a JSON object, got {type(row).__name__}"))
+            continue
+        ex = _row_to_example(p, lineno, row, problems, system_prompt)
+        if ex is not None:
+            out.append((lineno, ex))
+    return out
+
+
+def _row_to_example(
+    p: Path, lineno: int, row: dict[str, Any], problems: list[Problem], system_prompt: str | None
+) -> Example | None:
+    where = f"{p}:{lineno}"
+    metadata = row.get("metadata", {})
+    if not isinstance(metadata, dict):
+        problems.append(Problem(str(p), lineno, '"metadata" must be a JSON object'))
+        return None
+    ex_id = row.get("id", f"{p.stem}-{lineno}")
+    if not isinstance(ex_id, (str, int)) or str(ex_id).strip() == "":
+        problems.append(Problem(str(p), lineno, '"id" must be a non-empty string'))
+        return None
+    ex_id = str(ex_id)
+    if "messages" in row:
+        msgs = row["messages"]
+        if not isinstance(msgs, list) or not msgs:
+            problems.append(Problem(str(p), lineno, '"messages" must be a non-empty list of {"role", "content"} objects'))
+            return None
+        parsed: list[Message] = []
+        for i, m in enumerate(msgs):
+            if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+                problems.append(
+                    Problem(str(p), lineno, f'"messages"[{i}] must be an object with string "role" and "content"')
+                )
+                return None
+            if m["role"] not in ROLES:
+                problems.append(
+                    Problem(str(p), lineno, f'"messages"[{i}] has unknown role {m["role"]!r}; expected one of {", ".join(ROLES)}')
+                )
+                return None
+            parsed.append(Message(m["role"], m["content"]))
+        if parsed[-1].role != "assistant":
+            problems.append(
+                Problem(str(p), lineno, f'"messages" must end with an assistant turn (the reference), got role {parsed[-1].role!r}')
+            )
+            return None
+        order_error = _check_role_order(parsed)
+        if order_error:
+            problems.append(Problem(str(p), lineno, order_error))
+            return None
+        reference = parsed[-1].content
+        prompt = tuple(parsed[:-1])
+        if not reference.strip():
+            problems.append(Problem(str(p), lineno, "the final assistant turn (the reference) is empty"))
+            return None
+        if not any(m.content.strip() for m in prompt if m.role == "user"):
+            problems.append(Problem(str(p), lineno, "the user turn is empty; expected the input text"))
+            return None
+    elif "prompt" in row or "reference" in row:
+        prompt_text, reference = row.get("prompt"), row.get("reference")
+        for key, value in (("prompt", prompt_text), ("reference", reference)):
+            if not isinstance(value, str) or not value.strip():
+                problems.append(Problem(str(p), lineno, f'"{key}" is missing or empty; expected a non-empty string'))
+                return None
+        prompt = ((Message("system", system_prompt),) if system_prompt else ()) + (Message("user", prompt_text),)  # type: ignore[arg-type]
+    else:
+        problems.append(
+            Problem(str(p), lineno, 'row has neither "messages" nor "prompt"/"reference"; expected one of those layouts')
+        )
+        return None
+    return Example(ex_id, prompt, str(reference), metadata, where)
+
+
+def _check_role_order(msgs: Sequence[Message]) -> str | None:
+    """System (optional, first only), then strictly alternating user/assistant, starting with user."""
+    rest = list(msgs)
+    if rest and rest[0].role == "system":
+        rest = rest[1:]
+    for i, m in enumerate(rest):
+        expected = "user" if i % 2 == 0 else "assistant"
+        if m.role != expected:
+            return (
+                f"wrong role order: turn {i + (len(msgs) - len(rest))} is {m.role!r} but {expected!r} was expected "
+                "(optional system first, then user and assistant alternating, ending with assistant)"
+            )
+    return None
+
+
+def _load_csv(
+    p: Path, text: str, problems: list[Problem], columns: Mapping[str, str] | None, system_prompt: str | None
+) -> list[tuple[int, Example]]:
+    mapping = {"prompt": "prompt", "reference": "reference", **(columns or {})}
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    missing = [f"{k}->{v!r}" for k, v in mapping.items() if k in ("prompt", "reference") and v not in header]
+    if missing:
+        raise DatasetError(
+            Problem(str(p), 1, f"CSV header {header} lacks mapped columns {', '.join(missing)}; pass columns={{'prompt': ..., 'reference': ...}}")
+        )
+    out: list[tuple[int, Example]] = []
+    for row in reader:
+        lineno = reader.line_num
+        prompt_text = (row.get(mapping["prompt"]) or "").strip()
+        reference = (row.get(mapping["reference"]) or "").strip()
+        if not prompt_text or not reference:
+            which = "prompt" if not prompt_text else "reference"
+            problems.append(Problem(str(p), lineno, f"column {mapping[which]!r} ({which}) is empty"))
+            continue
+        ex_id = row.get(mapping.get("id", "id")) or f"{p.stem}-{lineno}"
+        prompt = ((Message("system", system_prompt),) if system_prompt else ()) + (Message("user", prompt_text),)
+        out.append((lineno, Example(str(ex_id), prompt, reference, {}, f"{p}:{lineno}")))
+    return out
+
+
+def normalize_text(text: str) -> str:
+    """Lower-case, collapse whitespace and drop punctuation: the form used for duplicate detection."""
+    kept = "".join(ch.lower() if ch.isalnum() else " " for ch in text)
+    return " ".join(kept.split())
+
+
+def _check_ids_and_conflicts(p: Path, rows: list[tuple[int, Example]], problems: list[Problem]) -> None:
+    first_line_of_id: dict[str, int] = {}
+    by_input: dict[str, tuple[int, Example]] = {}
+    for line, ex in rows:
+        if ex.id in first_line_of_id:
+            problems.append(
+                Problem(str(p), line, f"duplicate id {ex.id!r} (first seen on line {first_line_of_id[ex.id]}); ids must be unique")
+            )
+        else:
+            first_line_of_id[ex.id] = line
+        if "label" not in ex.metadata:
+            # Only classification rows have one right answer; generation rows may legitimately
+            # repeat an input with different references.
+            continue
+        key = normalize_text(" ".join(m.content for m in ex.messages))
+        if key in by_input:
+            first_line, first = by_input[key]
+            if first.label != ex.label:
+                problems.append(
+                    Problem(
+                        str(p),
+                        line,
+                        f"conflicting labels for the same input: {ex.label!r} here, {first.label!r} on line {first_line}",
+                    )
+                )
+        else:
+            by_input[key] = (line, ex)
+
+
+def find_duplicates(dataset: Dataset) -> list[tuple[str, str]]:
+    """Pairs of example ids whose normalised inputs are identical (not errors, but worth listing)."""
+    seen: dict[str, str] = {}
+    pairs: list[tuple[str, str]] = []
+    for ex in dataset.examples:
+        key = normalize_text(" ".join(m.content for m in ex.messages))
+        if key in seen:
+            pairs.append((seen[key], ex.id))
+        else:
+            seen[key] = ex.id
+    return pairs
+
+
+def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Write rows as UTF-8 JSONL atomically (temp file + rename)."""
+    from .fsutil import atomic_write_text
+
+    buf = io.StringIO()
+    for row in rows:
+        buf.write(json.dumps(row, ensure_ascii=False, sort_keys=False))
+        buf.write("\n")
+    atomic_write_text(Path(path), buf.getvalue())
+
+
+def seeded_shuffle(items: Sequence[Any], seed: int) -> list[Any]:
+    rng = random.Random(seed)
+    out = list(items)
+    rng.shuffle(out)
+    return out
+
+
+__all__ = [
+    "Dataset",
+    "Example",
+    "MAX_ROW_BYTES",
+    "Message",
+    "find_duplicates",
+    "fingerprint_examples",
+    "load_dataset",
+    "normalize_text",
+    "write_jsonl",
+]
