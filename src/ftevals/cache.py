@@ -1,0 +1,151 @@
+"""Content-addressed generation cache, persistent on disk and safe for several processes.
+
+The key is a hash of everything that can change a generation and nothing that cannot:
+
+- backend identity (name, dtype, parallelism, server URL...): different numerics, different text;
+- base weights fingerprint: a retrained or re-converted base is a different model;
+- adapter fingerprint: the whole point of the tool is that adapters change outputs;
+- the rendered prompt (chat template applied): what the model actually reads;
+- sampling parameters and seed: greedy vs sampled, max tokens, stop strings.
+
+Timeouts, concurrency, batch size and progress settings are deliberately left out: they change how
+fast an answer arrives, not what it is.
+
+Storage is one SQLite file in WAL mode: each batch of entries is committed in one transaction, so a
+killed process leaves every finished batch intact and never a torn entry; concurrent readers and
+writers are serialised by SQLite's own locking. A separate file lock (`generation_lock`) lets two
+runs that share a cache take turns at generating, so the second finds the first's work instead of
+redoing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+from .backends.base import Generation
+from .errors import CacheError
+
+CacheMode = Literal["use", "refresh", "off"]
+CACHE_FORMAT = 1
+
+
+def cache_key(
+    *,
+    backend: Mapping[str, Any],
+    base_fingerprint: str,
+    adapter_fingerprint: str | None,
+    prompt: str,
+    sampling: Mapping[str, Any],
+) -> str:
+    payload = {
+        "format": CACHE_FORMAT,
+        "backend": dict(backend),
+        "base": base_fingerprint,
+        "adapter": adapter_fingerprint,
+        "prompt": prompt,
+        "sampling": dict(sampling),
+    }
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class GenerationCache:
+    """get_many / put_many over a SQLite file. `mode`: use (read+write), refresh (write only), off."""
+
+    def __init__(self, folder: str | Path, mode: CacheMode = "use") -> None:
+        if mode not in ("use", "refresh", "off"):
+            raise CacheError(f"unknown cache mode {mode!r}; expected use, refresh or off")
+        self.folder = Path(folder)
+        self.mode = mode
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def path(self) -> Path:
+        return self.folder / "generations.sqlite"
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
+                conn.execute("PRAGMA journal_mode=WAL")
+                # FULL: an entry acknowledged as written survives power loss, not just a killed process.
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS generations ("
+                    " key TEXT PRIMARY KEY, model TEXT NOT NULL, created REAL NOT NULL, payload TEXT NOT NULL)"
+                )
+                result = conn.execute("PRAGMA quick_check").fetchone()
+                if result is None or result[0] != "ok":
+                    raise CacheError(f"{self.path} is corrupt ({result}); delete it to start a fresh cache")
+            except sqlite3.DatabaseError as exc:
+                raise CacheError(
+                    f"cannot open the generation cache {self.path}: {exc}; delete the file or choose another "
+                    "folder with --ftevals-cache-dir"
+                ) from exc
+            self._conn = conn
+        return self._conn
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, Generation]:
+        if self.mode != "use":
+            return {}
+        wanted = list(dict.fromkeys(keys))
+        found: dict[str, Generation] = {}
+        db = self._db()
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, payload in db.execute(f"SELECT key, payload FROM generations WHERE key IN ({marks})", chunk):
+                try:
+                    found[key] = Generation.from_dict(json.loads(payload))
+                except (ValueError, KeyError, TypeError):
+                    continue  # an unreadable entry is a miss, regenerated and overwritten
+        return found
+
+    def put_many(self, entries: Mapping[str, tuple[str, Generation]]) -> None:
+        """Store {key: (model name, generation)} in one transaction: all of the batch or none."""
+        if self.mode == "off" or not entries:
+            return
+        db = self._db()
+        now = time.time()
+        rows = [(k, model, now, json.dumps(g.to_dict(), ensure_ascii=False)) for k, (model, g) in entries.items()]
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany("INSERT OR REPLACE INTO generations(key, model, created, payload) VALUES (?,?,?,?)", rows)
+            db.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            try:
+                db.execute("ROLLBACK")
+            except sqlite3.DatabaseError:
+                pass
+            raise CacheError(f"cannot write to the generation cache {self.path}: {exc}") from exc
+
+    def count(self) -> int:
+        return int(self._db().execute("SELECT COUNT(*) FROM generations").fetchone()[0])
+
+    @contextmanager
+    def generation_lock(self, name: str = "generate") -> Iterator[None]:
+        """Held while generating cache misses, so two runs sharing a cache do not duplicate work."""
+        if self.mode == "off":
+            yield
+            return
+        from filelock import FileLock
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.folder / f"{name}.lock")):
+            yield
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+__all__ = ["CacheMode", "GenerationCache", "cache_key"]

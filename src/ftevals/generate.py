@@ -1,0 +1,232 @@
+"""Examples x models -> generations: the only pipeline stage that touches a backend.
+
+1. `build_messages` turns an example into the messages one contender sees (few-shot contenders get
+   solved shots from a training pool before the question).
+2. `plan_requests` renders every prompt with the backend's chat template and computes its cache key;
+   identical requests from different suites collapse into one.
+3. `run_generation` serves what it can from the cache and sends only the misses to the backend, in
+   per-model chunks, committing each finished chunk to the cache before starting the next, so an
+   interrupted run loses at most the chunk in flight and a re-run redoes nothing else.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .backends.base import Backend, Generation, GenerationRequest
+from .cache import GenerationCache, cache_key
+from .data import Example, Message, normalize_text
+from .models import ResolvedModel
+from .specs import SamplingSpec
+
+
+def build_messages(example: Example, shots: Sequence[Example] = ()) -> tuple[Message, ...]:
+    """The prompt for one example; with shots, each becomes a user/assistant pair before the question.
+
+    The example's own system prompt stays first, so a few-shot contender reads the same instructions
+    as the zero-shot models plus worked examples.
+    """
+    if not shots:
+        return example.messages
+    system = [m for m in example.messages[:1] if m.role == "system"]
+    rest = list(example.messages[len(system) :])
+    demo: list[Message] = []
+    for shot in shots:
+        demo.append(Message("user", shot.user_text))
+        demo.append(Message("assistant", shot.reference))
+    return tuple(system + demo + rest)
+
+
+def choose_shots(
+    pool: Sequence[Example], k: int, *, seed: int, exclude_inputs: Iterable[str] = (), distinct_labels: bool = True
+) -> list[Example]:
+    """A fixed, seeded set of k shots from the pool, skipping any whose input is in the eval set."""
+    from .data import Dataset, fingerprint_examples
+
+    banned = {normalize_text(t) for t in exclude_inputs}
+    candidates = [e for e in pool if normalize_text(e.user_text) not in banned]
+    ranked = Dataset("pool", "", tuple(candidates), fingerprint_examples(candidates)).sample(len(candidates), seed=seed)
+    ordered = sorted(ranked.examples, key=lambda e: _rank(seed, e.id))
+    chosen: list[Example] = []
+    seen_labels: set[str] = set()
+    for ex in ordered:
+        if distinct_labels and ex.label in seen_labels:
+            continue
+        chosen.append(ex)
+        seen_labels.add(ex.label)
+        if len(chosen) == k:
+            break
+    if len(chosen) < k:  # fewer distinct labels than k: fill up with the next-ranked examples
+        chosen += [e for e in ordered if e not in chosen][: k - len(chosen)]
+    return chosen
+
+
+def _rank(seed: int, key: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(f"shot\x00{seed}\x00{key}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PlannedExample:
+    suite: str
+    model: str
+    example_id: str
+    key: str
+
+
+@dataclass
+class Plan:
+    """Deduplicated requests plus, for every (suite, model, example), the key of its generation."""
+
+    requests: dict[str, GenerationRequest] = field(default_factory=dict)
+    items: list[PlannedExample] = field(default_factory=list)
+
+    def add(self, suite: str, model: ResolvedModel, example: Example, messages: tuple[Message, ...],
+            sampling: SamplingSpec, backend: Backend) -> None:
+        prompt = backend.render(model.spec, messages)
+        key = cache_key(
+            backend=backend.identity(),
+            base_fingerprint=model.base.fingerprint,
+            adapter_fingerprint=model.adapter.fingerprint if model.adapter else None,
+            prompt=prompt,
+            sampling=sampling.to_dict(),
+        )
+        if key not in self.requests:
+            self.requests[key] = GenerationRequest(key, model.spec, messages, prompt, sampling, example.id)
+        self.items.append(PlannedExample(suite, model.name, example.id, key))
+
+
+@dataclass
+class ModelUsage:
+    requests: int = 0
+    cached: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    wall_s: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        from statistics import quantiles
+
+        lat = sorted(self.latencies)
+
+        def pct(q: float) -> float | None:
+            if not lat:
+                return None
+            if len(lat) == 1:
+                return round(lat[0], 4)
+            return round(quantiles(lat, n=100, method="inclusive")[int(q) - 1], 4)
+
+        generated_out = self.tokens_out
+        return {
+            "requests": self.requests,
+            "cached": self.cached,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+            "wall_s": round(self.wall_s, 3),
+            "tokens_per_s": round(generated_out / self.wall_s, 2) if self.wall_s > 0 else None,
+            "latency_p50_s": pct(50),
+            "latency_p90_s": pct(90),
+            "latency_p99_s": pct(99),
+        }
+
+
+@dataclass
+class GenerationOutcome:
+    generations: dict[str, Generation]
+    usage: dict[str, ModelUsage]
+    backend_calls: int
+    generated: int
+    cached: int
+    seconds: float
+
+
+ProgressFn = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_generation(
+    plan: Plan,
+    backend: Backend,
+    cache: GenerationCache,
+    *,
+    chunk_size: int = 128,
+    progress: ProgressFn | None = _stderr,
+    model_order: Sequence[str] = (),
+) -> GenerationOutcome:
+    """Fill every planned request from the cache or the backend; commit each chunk as it finishes."""
+    started = time.monotonic()
+    say = progress or (lambda _m: None)
+    keys = list(plan.requests)
+    found = cache.get_many(keys)
+    usage: dict[str, ModelUsage] = {}
+    cached_keys = set(found)
+    calls = 0
+    generated = 0
+    missing = [k for k in keys if k not in found]
+    if missing:
+        # Take turns with other runs that share this cache, then look again: what they generated
+        # while we waited is not redone.
+        with cache.generation_lock():
+            found.update(cache.get_many(missing))
+            cached_keys |= set(found)
+            missing = [k for k in keys if k not in found]
+            order = {name: i for i, name in enumerate(model_order)}
+            missing.sort(key=lambda k: (order.get(plan.requests[k].model.name, len(order)), plan.requests[k].model.name, k))
+            chunks = list(_chunks_by_model(missing, plan, chunk_size))
+            total = len(missing)
+            done = 0
+            if chunks:
+                say(f"ftevals: {len(cached_keys)} generations from the cache, {total} to generate with {backend.name}")
+            for model_name, chunk in chunks:
+                t0 = time.monotonic()
+                outs = backend.generate([plan.requests[k] for k in chunk])
+                calls += 1
+                elapsed = time.monotonic() - t0
+                if len(outs) != len(chunk):
+                    from .errors import BackendError
+
+                    raise BackendError(f"backend {backend.name} returned {len(outs)} generations for {len(chunk)} requests")
+                cache.put_many({k: (model_name, g) for k, g in zip(chunk, outs)})
+                for k, g in zip(chunk, outs):
+                    found[k] = g
+                u = usage.setdefault(model_name, ModelUsage())
+                u.wall_s += elapsed
+                u.latencies += [g.latency_s for g in outs if g.latency_s is not None]
+                done += len(chunk)
+                generated += len(chunk)
+                say(f"ftevals: [{done}/{total}] {model_name}: {len(chunk)} generated in {elapsed:.1f} s")
+    for key, req in plan.requests.items():
+        g = found[key]
+        u = usage.setdefault(req.model.name, ModelUsage())
+        u.requests += 1
+        u.tokens_in += g.tokens_in
+        u.tokens_out += g.tokens_out
+        if key in cached_keys:
+            u.cached += 1
+    return GenerationOutcome(found, usage, calls, generated, len(cached_keys), time.monotonic() - started)
+
+
+def _chunks_by_model(keys: list[str], plan: Plan, size: int) -> Iterable[tuple[str, list[str]]]:
+    current: list[str] = []
+    current_model = ""
+    for k in keys:
+        name = plan.requests[k].model.name
+        if current and (name != current_model or len(current) >= size):
+            yield current_model, current
+            current = []
+        current_model = name
+        current.append(k)
+    if current:
+        yield current_model, current
+
+
+__all__ = ["GenerationOutcome", "ModelUsage", "Plan", "build_messages", "choose_shots", "run_generation"]

@@ -1,0 +1,144 @@
+"""`Suite`: what a suite file declares. The pytest plugin collects every `Suite` in `suites/*.py`.
+
+A suite is data: which dataset, which models, which metrics, which gates. The plugin turns each
+gate into one pytest test; generation for all collected suites runs together through one engine
+per base model. A suite file reads like this::
+
+    from ftevals import FewShot, Suite
+
+    banking77 = Suite(
+        name="banking77",
+        task="classification",
+        dataset="../data/banking77/test.jsonl",
+        labels="../data/banking77/labels.json",
+        models=["base", "banking77"],
+        fewshot=FewShot(k=8, pool="../data/banking77/train.jsonl"),
+        gates=["accuracy > base significantly", "macro_f1 >= 0.30"],
+    )
+
+Relative paths are resolved against the folder of the suite file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from .errors import ConfigError
+from .specs import SamplingSpec, check_name
+
+Task = Literal["classification", "generation", "extraction", "forgetting", "custom"]
+
+#: Metrics a task gets when the suite names none. The first one is the primary metric.
+DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
+    "classification": ("accuracy", "macro_f1"),
+    "generation": ("rougeL", "rouge1", "rouge2"),
+    "extraction": ("field_f1", "json_valid", "schema_valid", "field_exact"),
+    "forgetting": ("accuracy",),
+    "custom": ("exact_match",),
+}
+
+
+@dataclass(frozen=True)
+class FewShot:
+    """The prompting baseline: the reference model prompted with `k` solved examples.
+
+    Shots come from `pool` (a training file), never from the evaluation set: the suite refuses a
+    pool that is the evaluation file, and drops any shot whose input also appears in the eval set.
+    """
+
+    k: int = 8
+    pool: str = ""
+    name: str | None = None
+    seed: int = 0
+    #: Prefer shots with distinct labels (classification), so k shots show k classes.
+    distinct_labels: bool = True
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ConfigError(f"FewShot.k must be >= 1, got {self.k}")
+        if not self.pool:
+            raise ConfigError("FewShot.pool must name a training file to draw shots from")
+
+    def model_name(self, reference: str) -> str:
+        return self.name or f"{reference}-fewshot{self.k}"
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    dataset: str
+    task: Task = "custom"
+    description: str = ""
+    #: Model names from the model table (pyproject `ftevals_models`, `--ftevals-model`); empty = all.
+    models: tuple[str, ...] = ()
+    reference: str = "base"
+    metrics: tuple[str, ...] = ()
+    metric_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    gates: tuple[str, ...] = ()
+    #: Which models unqualified gates apply to: "adapters" (default) or "all" non-reference models.
+    gate_models: Literal["adapters", "all"] = "adapters"
+    sampling: SamplingSpec = field(default_factory=SamplingSpec)
+    limit: int | None = None
+    seed: int = 0
+    labels: str | Sequence[str] | None = None
+    fewshot: FewShot | None = None
+    #: Fine-tuning files to check for contamination against the eval set (exact + near duplicates).
+    train_files: tuple[str, ...] = ()
+    #: Rubric for human raters (see docs/packets.md); None = the task's default rubric.
+    rubric: Mapping[str, Any] | None = None
+    #: Folder against which relative paths resolve; set by the plugin from the suite file.
+    root: str = ""
+
+    def __post_init__(self) -> None:
+        check_name("suite", self.name)
+        for attr in ("models", "metrics", "gates", "train_files"):
+            value = getattr(self, attr)
+            if isinstance(value, str):
+                object.__setattr__(self, attr, (value,))
+            else:
+                object.__setattr__(self, attr, tuple(value))
+        if self.task not in DEFAULT_METRICS:
+            raise ConfigError(f"suite {self.name!r}: unknown task {self.task!r}; expected one of {', '.join(DEFAULT_METRICS)}")
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"suite {self.name!r}: limit must be >= 1, got {self.limit}")
+        if self.reference in self.models[1:] and self.models and self.models[0] != self.reference:
+            # Keep the reference first so tables read base-first.
+            object.__setattr__(self, "models", (self.reference, *[m for m in self.models if m != self.reference]))
+
+    # -- resolved views -----------------------------------------------------------------------
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        return self.metrics or DEFAULT_METRICS[self.task]
+
+    @property
+    def primary_metric(self) -> str:
+        return self.metric_names[0]
+
+    def path(self, value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() or not self.root else (Path(self.root) / p)
+
+    def label_set(self) -> list[str] | None:
+        if self.labels is None:
+            return None
+        if isinstance(self.labels, str):
+            path = self.path(self.labels)
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"suite {self.name!r}: cannot read labels file {path}: {exc}") from None
+            if not isinstance(data, list) or not all(isinstance(x, str) for x in data):
+                raise ConfigError(f"suite {self.name!r}: {path} must hold a JSON list of label strings")
+            return data
+        return [str(x) for x in self.labels]
+
+    def with_root(self, root: str | Path) -> Suite:
+        return replace(self, root=str(root))
+
+
+__all__ = ["DEFAULT_METRICS", "FewShot", "Suite", "Task"]
