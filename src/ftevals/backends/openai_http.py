@@ -1,0 +1,507 @@
+"""OpenAI-compatible HTTP backend: `vllm serve`, other inference servers, managed fine-tuned models.
+
+The server owns the weights and the chat template, so this backend sends chat messages and keeps
+no model in memory. It only needs the standard library: requests go out over `http.client` from a
+bounded thread pool, spread over one or several server URLs (least in-flight first, ties broken
+round-robin), which is how a run grows past one machine.
+
+Failures are sorted into two kinds. Transient ones (connection refused or reset, timeouts, HTTP 429
+and 5xx, a 2xx whose body is not the JSON we expect) are retried with capped exponential backoff
+and jitter, honouring `Retry-After`, preferably on another URL. Everything else (other 4xx) is a
+mistake a retry cannot fix, so it fails at once with the status, the server's own message and a
+hint. The API key is read from the environment for each request and never stored: it appears in no
+setting, identity, result, log line or error message.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import json
+import os
+import random
+import socket
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from ..data import Message
+from ..errors import BackendError, ConfigError
+from ..specs import ModelSpec, SamplingSpec
+from .base import Generation, GenerationRequest
+
+#: How much of a server's error body is quoted in our messages (they can be whole HTML pages).
+_MAX_QUOTED = 300
+
+
+@dataclass(frozen=True)
+class OpenAISettings:
+    """How to reach the server(s). Only `chat` and `cache_tag` can change outputs (see identity())."""
+
+    #: One or several servers that serve the same models, e.g. ("http://10.0.0.5:8000/v1",). A URL
+    #: without a path gets the standard "/v1" prefix. Requests are spread over all of them.
+    base_urls: tuple[str, ...] = ("http://127.0.0.1:8000/v1",)
+    #: Name of the environment variable that holds the API key (read per request, never stored).
+    #: None, or an unset variable, sends no Authorization header (a local `vllm serve` needs none).
+    api_key_env: str | None = "OPENAI_API_KEY"
+    #: ftevals model name -> the server's model id. Default: the ftevals name for an adapter (the
+    #: NAME of `--lora-modules NAME=PATH`), the server's first listed model for a plain base model.
+    model_names: Mapping[str, str] = field(default_factory=dict)
+    #: Requests in flight at once, over all URLs together.
+    concurrency: int = 8
+    timeout_s: float = 120.0
+    #: Retries after the first attempt, for transient failures only.
+    max_retries: int = 4
+    #: First backoff delay; it doubles per retry up to max_backoff_s, with full jitter.
+    backoff_s: float = 0.5
+    max_backoff_s: float = 20.0
+    #: Upper bound on a server's Retry-After, so a confused server cannot park a run for hours.
+    max_retry_after_s: float = 60.0
+    #: True: /chat/completions, the server applies the chat template. False: /completions with the
+    #: prompt rendered here from the base model folder's own chat template.
+    chat: bool = True
+    #: Free text that enters the cache key: change it when the server changes in a way the model
+    #: ids do not show (new engine version, dtype, quantisation), to stop reusing old generations.
+    cache_tag: str = ""
+    #: Seeds the backoff jitter only; generations do not depend on it.
+    jitter_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        urls = (self.base_urls,) if isinstance(self.base_urls, str) else tuple(self.base_urls)
+        if not urls:
+            raise ConfigError("openai backend: base_urls is empty; give at least one server URL, e.g. http://127.0.0.1:8000/v1")
+        object.__setattr__(self, "base_urls", tuple(_normalize_url(u) for u in urls))
+        object.__setattr__(self, "model_names", dict(self.model_names))
+        if not isinstance(self.concurrency, int) or self.concurrency < 1:
+            raise ConfigError(f"openai backend: concurrency must be a whole number >= 1, got {self.concurrency!r}")
+        if not isinstance(self.max_retries, int) or self.max_retries < 0:
+            raise ConfigError(f"openai backend: max_retries must be a whole number >= 0, got {self.max_retries!r}")
+        if not self.timeout_s > 0:
+            raise ConfigError(f"openai backend: timeout_s must be > 0 seconds, got {self.timeout_s!r}")
+        if self.backoff_s < 0 or self.max_backoff_s < 0 or self.max_retry_after_s < 0:
+            raise ConfigError("openai backend: backoff_s, max_backoff_s and max_retry_after_s must be >= 0")
+
+
+def _normalize_url(url: str) -> str:
+    parts = urlsplit(str(url).strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"openai backend: {url!r} is not an http(s) URL; expected e.g. http://127.0.0.1:8000/v1")
+    path = parts.path.rstrip("/") or "/v1"
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+def _display_url(url: str) -> str:
+    """The URL without user:password@, for messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+
+
+class _Transient(Exception):
+    """A failure worth retrying; `retry_after` is the server's requested wait, if it gave one."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class _NotSent(Exception):
+    """A queued request skipped because an earlier one failed for good."""
+
+
+def _hint(status: int, api_key_env: str | None) -> str:
+    if status == 401:
+        if api_key_env:
+            return f"set ${api_key_env} to the server's API key"
+        return "this server wants an API key: set api_key_env to the variable that holds it"
+    if status == 403:
+        return "the API key is not allowed to use this model"
+    if status == 404:
+        return (
+            "is the adapter loaded? start the server with vllm serve BASE --enable-lora --lora-modules NAME=PATH, "
+            "or map the ftevals model to the server's id with model_names={NAME: SERVER_ID}"
+        )
+    if status in (400, 413, 422):
+        return "the server rejected the request: check max_tokens against its context length, and the sampling options"
+    return "see the server's log"
+
+
+def _server_message(body: bytes) -> str:
+    """The server's own error text: OpenAI-style {"error": {"message"}} or vLLM's {"message"}, else the body."""
+    text = body.decode("utf-8", errors="replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict) and err.get("message"):
+            text = str(err["message"])
+        elif isinstance(err, str) and err:
+            text = err
+        elif data.get("message"):
+            text = str(data["message"])
+    text = " ".join(text.split())
+    return text if len(text) <= _MAX_QUOTED else text[:_MAX_QUOTED] + "..."
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After is either seconds or an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+# ---------------------------------------------------------------------------------------------
+# Transport: pooled connections and a router over the URLs
+
+
+class _Pool:
+    """Idle keep-alive connections per URL; a thread takes one for a request and gives it back."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._idle: dict[str, list[http.client.HTTPConnection]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, url: str) -> tuple[http.client.HTTPConnection, bool]:
+        """A connection to url's host and whether it was used before (and so may have gone stale)."""
+        with self._lock:
+            idle = self._idle.get(url)
+            if idle:
+                return idle.pop(), True
+        parts = urlsplit(url)
+        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        return cls(parts.hostname or "", parts.port, timeout=self.timeout_s), False
+
+    def give_back(self, url: str, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            self._idle.setdefault(url, []).append(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            conns = [c for idle in self._idle.values() for c in idle]
+            self._idle.clear()
+        for c in conns:
+            c.close()
+
+
+class _Router:
+    """Picks the URL with the fewest requests in flight; ties go round-robin so load spreads evenly."""
+
+    def __init__(self, urls: Sequence[str]) -> None:
+        self.urls = list(urls)
+        self._inflight = [0] * len(self.urls)
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def acquire(self, avoid: int | None = None) -> int:
+        n = len(self.urls)
+        with self._lock:
+            # After a failure on one server, try another one if there is one.
+            candidates = [i for i in range(n) if i != avoid] or list(range(n))
+            pick = min(candidates, key=lambda i: (self._inflight[i], (i - self._next) % n))
+            self._next = (pick + 1) % n
+            self._inflight[pick] += 1
+            return pick
+
+    def release(self, i: int) -> None:
+        with self._lock:
+            self._inflight[i] -= 1
+
+
+# ---------------------------------------------------------------------------------------------
+# The backend
+
+
+class OpenAIBackend:
+    """Send each request to an OpenAI-compatible server; see the module docstring."""
+
+    name = "openai"
+
+    def __init__(self, models: Mapping[str, Any] | None = None, settings: OpenAISettings | None = None) -> None:
+        self.models = dict(models or {})
+        self.settings = settings or OpenAISettings()
+        self._pool = _Pool(self.settings.timeout_s)
+        self._router = _Router(self.settings.base_urls)
+        self._rng = random.Random(self.settings.jitter_seed)
+        self._lock = threading.Lock()
+        self._default_model: str | None = None
+        self._tokenizers: dict[str, Any] = {}
+        self._executor: ThreadPoolExecutor | None = None
+
+    # -- identity and rendering ---------------------------------------------------------------
+
+    def identity(self) -> dict[str, Any]:
+        # What is keyed and what is not, and why:
+        # - the endpoint kind: chat (server-side template) and completions (our template) can differ;
+        # - cache_tag: the user's way to say "the server changed" when nothing else shows it;
+        # - the server's model id is keyed per request, inside render(), not here: identity() is
+        #   shared by every model of a run, so a map of all models here would make adding one
+        #   contender invalidate every other contender's cached generations;
+        # - base URLs are NOT keyed: several replicas (or a moved server) serving the same model id
+        #   give the same answers, and a run spread over 1 or 4 URLs, in any order, must share entries;
+        # - concurrency, timeouts, retries and the API key change how an answer arrives, not what it is.
+        ident: dict[str, Any] = {"backend": self.name, "endpoint": "chat/completions" if self.settings.chat else "completions"}
+        if self.settings.cache_tag:
+            ident["cache_tag"] = self.settings.cache_tag
+        return ident
+
+    def render(self, model: ModelSpec, messages: Sequence[Message]) -> str:
+        """The request body minus sampling, as canonical JSON: exactly what is keyed is what is sent.
+
+        Chat mode keys on the messages (the server renders them; we cannot see its template). The
+        server's model id is part of it, so two server models never share a cache entry.
+        """
+        body: dict[str, Any] = {"model": self.server_model_id(model)}
+        if self.settings.chat:
+            body["messages"] = [m.to_dict() for m in messages]
+        else:
+            body["prompt"] = self._render_locally(model, messages)
+        return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+    def server_model_id(self, model: ModelSpec) -> str:
+        if model.name in self.settings.model_names:
+            return self.settings.model_names[model.name]
+        if model.adapter is not None:
+            return model.name  # `--lora-modules NAME=PATH` with NAME = the ftevals model name
+        return self._server_default_model()
+
+    def _server_default_model(self) -> str:
+        """The first model the server lists: `vllm serve BASE` lists the base first, then its adapters."""
+        with self._lock:
+            if self._default_model is None:
+                data, _, _ = self._call("GET", "/models", None, what="listing the server's models")
+                ids = _model_ids(data)
+                if not ids:
+                    raise BackendError(
+                        f"GET {_display_url(self.settings.base_urls[0])}/models lists no models; "
+                        "name the model explicitly with model_names={NAME: SERVER_ID}"
+                    )
+                self._default_model = ids[0]
+            return self._default_model
+
+    def _render_locally(self, model: ModelSpec, messages: Sequence[Message]) -> str:
+        from .vllm import load_tokenizer, render_chat
+
+        resolved = self.models.get(model.name)
+        if resolved is None:
+            raise BackendError(f"openai backend (chat=False) needs the base model folder of {model.name!r} to render its prompt")
+        key = str(resolved.base.path)
+        if key not in self._tokenizers:
+            self._tokenizers[key] = load_tokenizer(resolved.base.path)
+        return render_chat(self._tokenizers[key], messages)
+
+    # -- generation ---------------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        if not requests:
+            return []
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self.settings.concurrency, thread_name_prefix="ftevals-openai")
+        # A failure that retries could not fix would hit the requests still queued too: after the
+        # first one, queued requests are not sent (in-flight ones finish and count as done).
+        stop = threading.Event()
+        futures: list[Future[Generation]] = [self._executor.submit(self._guarded, r, stop) for r in requests]
+        wait(futures)
+        partial: dict[int, Generation] = {}
+        first_error: BaseException | None = None
+        for i, f in enumerate(futures):
+            exc = f.exception()
+            if exc is None:
+                partial[i] = f.result()
+            elif first_error is None and not isinstance(exc, _NotSent):
+                first_error = exc
+        if first_error is None:
+            return [partial[i] for i in range(len(requests))]
+        if not isinstance(first_error, BackendError):
+            first_error = BackendError(f"{type(first_error).__name__}: {first_error}")
+        err = BackendError(
+            f"{len(partial)} of {len(requests)} requests succeeded before the openai backend failed: {first_error}"
+        )
+        err.partial = partial  # type: ignore[attr-defined]
+        raise err from first_error
+
+    def _guarded(self, request: GenerationRequest, stop: threading.Event) -> Generation:
+        if stop.is_set():
+            raise _NotSent
+        try:
+            return self._one(request)
+        except BaseException:
+            stop.set()
+            raise
+
+    def _one(self, request: GenerationRequest) -> Generation:
+        body = self._body(request)
+        path = "/chat/completions" if self.settings.chat else "/completions"
+        what = f"model {body['model']!r} (ftevals model {request.model.name!r})"
+        data, latency, meta = self._call("POST", path, body, what=what, parse=lambda d: _parse_completion(d, self.settings.chat))
+        text, finish, tokens_in, tokens_out = data
+        return Generation(text, tokens_in, tokens_out, finish, latency, extra=meta)
+
+    def _body(self, request: GenerationRequest) -> dict[str, Any]:
+        try:
+            body = json.loads(request.prompt)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or "model" not in body:
+            # A request planned without our render(): rebuild its body the same way.
+            body = json.loads(self.render(request.model, request.messages))
+        body.update(_sampling_fields(request.sampling))
+        return body
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None, *, what: str, parse: Any = None) -> tuple[Any, float, dict[str, Any]]:
+        """One logical request with retries; returns (parsed body, latency of the good attempt, meta)."""
+        s = self.settings
+        payload = None if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8")
+        avoid: int | None = None
+        last = ""
+        for attempt in range(s.max_retries + 1):
+            i = self._router.acquire(avoid)
+            url = self._router.urls[i]
+            try:
+                started = time.monotonic()
+                status, headers, raw = self._send(url, method, path, payload)
+                latency = time.monotonic() - started
+                if 200 <= status < 300:
+                    try:
+                        data = json.loads(raw)
+                        parsed = parse(data) if parse else data
+                    except (ValueError, KeyError, IndexError, TypeError) as exc:
+                        snippet = _server_message(raw)
+                        raise _Transient(f"malformed response ({type(exc).__name__}: {exc}; body: {snippet!r})") from None
+                    return parsed, latency, {"attempts": attempt + 1, "url": _display_url(url)}
+                message = self._redact(_server_message(raw))
+                if status == 429 or status >= 500:
+                    raise _Transient(f"HTTP {status}: {message}", _retry_after(headers.get("Retry-After")))
+                raise BackendError(self._client_error(status, message, url, path, what))
+            except _Transient as exc:
+                last, wait_s = str(exc), exc.retry_after
+            except (OSError, http.client.HTTPException) as exc:
+                # Refused, reset, DNS, timeouts (socket.timeout is an OSError), truncated responses.
+                kind = "timed out" if isinstance(exc, (socket.timeout, TimeoutError)) else "connection failed"
+                last, wait_s = f"{kind} ({type(exc).__name__}: {self._redact(str(exc))})", None
+            finally:
+                self._router.release(i)
+            avoid = i if len(self._router.urls) > 1 else None
+            if attempt < s.max_retries:
+                time.sleep(self._delay(attempt, wait_s))
+        raise BackendError(
+            f"{method} {_display_url(url)}{path} for {what} failed after {s.max_retries + 1} attempts; last error: {last}. "
+            "Is the server up and healthy? Raise max_retries or timeout_s for a slow or overloaded server."
+        )
+
+    def _send(self, url: str, method: str, path: str, payload: bytes | None) -> tuple[int, http.client.HTTPMessage, bytes]:
+        headers = {"Accept": "application/json"}
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        key = os.environ.get(self.settings.api_key_env) if self.settings.api_key_env else None
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        target = urlsplit(url).path + path
+        while True:
+            conn, reused = self._pool.take(url)
+            try:
+                conn.request(method, target, body=payload, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                conn.close()
+                if reused:
+                    continue  # the server closed an idle keep-alive connection: not a real failure
+                raise
+            except BaseException:
+                conn.close()
+                raise
+            if resp.will_close:
+                conn.close()
+            else:
+                self._pool.give_back(url, conn)
+            return resp.status, resp.headers, raw
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        s = self.settings
+        if retry_after is not None:
+            return min(retry_after, s.max_retry_after_s)
+        # Full jitter: spreads the retries of many threads instead of hammering the server in step.
+        return self._rng.uniform(0, min(s.max_backoff_s, s.backoff_s * 2**attempt))
+
+    def _client_error(self, status: int, message: str, url: str, path: str, what: str) -> str:
+        hint = _hint(status, self.settings.api_key_env)
+        if status == 404 and path == "/models":
+            hint = "check the base URL: it must end with the API prefix, e.g. http://HOST:8000/v1"
+        elif status == 404:
+            listed = self._listed_models(url)
+            if listed:
+                hint += f"; the server lists: {', '.join(listed[:20])}"
+        return f"{_display_url(url)}{path} returned HTTP {status} for {what}: {message or '(no message)'}; {hint}"
+
+    def _listed_models(self, url: str) -> list[str]:
+        """Best effort, for a hint only: one quick GET without retries."""
+        try:
+            status, _, raw = self._send(url, "GET", "/models", None)
+            return _model_ids(json.loads(raw)) if status == 200 else []
+        except Exception:
+            return []
+
+    def _redact(self, text: str) -> str:
+        """Some servers echo the key they rejected; it must not reach our messages."""
+        key = os.environ.get(self.settings.api_key_env) if self.settings.api_key_env else None
+        if key and len(key) >= 4:
+            text = text.replace(key, "***")
+        return text
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        self._pool.close()
+
+
+def _sampling_fields(s: SamplingSpec) -> dict[str, Any]:
+    fields: dict[str, Any] = {"max_tokens": s.max_tokens, "temperature": s.temperature, "top_p": s.top_p, "n": 1}
+    if s.stop:
+        fields["stop"] = list(s.stop)
+    if not s.greedy:
+        fields["seed"] = s.seed  # a seed means nothing for greedy decoding; some servers reject it
+    return fields
+
+
+def _parse_completion(data: Any, chat: bool) -> tuple[str, str, int, int]:
+    """(text, finish_reason, prompt tokens, completion tokens) from a (chat) completion response."""
+    choice = data["choices"][0]
+    text = choice["message"]["content"] if chat else choice["text"]
+    if text is None:
+        text = ""  # e.g. a refusal or a tool call: no content, which scores as an empty answer
+    if not isinstance(text, str):
+        raise TypeError(f"the completion text is a {type(text).__name__}, not a string")
+    usage = data.get("usage") or {}
+    return text, str(choice.get("finish_reason") or "stop"), int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+def _model_ids(data: Any) -> list[str]:
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+        return []
+    return [str(m["id"]) for m in data["data"] if isinstance(m, dict) and m.get("id")]
+
+
+__all__ = ["OpenAIBackend", "OpenAISettings"]
