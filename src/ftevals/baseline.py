@@ -1,0 +1,336 @@
+"""Record-then-compare baselines: a committed JSON file per suite holding the numbers a run produced.
+
+The first run writes the file ("created"). Later runs compare against it: equal within tolerance
+is "matched"; anything else is "changed", with a message that lists every difference and ends with
+the command that accepts them; with `update=True` the file is rewritten ("updated").
+
+The file holds, per model and metric, the value, its 95% CI and n, plus the dataset fingerprint
+and each model's base/adapter fingerprints, so that a changed number can be traced to a changed
+dataset or adapter. It is written deterministically (sorted keys, two-space indent, floats in
+Python's shortest round-trip form, no timestamps) so that it diffs cleanly in git, and an update
+keeps the stored entry of every value that did not change, so the diff shows only real changes.
+
+Tolerance: by default a value has changed when it differs by more than 1e-9 in absolute terms.
+That suits greedy decoding, where reruns on the same software are bit-identical, while ignoring
+float summation noise. Sampled runs (or runs across hardware) can pass a larger `tolerance`, or
+`use_ci=True` to accept any stored value that lies inside the current run's confidence interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .compare import ScoreSummary
+from .errors import ResultsError
+from .fsutil import atomic_write_text
+
+BaselineStatus = Literal["created", "matched", "changed", "updated"]
+ChangeKind = Literal["value", "added", "removed", "fingerprint"]
+
+SCHEMA = "ftevals.baseline"
+SCHEMA_VERSION = 1
+DEFAULT_TOLERANCE = 1e-9
+DEFAULT_ACCEPT_COMMAND = "pytest suites/ --ftevals-update-baseline"
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One model in a baseline: its fingerprints ({"base": ..., "adapter": ...}) and metric -> score."""
+
+    fingerprints: Mapping[str, str | None] = field(default_factory=dict)
+    scores: Mapping[str, ScoreSummary] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a run produced for one suite, in the shape of a baseline file."""
+
+    suite: str
+    dataset_fingerprint: str | None
+    models: Mapping[str, ModelRecord]
+
+    @property
+    def n_values(self) -> int:
+        return sum(len(m.scores) for m in self.models.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "suite": self.suite,
+            "dataset_fingerprint": self.dataset_fingerprint,
+            "models": {
+                name: {
+                    "fingerprints": dict(rec.fingerprints),
+                    "metrics": {metric: s.to_dict() for metric, s in rec.scores.items()},
+                }
+                for name, rec in self.models.items()
+            },
+        }
+
+    def to_json(self) -> str:
+        """The file's text: byte-identical for equal snapshots, whatever the insertion order."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Any, *, path: str = "<baseline>") -> Snapshot:
+        """Read a baseline file's content; ResultsError names what is wrong."""
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+            raise ResultsError(f"{path}: not an ftevals baseline file (expected \"schema\": \"{SCHEMA}\")")
+        if data.get("schema_version") != SCHEMA_VERSION:
+            raise ResultsError(
+                f"{path}: baseline schema_version {data.get('schema_version')!r} is not supported "
+                f"(this ftevals reads {SCHEMA_VERSION}); rewrite it with --ftevals-update-baseline"
+            )
+        try:
+            models = {
+                str(name): ModelRecord(
+                    {str(k): (None if v is None else str(v)) for k, v in (rec.get("fingerprints") or {}).items()},
+                    {str(metric): ScoreSummary.from_dict(s) for metric, s in (rec.get("metrics") or {}).items()},
+                )
+                for name, rec in data["models"].items()
+            }
+            fp = data.get("dataset_fingerprint")
+            return cls(str(data["suite"]), None if fp is None else str(fp), models)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ResultsError(f"{path}: malformed baseline file ({type(exc).__name__}: {exc}); "
+                               "fix it or rewrite it with --ftevals-update-baseline") from None
+
+    @classmethod
+    def from_results(cls, results: Mapping[str, Any], suite: str) -> Snapshot:
+        """Build the snapshot of one suite from a results-file dict (docs/results-schema.md)."""
+        entry = next((s for s in results.get("suites", []) if s.get("name") == suite), None)
+        if entry is None:
+            raise ResultsError(f"the results have no suite named {suite!r}")
+        dataset = entry.get("dataset") or {}
+        n = dataset.get("n_examples")
+        models: dict[str, ModelRecord] = {}
+        for name in entry.get("models", []):
+            info = (results.get("models") or {}).get(name) or {}
+            fingerprints = {"base": info.get("base_fingerprint"), "adapter": info.get("adapter_fingerprint")}
+            scores = {
+                metric: ScoreSummary.from_dict({"n": n, **s})
+                for metric, s in ((entry.get("scores") or {}).get(name) or {}).items()
+            }
+            models[name] = ModelRecord(fingerprints, scores)
+        return cls(suite, dataset.get("fingerprint"), models)
+
+
+@dataclass(frozen=True)
+class BaselineChange:
+    """One difference between the stored baseline and this run.
+
+    kind "value": a metric's value moved beyond tolerance; "added"/"removed": a model or metric
+    (metric None for a whole model) exists only in this run / only in the baseline;
+    "fingerprint": `field` ("dataset", "base", "adapter", "suite") names what changed.
+    """
+
+    kind: ChangeKind
+    model: str | None
+    metric: str | None
+    baseline: Any
+    current: Any
+    field: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"kind": self.kind, "model": self.model, "metric": self.metric,
+               "baseline": _plain(self.baseline), "current": _plain(self.current)}
+        if self.field is not None:
+            out["field"] = self.field
+        return out
+
+    def describe(self) -> str:
+        """One line for the failure message, e.g. `banking77 accuracy: 0.4 -> 0.41 (+0.01)`."""
+        if self.kind == "fingerprint":
+            what = f"{self.model} {self.field} fingerprint" if self.model else f"{self.field} fingerprint"
+            if self.field == "suite":
+                what = "suite name"
+            return f"{what}: {self.baseline} -> {self.current}"
+        who = " ".join(x for x in (self.model, self.metric) if x)
+        if self.kind == "added":
+            return f"{who}: new (now {_value(self.current)})" if self.metric else f"{who}: new model"
+        if self.kind == "removed":
+            return f"{who}: missing from this run (was {_value(self.baseline)})" if self.metric \
+                else f"{who}: model missing from this run"
+        delta = ""
+        if _finite(self.baseline) and _finite(self.current):
+            delta = f" ({self.current - self.baseline:+.3g})"
+        return f"{who}: {_value(self.baseline)} -> {_value(self.current)}{delta}"
+
+
+@dataclass(frozen=True)
+class BaselineOutcome:
+    """The result of `check_baseline`; `to_dict` is the results file's `baseline` section.
+
+    `passed` is False only for "changed": a created baseline is a new file to review and commit,
+    which the caller may also choose to treat as a failure.
+    """
+
+    status: BaselineStatus
+    path: str
+    changes: tuple[BaselineChange, ...]
+    message: str
+
+    @property
+    def passed(self) -> bool:
+        return self.status != "changed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "status": self.status, "changes": [c.to_dict() for c in self.changes],
+                "message": self.message}
+
+
+def check_baseline(
+    path: str | Path,
+    current: Snapshot,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+    use_ci: bool = False,
+    update: bool = False,
+    accept_command: str = DEFAULT_ACCEPT_COMMAND,
+) -> BaselineOutcome:
+    """Compare `current` with the baseline at `path`, writing the file when missing or when `update`.
+
+    A value has changed when |current - baseline| > tolerance; with `use_ci` it has changed only
+    when the baseline value is also outside the current run's CI (widened by tolerance). Undefined
+    values (null) equal each other and differ from any number.
+    """
+    path = Path(path)
+    shown = str(path)
+    if not path.exists():
+        atomic_write_text(path, current.to_json())
+        return BaselineOutcome("created", shown, (), (
+            f"baseline {shown} did not exist; wrote it with {current.n_values} values for "
+            f"{len(current.models)} models: review and commit it"))
+    try:
+        stored = read_baseline(path)
+    except ResultsError as exc:
+        if not update:
+            raise
+        atomic_write_text(path, current.to_json())
+        return BaselineOutcome("updated", shown, (), f"baseline {shown} was unreadable ({exc}); rewrote it")
+
+    changes = diff_snapshots(stored, current, tolerance=tolerance, use_ci=use_ci)
+    if not changes:
+        return BaselineOutcome("matched", shown, (), (
+            f"baseline {shown} matches this run ({current.n_values} values for {len(current.models)} models)"))
+    lines = "\n".join(f"  {c.describe()}" for c in changes)
+    if update:
+        atomic_write_text(path, _merge(stored, current, changes).to_json())
+        return BaselineOutcome("updated", shown, tuple(changes),
+                               f"baseline {shown} updated ({_count(changes)}):\n{lines}")
+    return BaselineOutcome("changed", shown, tuple(changes), (
+        f"baseline {shown} differs from this run ({_count(changes)}):\n{lines}\n"
+        f"accept the new values with: {accept_command}"))
+
+
+def read_baseline(path: str | Path) -> Snapshot:
+    """Load a baseline file; ResultsError when it is unreadable or not a baseline."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"{path}: cannot read the baseline ({exc}); fix it or rewrite it with "
+                           "--ftevals-update-baseline") from None
+    return Snapshot.from_dict(data, path=str(path))
+
+
+def diff_snapshots(
+    stored: Snapshot, current: Snapshot, *, tolerance: float = DEFAULT_TOLERANCE, use_ci: bool = False
+) -> list[BaselineChange]:
+    """Every difference between a stored baseline and this run, in a stable (sorted) order."""
+    if tolerance < 0 or not math.isfinite(tolerance):
+        raise ValueError(f"baseline tolerance must be a finite number >= 0, got {tolerance!r}")
+    changes: list[BaselineChange] = []
+    if stored.suite != current.suite:
+        changes.append(BaselineChange("fingerprint", None, None, stored.suite, current.suite, "suite"))
+    if stored.dataset_fingerprint != current.dataset_fingerprint:
+        changes.append(BaselineChange("fingerprint", None, None, stored.dataset_fingerprint,
+                                      current.dataset_fingerprint, "dataset"))
+    for model in sorted(set(stored.models) | set(current.models)):
+        old, new = stored.models.get(model), current.models.get(model)
+        if old is None:
+            changes.append(BaselineChange("added", model, None, None, None))
+            continue
+        if new is None:
+            changes.append(BaselineChange("removed", model, None, None, None))
+            continue
+        for key in sorted(set(old.fingerprints) | set(new.fingerprints)):
+            if old.fingerprints.get(key) != new.fingerprints.get(key):
+                changes.append(BaselineChange("fingerprint", model, None, old.fingerprints.get(key),
+                                              new.fingerprints.get(key), key))
+        for metric in sorted(set(old.scores) | set(new.scores)):
+            before, after = old.scores.get(metric), new.scores.get(metric)
+            if before is None:
+                changes.append(BaselineChange("added", model, metric, None, after.value if after else None))
+            elif after is None:
+                changes.append(BaselineChange("removed", model, metric, before.value, None))
+            elif _value_changed(before.value, after, tolerance, use_ci):
+                changes.append(BaselineChange("value", model, metric, before.value, after.value))
+    return changes
+
+
+def _value_changed(stored: float | None, current: ScoreSummary, tolerance: float, use_ci: bool) -> bool:
+    old_defined, new_defined = _finite(stored), _finite(current.value)
+    if not old_defined or not new_defined:
+        return old_defined != new_defined
+    old, new = float(stored), float(current.value)  # type: ignore[arg-type]
+    if abs(new - old) <= tolerance:
+        return False
+    if use_ci and _finite(current.ci_low) and _finite(current.ci_high):
+        low, high = float(current.ci_low), float(current.ci_high)  # type: ignore[arg-type]
+        return not (low - tolerance <= old <= high + tolerance)
+    return True
+
+
+def _merge(stored: Snapshot, current: Snapshot, changes: list[BaselineChange]) -> Snapshot:
+    """The current snapshot, but keeping the stored entry of every value that did not change."""
+    changed = {(c.model, c.metric) for c in changes if c.kind == "value"}
+    models: dict[str, ModelRecord] = {}
+    for name, rec in current.models.items():
+        old = stored.models.get(name)
+        scores = dict(rec.scores)
+        if old is not None:
+            for metric, summary in old.scores.items():
+                if metric in scores and (name, metric) not in changed:
+                    scores[metric] = summary
+        models[name] = ModelRecord(rec.fingerprints, scores)
+    return Snapshot(current.suite, current.dataset_fingerprint, models)
+
+
+def _count(changes: list[BaselineChange]) -> str:
+    return f"{len(changes)} change{'s' if len(changes) != 1 else ''}"
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _value(x: Any) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "undefined"
+    return f"{x:.6g}" if isinstance(x, float) else str(x)
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+__all__ = [
+    "DEFAULT_ACCEPT_COMMAND",
+    "DEFAULT_TOLERANCE",
+    "BaselineChange",
+    "BaselineOutcome",
+    "BaselineStatus",
+    "ModelRecord",
+    "Snapshot",
+    "check_baseline",
+    "diff_snapshots",
+    "read_baseline",
+]

@@ -1,0 +1,158 @@
+"""Record-then-compare baselines: the create -> match -> change -> update -> match workflow."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from ftevals.baseline import ModelRecord, Snapshot, check_baseline, read_baseline
+from ftevals.compare import ScoreSummary
+from ftevals.errors import ResultsError
+
+
+def _snapshot(acc: float = 0.41, f1: float | None = 0.37, adapter_fp: str = "sha256:aaa",
+              dataset_fp: str = "sha256:ddd") -> Snapshot:
+    return Snapshot(
+        "banking77",
+        dataset_fp,
+        {
+            "base": ModelRecord({"base": "sha256:bbb", "adapter": None},
+                                {"accuracy": ScoreSummary(0.02, 0.005, 0.04, 200),
+                                 "macro_f1": ScoreSummary(0.01, 0.0, 0.03, 200)}),
+            "banking77": ModelRecord({"base": "sha256:bbb", "adapter": adapter_fp},
+                                     {"accuracy": ScoreSummary(acc, acc - 0.07, acc + 0.07, 200),
+                                      "macro_f1": ScoreSummary(f1, 0.30, 0.44, 200)}),
+        },
+    )
+
+
+def test_workflow_create_match_change_update_match(tmp_path: Path) -> None:
+    path = tmp_path / "baselines" / "banking77.json"
+
+    created = check_baseline(path, _snapshot())
+    assert created.status == "created" and created.passed and path.exists()
+    assert created.message == f"baseline {path} did not exist; wrote it with 4 values for 2 models: review and commit it"
+
+    matched = check_baseline(path, _snapshot())
+    assert matched.status == "matched" and matched.passed and matched.changes == ()
+    assert matched.message == f"baseline {path} matches this run (4 values for 2 models)"
+
+    before = path.read_bytes()
+    changed = check_baseline(path, _snapshot(acc=0.43, adapter_fp="sha256:ccc"))
+    assert changed.status == "changed" and not changed.passed
+    assert path.read_bytes() == before  # a failing check never rewrites the file
+    assert changed.message == (
+        f"baseline {path} differs from this run (2 changes):\n"
+        "  banking77 adapter fingerprint: sha256:aaa -> sha256:ccc\n"
+        "  banking77 accuracy: 0.41 -> 0.43 (+0.02)\n"
+        "accept the new values with: pytest suites/ --ftevals-update-baseline"
+    )
+    assert changed.message.endswith("pytest suites/ --ftevals-update-baseline")
+    assert [c.to_dict() for c in changed.changes] == [
+        {"kind": "fingerprint", "model": "banking77", "metric": None, "baseline": "sha256:aaa",
+         "current": "sha256:ccc", "field": "adapter"},
+        {"kind": "value", "model": "banking77", "metric": "accuracy", "baseline": 0.41, "current": 0.43},
+    ]
+
+    updated = check_baseline(path, _snapshot(acc=0.43, adapter_fp="sha256:ccc"), update=True)
+    assert updated.status == "updated" and updated.passed and len(updated.changes) == 2
+    assert updated.to_dict()["path"] == str(path)
+
+    again = check_baseline(path, _snapshot(acc=0.43, adapter_fp="sha256:ccc"))
+    assert again.status == "matched"
+    assert read_baseline(path) == _snapshot(acc=0.43, adapter_fp="sha256:ccc")
+
+
+def test_file_is_deterministic_and_diffs_cleanly(tmp_path: Path) -> None:
+    path_a, path_b = tmp_path / "a.json", tmp_path / "b.json"
+    check_baseline(path_a, _snapshot())
+    shuffled = _snapshot()
+    reordered = Snapshot(shuffled.suite, shuffled.dataset_fingerprint,
+                         {name: ModelRecord(dict(reversed(list(rec.fingerprints.items()))),
+                                            dict(reversed(list(rec.scores.items()))))
+                          for name, rec in reversed(list(shuffled.models.items()))})
+    check_baseline(path_b, reordered)
+    text = path_a.read_text()
+    assert path_b.read_text() == text
+    assert text.endswith("}\n") and "NaN" not in text and "time" not in text
+    data = json.loads(text)
+    assert list(data) == sorted(data)
+    assert data["schema"] == "ftevals.baseline" and data["schema_version"] == 1
+    assert data["models"]["banking77"]["metrics"]["accuracy"] == {"ci_high": 0.48, "ci_low": 0.33999999999999997,
+                                                                  "n": 200, "value": 0.41}
+
+
+def test_update_keeps_unchanged_entries_verbatim(tmp_path: Path) -> None:
+    path = tmp_path / "b.json"
+    check_baseline(path, _snapshot(f1=0.37))
+    # macro_f1 moves by float noise only (below the tolerance); accuracy really changes.
+    check_baseline(path, _snapshot(acc=0.45, f1=0.37 + 1e-13), update=True)
+    stored = read_baseline(path).models["banking77"].scores
+    assert stored["macro_f1"].value == 0.37
+    assert stored["accuracy"].value == 0.45
+
+
+def test_tolerance_and_ci_modes(tmp_path: Path) -> None:
+    path = tmp_path / "b.json"
+    check_baseline(path, _snapshot(acc=0.41))
+    assert check_baseline(path, _snapshot(acc=0.41 + 5e-10)).status == "matched"
+    assert check_baseline(path, _snapshot(acc=0.41 + 5e-9)).status == "changed"
+    assert check_baseline(path, _snapshot(acc=0.415), tolerance=0.01).status == "matched"
+    # use_ci: the stored 0.41 lies inside the current run's CI 0.38..0.52, so it is not a change.
+    assert check_baseline(path, _snapshot(acc=0.45), use_ci=True).status == "matched"
+    assert check_baseline(path, _snapshot(acc=0.50), use_ci=True).status == "changed"
+
+
+def test_undefined_values_added_and_removed_entries(tmp_path: Path) -> None:
+    path = tmp_path / "b.json"
+    check_baseline(path, _snapshot(f1=None))
+    assert check_baseline(path, _snapshot(f1=None)).status == "matched"  # undefined equals undefined
+    outcome = check_baseline(path, _snapshot(f1=0.3))
+    assert outcome.status == "changed"
+    assert outcome.changes[0].describe() == "banking77 macro_f1: undefined -> 0.3"
+
+    current = _snapshot(f1=None)
+    current.models["banking77"].scores.pop("macro_f1")  # type: ignore[attr-defined]
+    current.models["new-adapter"] = ModelRecord({}, {})  # type: ignore[index]
+    outcome = check_baseline(path, current, accept_command="pytest suites/banking77 --ftevals-update-baseline")
+    assert [c.describe() for c in outcome.changes] == [
+        "banking77 macro_f1: missing from this run (was undefined)",
+        "new-adapter: new model",
+    ]
+    assert outcome.message.endswith("accept the new values with: pytest suites/banking77 --ftevals-update-baseline")
+
+    dataset = check_baseline(path, _snapshot(f1=None, dataset_fp="sha256:eee"))
+    assert [c.describe() for c in dataset.changes] == ["dataset fingerprint: sha256:ddd -> sha256:eee"]
+
+
+def test_unreadable_baseline_is_an_error_unless_updating(tmp_path: Path) -> None:
+    path = tmp_path / "b.json"
+    path.write_text("{not json")
+    with pytest.raises(ResultsError, match=r"cannot read the baseline .*--ftevals-update-baseline"):
+        check_baseline(path, _snapshot())
+    path.write_text(json.dumps({"schema": "ftevals.baseline", "schema_version": 99}))
+    with pytest.raises(ResultsError, match="baseline schema_version 99 is not supported"):
+        check_baseline(path, _snapshot())
+    outcome = check_baseline(path, _snapshot(), update=True)
+    assert outcome.status == "updated" and read_baseline(path) == _snapshot()
+
+
+def test_snapshot_from_a_results_file() -> None:
+    results = {
+        "models": {"base": {"base_fingerprint": "sha256:bbb", "adapter_fingerprint": None},
+                   "banking77": {"base_fingerprint": "sha256:bbb", "adapter_fingerprint": "sha256:aaa"}},
+        "suites": [{
+            "name": "banking77",
+            "dataset": {"fingerprint": "sha256:ddd", "n_examples": 200},
+            "models": ["base", "banking77"],
+            "scores": {"base": {"accuracy": {"value": 0.02, "ci_low": 0.005, "ci_high": 0.04},
+                                "macro_f1": {"value": 0.01, "ci_low": 0.0, "ci_high": 0.03}},
+                       "banking77": {"accuracy": {"value": 0.41, "ci_low": 0.33999999999999997, "ci_high": 0.48},
+                                     "macro_f1": {"value": 0.37, "ci_low": 0.30, "ci_high": 0.44}}},
+        }],
+    }
+    assert Snapshot.from_results(results, "banking77") == _snapshot()
+    with pytest.raises(ResultsError, match="no suite named 'gsm8k'"):
+        Snapshot.from_results(results, "gsm8k")
