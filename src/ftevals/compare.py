@@ -509,8 +509,8 @@ def compare_pair(
     """
     if kind not in ("binary", "continuous"):
         raise ConfigError(f"metric {metric!r}: kind must be 'binary' or 'continuous', got {kind!r}")
+    _check_ids(ids, _paired_length(model_scored, reference_scored))
     boot = paired_bootstrap(model_scored, reference_scored, resamples=resamples, seed=seed, alpha=alpha)
-    _check_ids(ids, boot.n)
     delta = boot.estimate
     fixes: list[str] = []
     regressions: list[str] = []
