@@ -139,7 +139,7 @@ def test_unreadable_baseline_is_an_error_unless_updating(tmp_path: Path) -> None
     assert outcome.status == "updated" and read_baseline(path) == _snapshot()
 
 
-def test_snapshot_from_a_results_file() -> None:
+def test_snapshot_from_a_results_file(tmp_path: Path) -> None:
     results = {
         "models": {"base": {"base_fingerprint": "sha256:bbb", "adapter_fingerprint": None},
                    "banking77": {"base_fingerprint": "sha256:bbb", "adapter_fingerprint": "sha256:aaa"}},
@@ -154,5 +154,13 @@ def test_snapshot_from_a_results_file() -> None:
         }],
     }
     assert Snapshot.from_results(results, "banking77") == _snapshot()
+    assert Snapshot.from_suite(results["suites"][0], results["models"]) == _snapshot()
     with pytest.raises(ResultsError, match="no suite named 'gsm8k'"):
         Snapshot.from_results(results, "gsm8k")
+    # check_baseline takes the suite entry directly (what the plugin holds), with the models section.
+    path = tmp_path / "b.json"
+    assert check_baseline(path, results["suites"][0], models=results["models"]).status == "created"
+    assert read_baseline(path) == _snapshot()
+    assert check_baseline(path, _snapshot()).status == "matched"
+    no_fingerprints = check_baseline(path, results["suites"][0])
+    assert no_fingerprints.status == "changed" and no_fingerprints.changes[0].field == "adapter"

@@ -145,7 +145,8 @@ def _comparison(**over: Any) -> Comparison:
 
 def _eval(text: str, comparisons: list[Comparison] | None = None, scores: dict[str, Any] | None = None,
           model: str | None = "adapter", suite: dict[str, Any] | None = None) -> Any:
-    return evaluate_gate(parse_gate(text), model, scores or {}, comparisons or [], suite)
+    """Evaluate with `scores` as this model's metric -> score (wrapped into the suite-wide mapping)."""
+    return evaluate_gate(parse_gate(text), model, {"adapter": scores or {}}, comparisons or [], suite)
 
 
 def test_max_drop_gate_message_matches_the_style_guide() -> None:
@@ -160,7 +161,8 @@ def test_max_drop_gate_message_matches_the_style_guide() -> None:
     assert result.message == ("rougeL did not change significantly: adapter 0.432 vs base 0.437 "
                               "(-0.005, 95% CI -0.020..+0.010, n=500; allowed -0.010)")
     assert result.to_dict() == {"id": "adapter::rougeL >= base - 0.01", "expression": "rougeL >= base - 0.01",
-                                "model": "adapter", "passed": True, "message": result.message}
+                                "model": "adapter", "passed": True, "message": result.message,
+                                "text": "rougeL >= base - 0.01"}
 
 
 def test_floor_gate_messages() -> None:
@@ -248,7 +250,8 @@ def test_suite_level_values() -> None:
     result = _eval("contamination <= 0.01", model=None, suite={"contamination": 0.005})
     assert result.passed and result.message == "contamination 0.005 is below the ceiling 0.010"
     assert result.to_dict() == {"id": "contamination <= 0.01", "expression": "contamination <= 0.01", "model": None,
-                                "passed": True, "message": "contamination 0.005 is below the ceiling 0.010"}
+                                "passed": True, "message": "contamination 0.005 is below the ceiling 0.010",
+                                "text": "contamination <= 0.01"}
     result = _eval("contamination <= 0.01", model=None, suite={"contamination": ScoreSummary(0.02, n=200)})
     assert not result.passed and result.message == "contamination 0.020 is above the ceiling 0.010 (n=200)"
 
@@ -268,3 +271,27 @@ def test_end_to_end_from_scored_values() -> None:
     result = evaluate_gate(gate, "a", {}, [comp])
     assert result.passed and result.message.startswith("accuracy improved: a 0.850 vs base 0.600 (+0.250, 95% CI +")
     assert result.message.endswith(", n=100, p=6.0e-08; required > 0 with p < 0.05)")
+
+
+def test_results_file_shapes_reference_selection_and_written_text() -> None:
+    # Scores as stored in a results file (no n), for several models; n supplied by the caller.
+    scores = {"a": {"macro_f1": {"value": 0.652, "ci_low": 0.611, "ci_high": 0.690}},
+              "b": {"macro_f1": {"value": 0.751, "ci_low": 0.702, "ci_high": 0.790}}}
+    gate = parse_gate("macro_f1 >= 0.70")
+    result = evaluate_gate(gate, "a", scores, [], n=200)
+    assert result.message == "macro_f1 0.652 is below the floor 0.700 (95% CI 0.611..0.690, n=200)"
+    assert evaluate_gate(gate, "b", scores, [], n=200).passed
+    # Comparisons against two references: the one named `reference` is used.
+    vs_base = _comparison(model="a")
+    vs_other = _comparison(model="a", reference="v1", model_value=0.412, reference_value=0.410, delta=0.002,
+                           ci_low=-0.01, ci_high=0.014, verdict="no_significant_change")
+    relative = parse_gate("rougeL >= base - 0.01")
+    assert not evaluate_gate(relative, "a", scores, [vs_base, vs_other], reference="base").passed
+    assert evaluate_gate(relative, "a", scores, [vs_base, vs_other], reference="v1").passed
+    missing = evaluate_gate(relative, "a", scores, [vs_base], reference="v2")
+    assert missing.message == "no comparison of a with v2 on rougeL; the gate cannot pass"
+    # `text` keeps the gate exactly as the suite wrote it, so callers can match results to their list.
+    written = "a:  rougeL>=base-0.01"
+    qualified = evaluate_gate(parse_gate(written), "a", scores, [vs_base])
+    assert qualified.to_dict()["text"] == written
+    assert (qualified.id, qualified.expression) == ("a::rougeL >= base - 0.01", "rougeL >= base - 0.01")

@@ -103,22 +103,33 @@ class Snapshot:
 
     @classmethod
     def from_results(cls, results: Mapping[str, Any], suite: str) -> Snapshot:
-        """Build the snapshot of one suite from a results-file dict (docs/results-schema.md)."""
+        """Build the snapshot of one suite from a whole results-file dict (docs/results-schema.md)."""
         entry = next((s for s in results.get("suites", []) if s.get("name") == suite), None)
         if entry is None:
             raise ResultsError(f"the results have no suite named {suite!r}")
+        return cls.from_suite(entry, results.get("models"))
+
+    @classmethod
+    def from_suite(cls, entry: Mapping[str, Any], models: Mapping[str, Any] | None = None) -> Snapshot:
+        """Build a snapshot from one results-file suite entry.
+
+        Model fingerprints live in the results file's top-level `models` section: pass it as
+        `models`; without it the baseline records no model fingerprints (only the dataset's).
+        """
         dataset = entry.get("dataset") or {}
         n = dataset.get("n_examples")
-        models: dict[str, ModelRecord] = {}
+        records: dict[str, ModelRecord] = {}
         for name in entry.get("models", []):
-            info = (results.get("models") or {}).get(name) or {}
-            fingerprints = {"base": info.get("base_fingerprint"), "adapter": info.get("adapter_fingerprint")}
+            fingerprints: dict[str, str | None] = {}
+            if models is not None:
+                info = models.get(name) or {}
+                fingerprints = {"base": info.get("base_fingerprint"), "adapter": info.get("adapter_fingerprint")}
             scores = {
                 metric: ScoreSummary.from_dict({"n": n, **s})
                 for metric, s in ((entry.get("scores") or {}).get(name) or {}).items()
             }
-            models[name] = ModelRecord(fingerprints, scores)
-        return cls(suite, dataset.get("fingerprint"), models)
+            records[name] = ModelRecord(fingerprints, scores)
+        return cls(str(entry.get("name")), dataset.get("fingerprint"), records)
 
 
 @dataclass(frozen=True)
@@ -187,8 +198,9 @@ class BaselineOutcome:
 
 def check_baseline(
     path: str | Path,
-    current: Snapshot,
+    current: Snapshot | Mapping[str, Any],
     *,
+    models: Mapping[str, Any] | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     use_ci: bool = False,
     update: bool = False,
@@ -196,10 +208,15 @@ def check_baseline(
 ) -> BaselineOutcome:
     """Compare `current` with the baseline at `path`, writing the file when missing or when `update`.
 
+    `current` is a Snapshot or a results-file suite entry; for the latter pass the results file's
+    `models` section as `models` so that the model fingerprints are recorded (see `Snapshot.from_suite`).
+
     A value has changed when |current - baseline| > tolerance; with `use_ci` it has changed only
     when the baseline value is also outside the current run's CI (widened by tolerance). Undefined
     values (null) equal each other and differ from any number.
     """
+    if not isinstance(current, Snapshot):
+        current = Snapshot.from_suite(current, models)
     path = Path(path)
     shown = str(path)
     if not path.exists():

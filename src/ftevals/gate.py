@@ -57,6 +57,7 @@ class Gate:
     `evaluate_gate`). `model` is set for model-qualified gates ("banking77: accuracy >= 0.7").
     """
 
+    #: The expression exactly as written (what a suite lists; error messages show it whitespace-collapsed).
     text: str
     metric: str
     op: Op
@@ -145,7 +146,8 @@ class GateResult:
 
     `observed` is the number that was checked (the value, the delta, or the CI bound for
     "significantly" gates; None when missing), `required` the threshold it was checked against.
-    `to_dict` is an entry of the results file's `gates` list.
+    `to_dict` is an entry of the results file's `gates` list, plus `text`: the gate as written in
+    the suite (`expression` is its normalised form without the model qualifier).
     """
 
     gate: Gate
@@ -165,7 +167,7 @@ class GateResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "expression": self.expression, "model": self.model, "passed": self.passed,
-                "message": self.message}
+                "message": self.message, "text": self.gate.text}
 
 
 # --------------------------------------------------------------------------------------------
@@ -200,7 +202,7 @@ def parse_gate(text: str) -> Gate:
         raise fail(f"more than one comparison operator ({op!r} and {other!r}); write one gate per bound")
     model, metric = _parse_lhs(lhs, op, fail)
     relative, threshold, norm_rhs, significantly = _parse_rhs(rhs, op, fail)
-    return Gate(src, metric, op, threshold, relative, significantly, model, norm_rhs)
+    return Gate(text, metric, op, threshold, relative, significantly, model, norm_rhs)
 
 
 def parse_gates(texts: Iterable[str]) -> list[Gate]:
@@ -315,20 +317,28 @@ def _number_value(number: str, percent: str, fail: Any) -> float:
 # Evaluation
 
 SuiteValue = float | ScoreSummary | None
+#: One model's score on one metric, in any of the plain shapes `evaluate_gate` accepts.
+ScoreLike = ScoreSummary | tuple[Any, ...] | Mapping[str, Any]
 
 
 def evaluate_gate(
     gate: Gate,
     model: str | None,
-    scores: Mapping[str, ScoreSummary | tuple[Any, ...]],
+    scores: Mapping[str, Mapping[str, ScoreLike]],
     comparisons: Iterable[Comparison],
-    suite_values: Mapping[str, SuiteValue] | None = None,
+    suite_values: Mapping[str, SuiteValue | ScoreLike] | None = None,
+    *,
+    reference: str | None = None,
+    n: int | None = None,
 ) -> GateResult:
     """Check `gate` for `model` (None for a gate on a suite-level value).
 
-    `scores`: this model's metric -> ScoreSummary (or a (value, ci_low, ci_high, n) tuple).
-    `comparisons`: the suite's comparison records; the one for (model, gate.metric) is used.
-    `suite_values`: suite-level values such as {"contamination": 0.005}.
+    `scores`: model -> metric -> score, where a score is a ScoreSummary, a (value, ci_low, ci_high,
+    n) tuple or a results-file dict {"value", "ci_low", "ci_high"[, "n"]}; `n` fills in the number
+    of examples where a score does not carry it. `comparisons`: the suite's comparison records; the
+    one for (model, gate.metric) is used, against `reference` when given (so comparisons against
+    several references cannot be mixed up). `suite_values`: suite-level values such as
+    {"contamination": 0.005}.
 
     Plain gates check point estimates. With "significantly": a base-relative gate with no margin
     passes only when the comparison found a significant change in the operator's direction
@@ -340,26 +350,35 @@ def evaluate_gate(
         raise ConfigError(f"gate {gate.text!r} is for model {gate.model!r}, not {model!r}")
     suite_values = suite_values or {}
     if gate.metric in suite_values:
-        return _absolute(gate, model, _as_summary(suite_values[gate.metric]), suite_level=True)
+        return _absolute(gate, model, _as_summary(suite_values[gate.metric], None), suite_level=True)
     if model is None:
         return _fail(gate, None, f"{gate.metric} has no suite-level value; the gate cannot pass")
     if gate.relative:
-        comp = next((c for c in comparisons if c.model == model and c.metric == gate.metric), None)
+        comp = next((c for c in comparisons if c.model == model and c.metric == gate.metric
+                     and (reference is None or c.reference == reference)), None)
         if comp is None:
-            return _fail(gate, model, f"no comparison of {model} with the reference on {gate.metric}; "
+            against = reference or "the reference"
+            return _fail(gate, model, f"no comparison of {model} with {against} on {gate.metric}; "
                                       "the gate cannot pass")
         return _relative(gate, model, comp)
-    if gate.metric not in scores:
+    by_metric = scores.get(model) or {}
+    if gate.metric not in by_metric:
         return _fail(gate, model, f"{model} has no {gate.metric} score; the gate cannot pass")
-    return _absolute(gate, model, _as_summary(scores[gate.metric]), suite_level=False)
+    return _absolute(gate, model, _as_summary(by_metric[gate.metric], n), suite_level=False)
 
 
-def _as_summary(value: Any) -> ScoreSummary:
+def _as_summary(value: Any, n: int | None) -> ScoreSummary:
     if isinstance(value, ScoreSummary):
-        return value
-    if isinstance(value, tuple):
-        return ScoreSummary(*value)
-    return ScoreSummary(None if value is None else float(value))
+        summary = value
+    elif isinstance(value, tuple):
+        summary = ScoreSummary(*value)
+    elif isinstance(value, Mapping):
+        summary = ScoreSummary.from_dict(value)
+    else:
+        summary = ScoreSummary(None if value is None else float(value))
+    if summary.n is None and n is not None:
+        summary = ScoreSummary(summary.value, summary.ci_low, summary.ci_high, n)
+    return summary
 
 
 def _fail(gate: Gate, model: str | None, message: str) -> GateResult:
