@@ -29,7 +29,8 @@ from .base import Scored, register_metric
 if TYPE_CHECKING:
     from ..data import Example
 
-_FENCE = re.compile(r"\A\s*```[\w+-]*[ \t]*\r?\n(.*?)\r?\n?[ \t]*```\s*\Z", re.DOTALL)
+# One Markdown code fence around the whole text; a language tag ("json") must end its line.
+_FENCE = re.compile(r"\A\s*```(?:[A-Za-z][\w+-]*[ \t]*\r?\n|[ \t]*\r?\n?)(.*?)\r?\n?[ \t]*```\s*\Z", re.DOTALL)
 #: Keys of predicted objects that no gold object has are pooled under this name in per-field details.
 OTHER_FIELDS = "(other)"
 #: With no `schema` parameter, schema_valid only asks for a JSON object (so the extraction task's

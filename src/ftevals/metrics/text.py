@@ -152,14 +152,19 @@ def token_f1(
 # BLEU
 
 
-def _sacrebleu_bleu(**options: Any) -> Any:
+def _unit(score: float) -> float:
+    # sacrebleu's 0-100 scale; a perfect match can come out as 100.00000000000004 after exp(log(...)).
+    return min(score / 100, 1.0)
+
+
+def _sacrebleu_bleu_class() -> Any:
     try:
         from sacrebleu.metrics import BLEU
     except ImportError:
         raise MissingDependencyError(
             "sacrebleu", "pip install 'sacrebleu>=2'", why="the bleu metric computes corpus BLEU with it"
         ) from None
-    return BLEU(**options)
+    return BLEU
 
 
 @register_metric("bleu", higher_is_better=True, kind="continuous", value_range=(0.0, 1.0))
@@ -179,10 +184,11 @@ def bleu(
     """
     check_aligned(predictions, examples, "bleu")
     refs = _references(examples, multi_reference, "bleu")
+    bleu_class = _sacrebleu_bleu_class()
     try:
-        scorer = _sacrebleu_bleu(tokenize=tokenize, lowercase=lowercase, effective_order=True)
-    except (KeyError, ValueError, RuntimeError) as exc:
-        raise ConfigError(f"metric 'bleu': bad sacrebleu option (tokenize={tokenize!r}): {exc}") from None
+        scorer = bleu_class(tokenize=tokenize, lowercase=lowercase, effective_order=True)
+    except (KeyError, ValueError) as exc:
+        raise ConfigError(f"metric 'bleu': unknown sacrebleu option (tokenize={tokenize!r}): {exc}") from None
     order = scorer.max_ngram_order
     # Columns: hypothesis length, closest reference length, matches per order, totals per order.
     stats = np.zeros((len(refs), 2 + 2 * order), dtype=np.int64)
@@ -190,8 +196,8 @@ def bleu(
     for i, (pred, rs) in enumerate(zip(predictions, refs)):
         s = scorer.sentence_score(as_text(pred), rs)
         stats[i] = [s.sys_len, s.ref_len, *s.counts, *s.totals]
-        sentence[i] = s.score / 100
-    corpus = _sacrebleu_bleu(tokenize=tokenize, lowercase=lowercase)
+        sentence[i] = _unit(s.score)
+    corpus = bleu_class(tokenize=tokenize, lowercase=lowercase)
 
     def aggregate(idx: np.ndarray) -> float:
         if len(idx) == 0:
@@ -201,7 +207,7 @@ def bleu(
             total[2 : 2 + order], total[2 + order :], total[0], total[1],
             smooth_method=corpus.smooth_method, smooth_value=corpus.smooth_value, max_ngram_order=order,
         )
-        return score.score / 100
+        return _unit(score.score)
 
     value = aggregate(np.arange(len(refs)))
     details = {"tokenize": tokenize, "lowercase": lowercase, "hyp_len": int(stats[:, 0].sum()), "ref_len": int(stats[:, 1].sum())}
