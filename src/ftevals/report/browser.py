@@ -1,0 +1,109 @@
+"""Opening a report in a real headless Chromium: shared by the browser tests and by benchmarks.
+
+Playwright drives the system's Chromium (Debian's `chromium` package): its own browser download needs
+network access that CI machines do not have. Nothing here runs when a report is rendered; playwright is
+imported only when a browser is actually asked for.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import FtevalsError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from playwright.sync_api import Browser
+
+#: Where Debian's package puts it; FTEVALS_CHROMIUM overrides (another distribution, a dev laptop).
+DEFAULT_CHROMIUM = "/usr/bin/chromium"
+INSTALL_COMMAND = "apt-get install -y chromium"
+CHROMIUM_ARGS = (
+    "--headless",
+    "--no-sandbox",  # CI containers run as root, where the sandbox refuses to start
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    # No background traffic: a report must not need the network, and tests check it makes none.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
+
+
+class BrowserNotFoundError(FtevalsError, FileNotFoundError):
+    """No Chromium executable; the message gives the install command."""
+
+
+def chromium_path() -> str:
+    """The Chromium executable to drive, or BrowserNotFoundError naming the install command."""
+    configured = os.environ.get("FTEVALS_CHROMIUM")
+    path = configured or DEFAULT_CHROMIUM
+    if Path(path).is_file() and os.access(path, os.X_OK):
+        return path
+    found = None if configured else shutil.which("chromium")
+    if found:
+        return found
+    raise BrowserNotFoundError(
+        f"no Chromium at {path}: the report's browser checks need it; install it with "
+        f"`{INSTALL_COMMAND}` (or run scripts/install_browser.sh)"
+        + ("" if configured else ", or point FTEVALS_CHROMIUM at another Chromium executable")
+    )
+
+
+@contextmanager
+def launch_chromium() -> Iterator[Browser]:
+    """A headless Chromium driven by playwright, closed on exit."""
+    executable = chromium_path()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise MissingDependencyError(
+            "playwright", "pip install playwright", "needed only to open reports in a browser"
+        ) from None
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=list(CHROMIUM_ARGS))
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+_TIMINGS_JS = """() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(() => {
+  const nav = performance.getEntriesByType("navigation")[0];
+  done({dom_content_loaded_ms: nav.domContentLoadedEventEnd, load_ms: nav.loadEventEnd,
+        first_frame_ms: performance.now(), elements: document.getElementsByTagName("*").length});
+})))"""
+
+
+def measure_open_time(path: str | Path, *, repeats: int = 3, viewport: tuple[int, int] = (1280, 900)) -> dict[str, Any]:
+    """How long Chromium takes to open a report file: for benchmarks, never for test assertions.
+
+    Each repeat opens the file in a fresh page and reads the Navigation Timing marks plus the time of
+    the second animation frame after load (the page has been laid out and painted once by then).
+    Returns the per-run numbers (milliseconds since navigation start) and their medians.
+    """
+    target = Path(path).resolve()
+    runs: list[dict[str, Any]] = []
+    with launch_chromium() as browser:
+        for _ in range(repeats):
+            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            page.goto(target.as_uri(), wait_until="load")
+            runs.append(page.evaluate(_TIMINGS_JS))
+            page.close()
+    keys = ("dom_content_loaded_ms", "load_ms", "first_frame_ms")
+    return {
+        "path": str(target),
+        "bytes": target.stat().st_size,
+        "runs": runs,
+        **{f"median_{k}": statistics.median(r[k] for r in runs) for k in keys},
+    }
+
+
+__all__ = ["CHROMIUM_ARGS", "BrowserNotFoundError", "INSTALL_COMMAND", "chromium_path", "launch_chromium", "measure_open_time"]

@@ -1,0 +1,84 @@
+"""Render a results dict to one self-contained HTML page, and write it atomically.
+
+Safety, in layers: jinja2 autoescape is always on (model outputs and dataset text are untrusted),
+templates and static files come from this package only, and a Content-Security-Policy meta tag allows
+nothing but the page's own inline stylesheet and script (by hash) and data: images. Even an escaping
+bug could then neither run injected script nor load anything from the network.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import hashlib
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from jinja2 import ChainableUndefined, Environment, PackageLoader
+from markupsafe import Markup
+
+from ..fsutil import atomic_write_text
+from .fmt import FILTERS
+from .view import build_report
+
+
+@functools.lru_cache(maxsize=1)
+def _environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("ftevals.report", "templates"),
+        autoescape=True,  # always, whatever the template's file name
+        trim_blocks=True,
+        lstrip_blocks=True,
+        # Results files miss optional keys routinely; a missing key renders empty instead of crashing.
+        undefined=ChainableUndefined,
+    )
+    env.filters.update(FILTERS)
+    return env
+
+
+@functools.lru_cache(maxsize=None)
+def _static(name: str) -> str:
+    return (resources.files("ftevals.report") / "static" / name).read_text(encoding="utf-8")
+
+
+def _sha256(text: str) -> str:
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
+    return "sha256-" + base64.b64encode(digest).decode("ascii")
+
+
+def content_security_policy(css: str, js: str) -> str:
+    """The page's policy: only its own inline style and script (by hash), no network at all."""
+    return (
+        "default-src 'none'; "
+        f"style-src '{_sha256(css)}'; "
+        f"script-src '{_sha256(js)}'; "
+        "img-src data:; "
+        "base-uri 'none'; form-action 'none'"
+    )
+
+
+def render_html(results: Mapping[str, Any], *, prices: Mapping[str, Any] | None = None) -> str:
+    """The HTML report for a results dict (docs/results-schema.md), as one self-contained page.
+
+    A pure function: the same results (and prices) give byte-identical HTML. `prices` maps model
+    names to `{"input_per_1k_tokens": x, "output_per_1k_tokens": y}` (or `..._per_token`,
+    `..._per_1m_tokens`) and adds cost per 1k examples to the cost table.
+    Raises ResultsError for something that is not a version-1 results dict, ConfigError for bad prices.
+    """
+    report = build_report(results, prices)
+    css, js = _static("report.css"), _static("report.js")
+    template = _environment().get_template("report.html.j2")
+    # css and js are this package's own files, not data: the only markup passed through unescaped.
+    return template.render(r=report, css=Markup(css), js=Markup(js), csp=content_security_policy(css, js))
+
+
+def write_report(results: Mapping[str, Any], path: str | Path, *, prices: Mapping[str, Any] | None = None) -> Path:
+    """Render `results` and write the page to `path` atomically (old file or new file, never half)."""
+    target = Path(path)
+    atomic_write_text(target, render_html(results, prices=prices))
+    return target
+
+
+__all__ = ["content_security_policy", "render_html", "write_report"]
