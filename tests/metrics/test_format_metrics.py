@@ -162,6 +162,14 @@ def test_null_and_empty_values_are_absent(make_examples):
     assert normalize_value(4) == "4"
 
 
+def test_field_f1_without_any_pairs_is_the_share_of_valid_empty_answers(make_examples):
+    examples = make_examples(["{}"] * 3)
+    assert get_metric("field_f1")(["{}", "{}", "{}"], examples).value == 1.0
+    scored = get_metric("field_f1")(["{}", "oops", "[]"], examples)
+    assert scored.value == pytest.approx(1 / 3)
+    assert scored.on(np.array([1, 2, 2])) == 0.0
+
+
 def test_extraction_needs_a_gold_object(make_examples):
     with pytest.raises(ConfigError, match="'ex-0' has no metadata 'slots'"):
         get_metric("field_f1")(["{}"], make_examples(["not an object"]))

@@ -81,7 +81,7 @@ def _encode(predictions: Sequence[str], examples: Sequence[Example], labels: Seq
     check_aligned(predictions, examples, metric)
     if isinstance(labels, str):
         raise ConfigError(f"metric {metric!r}: labels must be a list of label strings, got the string {labels!r}")
-    universe = tuple(sorted(set(labels) if labels is not None else {ex.label for ex in examples}))
+    universe = tuple(sorted({str(x) for x in labels} if labels is not None else {ex.label for ex in examples}))
     index = _label_index(universe)
     gold = np.empty(len(examples), dtype=np.intp)
     for i, ex in enumerate(examples):
