@@ -74,8 +74,11 @@ _INT_TEXT = re.compile(r"^[+-]?\d+(\.0*)?$")
 SCORE_SPREAD_FLAG = 2
 #: A rater is flagged when their mean quadratic-weighted kappa with the others is below this ...
 KAPPA_FLAG = 0.2
-#: ... or when leaving them out raises the suite's alpha by at least this much.
+#: ... or when leaving them out raises the suite's alpha by at least this much. Only with at least
+#: ALPHA_GAIN_MIN_RATERS raters: with three, leaving one out leaves a single pair, whose alpha on a
+#: few dozen items swings by 0.1 through noise alone.
 ALPHA_GAIN_FLAG = 0.1
+ALPHA_GAIN_MIN_RATERS = 4
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1501,6 +1504,7 @@ def _suite_block(
             "flag_score_spread": SCORE_SPREAD_FLAG,
             "flag_kappa_below": kappa_threshold,
             "flag_alpha_gain": ALPHA_GAIN_FLAG,
+            "flag_alpha_gain_min_raters": ALPHA_GAIN_MIN_RATERS,
         },
         "scores": scores,
         "preferences": preferences,
@@ -1576,7 +1580,8 @@ def _agreement_block(
         if mean_kappa is not None and mean_kappa < kappa_threshold:
             reasons.append(f"mean quadratic-weighted kappa with the other raters is {mean_kappa:.2f} (< {kappa_threshold:g})")
         base_alpha = _num(alpha_overall)
-        if without is not None and base_alpha is not None and without - base_alpha >= ALPHA_GAIN_FLAG:
+        if (len(raters) >= ALPHA_GAIN_MIN_RATERS and without is not None and base_alpha is not None
+                and without - base_alpha >= ALPHA_GAIN_FLAG):
             reasons.append(f"leaving this rater out raises alpha from {base_alpha:.2f} to {without:.2f}")
         per_rater.append({
             "rater": r,
