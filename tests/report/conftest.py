@@ -208,7 +208,8 @@ def classification_suite(n: int, models: Sequence[str], seed: int = 0, n_labels:
     suite = _assemble("banking77", "classification", f"BANKING77 intent classification: one of {len(labels)} intents.",
                       _dataset("banking77", "data/banking77/test.jsonl", n, 3080), metrics, models, examples,
                       corpus={"macro_f1": macro_f1})
-    suite["details"] = {m: {"macro_f1": _macro_f1(labels, golds, preds[m])["details"]} for m in models}
+    suite["details"] = {m: {metric: _macro_f1(labels, golds, preds[m])["details"] for metric in ("accuracy", "macro_f1")}
+                        for m in models}
     adapter, contender = models[1], "base-fewshot"
     if contender in models:
         base_v, pv, av = (suite["scores"][x]["accuracy"]["value"] for x in (models[0], contender, adapter))
@@ -229,64 +230,101 @@ def classification_suite(n: int, models: Sequence[str], seed: int = 0, n_labels:
 
 
 def _macro_f1(labels: list[str], golds: list[str], preds: list[str]) -> dict[str, Any]:
+    """Macro-F1 and the details ftevals.metrics.classification writes (rows gold, columns predicted
+    plus an "(unparseable)" column, over the labels that occur)."""
+    k = len(labels)
     index = {label: i for i, label in enumerate(labels)}
-    matrix = [[0] * len(labels) for _ in labels]
-    unparseable = 0
+    matrix = [[0] * (k + 1) for _ in labels]
     for g, p in zip(golds, preds):
-        if p in index:
-            matrix[index[g]][index[p]] += 1
-        else:
-            unparseable += 1
+        matrix[index[g]][index.get(p, k)] += 1
+    shown = [i for i in range(k) if sum(matrix[i]) or any(matrix[r][i] for r in range(k))]
     per_class, f1s = {}, []
-    for i, label in enumerate(labels):
-        tp = matrix[i][i]
-        support = sum(1 for g in golds if g == label)
-        predicted = sum(matrix[r][i] for r in range(len(labels)))
+    for i in shown:
+        tp, support, predicted = matrix[i][i], sum(matrix[i]), sum(matrix[r][i] for r in range(k))
         precision = tp / predicted if predicted else 0.0
         recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        f1 = 2 * tp / (support + predicted) if support + predicted else 0.0
+        per_class[labels[i]] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "support": support}
         if support:
             f1s.append(f1)
-            per_class[label] = {"precision": round(precision, 4), "recall": round(recall, 4), "f1": round(f1, 4), "support": support}
-    details = {"labels": labels, "confusion_matrix": matrix, "per_class": per_class, "unparseable": unparseable}
+    details = {
+        "labels": [labels[i] for i in shown],
+        "columns": [labels[i] for i in shown] + ["(unparseable)"],
+        "confusion_matrix": [[matrix[i][j] for j in [*shown, k]] for i in shown],
+        "per_class": per_class,
+        "unparseable": sum(1 for p in preds if p not in index),
+        "n": len(golds),
+    }
     return {"value": float(np.mean(f1s)) if f1s else 0.0, "details": details}
+
+
+MAX_IDS_PER_KIND = 50  # as in ftevals.metrics: details list only the first ids of each error kind
+FIELDS = ("people", "time", "date", "last_name")
+
+
+def _error_details(kinds: list[str | None], ids: list[str], all_kinds: Sequence[str]) -> dict[str, Any]:
+    examples: dict[str, list[str]] = {}
+    for kind, xid in zip(kinds, ids):
+        if kind is not None and len(examples.setdefault(kind, [])) < MAX_IDS_PER_KIND:
+            examples[kind].append(xid)
+    return {"error_kinds": {k: sum(1 for x in kinds if x == k) for k in all_kinds}, "examples": examples}
 
 
 def extraction_suite(n: int, models: Sequence[str], seed: int = 1) -> dict[str, Any]:
     rng = random.Random(seed)
     examples = []
-    kinds: dict[str, dict[str, list[str]]] = {m: {"not_json": [], "schema": []} for m in models}
-    for k in range(n):
+    ids = [f"restaurant8k-test-{k:05d}" for k in range(n)]
+    # Per model: parsed prediction (None if not JSON) and gold, for the details below.
+    parsed: dict[str, list[tuple[Any, dict[str, str]]]] = {m: [] for m in models}
+    for xid in ids:
         people, name = str(rng.randint(1, 9)), rng.choice(NAMES)
         hour = f"{rng.randint(5, 10)}pm"
         text = f"Hi, could I book a table for {people} at {hour} tomorrow? The name is {name}."
         gold = {"people": people, "time": hour, "date": "tomorrow", "last_name": name}
-        xid = f"restaurant8k-test-{k:05d}"
         outputs = {}
         for m in models:
-            roll = rng.random()
-            skill = SKILL["extraction"][m]
-            if roll > skill + (1 - skill) * 0.5:
-                out, valid, f1 = f"Sure! The booking is for {people} people at {hour}.", 0.0, 0.0
-                kinds[m]["not_json"].append(xid)
-            elif roll > skill:
-                out, valid, f1 = json.dumps({"party_size": int(people), "time": hour}), 0.0, 0.25
-                kinds[m]["schema"].append(xid)
+            roll, skill = rng.random(), SKILL["extraction"][m]
+            if roll > skill + (1 - skill) * 0.5:  # chatty answer instead of JSON
+                out, pred = f"Sure! The booking is for {people} people at {hour}.", None
+            elif roll > skill:  # JSON, but not the schema (renamed key, wrong type)
+                pred = {"party_size": int(people), "time": hour}
+                out = json.dumps(pred)
             else:
                 pred = dict(gold)
                 if rng.random() < 0.3:
                     pred.pop("date")
-                out, valid = json.dumps(pred), 1.0
-                f1 = round(2 * len(pred) / (len(pred) + len(gold)), 4)
-            outputs[m] = _output(out, {"slot_f1": f1, "json_valid": valid}, 140)
+                out = json.dumps(pred)
+            pairs_p = set(pred.items()) if pred else set()
+            tp = len(pairs_p & set(gold.items()))
+            f1 = round(2 * tp / (len(pairs_p) + len(gold)), 4) if pred is not None else 0.0
+            schema_ok = pred is not None and set(pred) <= set(FIELDS) and all(isinstance(v, str) for v in pred.values())
+            parsed[m].append((pred, gold))
+            outputs[m] = _output(out, {"field_f1": f1, "json_valid": float(pred is not None), "schema_valid": float(schema_ok)}, 140)
         examples.append({"id": xid, "input": text, "messages": [{"role": "user", "content": text}],
                          "reference": json.dumps(gold), "metadata": {}, "outputs": outputs})
-    metrics = [{"name": "slot_f1", "higher_is_better": True, "kind": "continuous", "primary": True, "range": [0, 1]},
-               {"name": "json_valid", "higher_is_better": True, "kind": "binary", "primary": False, "range": [0, 1]}]
+    metrics = [{"name": "field_f1", "higher_is_better": True, "kind": "continuous", "primary": True, "range": [0, 1]},
+               {"name": "json_valid", "higher_is_better": True, "kind": "binary", "primary": False, "range": [0, 1]},
+               {"name": "schema_valid", "higher_is_better": True, "kind": "binary", "primary": False, "range": [0, 1]}]
     suite = _assemble("restaurant8k", "extraction", "Restaurant-8k slot extraction as JSON.",
                       _dataset("restaurant8k", "data/restaurant8k/test.jsonl", n, 3731), metrics, models, examples)
-    suite["details"] = {m: {"json_valid": {"error_kinds": {k: len(v) for k, v in kinds[m].items()},
-                                           "examples": kinds[m]}} for m in models}
+    for m in models:
+        not_json = [None if p is not None else "not_json" for p, _ in parsed[m]]
+        schema = [k or (None if e["outputs"][m]["scores"]["schema_valid"] else "schema") for k, e in zip(not_json, examples)]
+        per_field = {}
+        for f in FIELDS:
+            tp = sum(1 for p, g in parsed[m] if p and p.get(f) == g[f])
+            predicted = sum(1 for p, _ in parsed[m] if p and f in p)
+            precision, recall = (tp / predicted if predicted else 0.0), tp / n
+            per_field[f] = {"precision": round(precision, 4), "recall": round(recall, 4),
+                            "f1": round(2 * precision * recall / (precision + recall), 4) if precision + recall else 0.0, "support": n}
+        per_field["(other)"] = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+        suite["details"][m] = {
+            "json_valid": _error_details(not_json, ids, ("not_json",)),
+            "schema_valid": {**_error_details(schema, ids, ("not_json", "schema")),
+                             "schema_errors": {"additionalProperties": schema.count("schema"), "type": schema.count("schema")}},
+            "field_f1": {**_error_details(not_json, ids, ("not_json", "not_object")), "per_field": per_field,
+                         "counts": {"tp": 0, "fp": 0, "fn": 0}},
+        }
     for m in models[1:]:
         comp = next(c for c in suite["comparisons"] if c["model"] == m and c["metric"] == "json_valid")
         suite["gates"].append({"id": f"restaurant8k::{m}::json_valid >= 0.9", "expression": "json_valid >= 0.9",
@@ -351,17 +389,44 @@ def generation_suite(n: int, models: Sequence[str], seed: int = 2) -> dict[str, 
                               "recommendation": ("Few-shot prompting recovers most of the adapter's gain on rougeL: "
                                                  "consider shipping the prompt instead of the adapter.")
                               if share is not None and share >= 0.8 else None}
-    suite["human"] = {
-        "criteria": ["faithfulness", "fluency"],
-        "scores": {m: {"faithfulness": {"mean": round(3 + SKILL["generation"][m], 3), "ci_low": round(2.8 + SKILL["generation"][m], 3),
-                                        "ci_high": round(3.2 + SKILL["generation"][m], 3), "n": 40},
-                       "fluency": {"mean": 4.1, "ci_low": 3.9, "ci_high": 4.3, "n": 40}} for m in models},
-        "vs_reference": {m: {"win": 18, "tie": 12, "loss": 10, "n": 40} for m in models[1:]},
-        "agreement": {"krippendorff_alpha": {"faithfulness": 0.62, "fluency": 0.48}, "raters": 3},
-        "packet": "packets/dialogsum-0001",
-    }
+    suite["human"] = human_block(models, [e["id"] for e in examples])
     suite["usage"] = _usage(models, examples, rng)
     return suite
+
+
+def human_block(models: Sequence[str], ids: list[str], source_run: str = "2026-11-21T10-02-03Z-1a2b3c") -> dict[str, Any]:
+    """suite["human"] in the shape docs/results-schema.md documents (written by ftevals.packets)."""
+    criteria = [("faithfulness", "Faithfulness"), ("coverage", "Coverage"), ("style", "Style")]
+    skill = SKILL["generation"]
+    return {
+        "schema": "ftevals.human", "version": 1, "packet_id": "8dac751c0a6a2f87", "part": "part-3",
+        "source_run": source_run,
+        "rubric": {"name": "generation", "title": "Summaries", "scale": [1, 5],
+                   "criteria": [{"id": c, "label": label, "question": f"How good is the {c}?"} for c, label in criteria]},
+        "reference": models[0], "models": list(models), "raters": ["r1", "r2", "r3"],
+        "n_items": 30, "n_ratings": 60,
+        "selection": {"n_candidates": len(ids), "n_selected": 30, "strata": {"regression": 8, "fix": 8, "disagreement": 0, "random": 14}},
+        "methods": {"score_ci": "percentile bootstrap over items", "preference_ci": "Wilson score interval", "level": 0.95,
+                    "resamples": 2000, "seed": 0},
+        "scores": {m: {c: {"value": round(1 + 4 * skill[m] - 0.1 * j, 3), "ci_low": round(0.8 + 4 * skill[m] - 0.1 * j, 3),
+                           "ci_high": round(1.2 + 4 * skill[m] - 0.1 * j, 3), "n_items": 30, "n_ratings": 60}
+                       for j, (c, _) in enumerate(criteria)} for m in models},
+        "preferences": {m: {"reference": models[0], "n": 60, "wins": 43, "win_rate": 0.717, "win_ci_low": 0.592, "win_ci_high": 0.815,
+                            "ties": 8, "tie_rate": 0.133, "tie_ci_low": 0.069, "tie_ci_high": 0.242,
+                            "losses": 9, "loss_rate": 0.15, "loss_ci_low": 0.081, "loss_ci_high": 0.261} for m in models[1:]},
+        "agreement": {
+            "krippendorff_alpha": {"overall": 0.62, "per_criterion": {"faithfulness": 0.66, "coverage": 0.58, "style": 0.41}, "preference": 0.55},
+            "fleiss_kappa": {"overall": None, "per_criterion": {"faithfulness": None}, "preference": None},
+            "cohen_kappa": [{"raters": ["r1", "r2"], "n": 45, "kappa": 0.35, "kappa_quadratic": 0.71},
+                            {"raters": ["r1", "r3"], "n": 40, "kappa": 0.28, "kappa_quadratic": 0.64}],
+            "raters": [{"rater": r, "n_items": 20, "mean_kappa_quadratic": 0.7, "alpha_without": 0.6, "flagged": r == "r3",
+                        "reasons": ["low agreement"] if r == "r3" else []} for r in ("r1", "r2", "r3")],
+        },
+        "flags": {"items": [{"item": "K7QX3M", "example": ids[0], "kinds": ["opposite_preference"],
+                             "reasons": ["opposite preferences: r1 prefer A, r3 prefer B"]}],
+                  "raters": [{"rater": "r3", "reasons": ["mean quadratic-weighted kappa with the other raters is 0.13 (< 0.2)"]}]},
+        "comments": [{"item": "K7QX3M", "example": ids[0], "rater": "r1", "text": "B invents a dinner that is not in the dialogue."}],
+    }
 
 
 def forgetting_suite(n: int, models: Sequence[str], seed: int = 3) -> dict[str, Any]:

@@ -129,7 +129,9 @@ def test_77_classes_render_compactly(results_factory: Any) -> None:
     heat = re.findall(r'<table class="heat">.*?</table>', html, flags=re.S)
     assert heat
     for table in heat:
-        assert table.count('<th class="cl">') == 2 * 12  # top 12 classes, rows and columns
+        assert table.count('<tr><th class="cl">') == 12  # gold rows: the 12 most confused classes
+        columns = table.split("</thead>")[0].count('<th class="cl">')
+        assert columns in (12, 13)  # the same classes, plus "(unparseable)" when it has counts
     assert "the 12 most confused of 77 classes" in html
     pairs = re.findall(r"<h4>(\S+) <small>(\d+) confused pairs", html)
     assert pairs and all(int(n) > 0 for _, n in pairs)
@@ -147,8 +149,8 @@ def test_format_errors_link_to_example_rows(results: dict[str, Any]) -> None:
     assert links and all(h[1:] in ids for h in links)
     position = {e["id"]: k for k, e in enumerate(ext["examples"])}
     assert f'href="#s1-e{position[not_json[0]]}"' in html
-    # Every invalid output is marked for the "Invalid JSON" filter.
-    bad = {i for kinds in ext["details"].values() for v in kinds["json_valid"]["examples"].values() for i in v}
+    # Every malformed output is marked for the "Invalid JSON" filter (schema errors included).
+    bad = {e["id"] for e in ext["examples"] if any(0 in (o["scores"]["json_valid"], o["scores"]["schema_valid"]) for o in e["outputs"].values())}
     marked = [a for a in page.all("article") if a.get("data-b")]
     assert len(marked) == len(bad)
 
@@ -215,17 +217,40 @@ def test_bad_prices_are_config_errors(results: dict[str, Any], prices: Any, mess
         render_html(results, prices=prices)
 
 
-def test_human_ratings_rendered_generically(results: dict[str, Any]) -> None:
+def test_human_ratings(results: dict[str, Any]) -> None:
     gen = _suite(results, "generation")
     html = render_html(results)
-    assert "Human ratings" in html and "Win / tie / loss" in html and "Rater agreement" in html
-    assert "packets/dialogsum-0001" in html  # unknown keys are shown, not dropped
-    # A completely different shape still renders (as data), and odd values do not break the page.
-    gen["human"] = {"per_model": [{"model": "banking77", "helpfulness": 4.2}], "agreement": 0.4, "weird": [[1, [2, {"x": None}]]]}
+    section = html[html.index("<h3>Human ratings") : html.index('<details class="exw"', html.index("<h3>Human ratings"))]
+    assert "Summaries" in section and "Faithfulness" in section
+    s = gen["human"]["scores"]["banking77"]["faithfulness"]
+    assert f"{s['value']:.3f} <small>[{s['ci_low']:.3f}..{s['ci_high']:.3f}]</small> <small>n=60</small>" in section
+    assert "Preference against the reference" in section and "43 <small>71.7% [59.2%..81.5%]</small>" in section
+    assert "krippendorff alpha" in section and "0.62" in section
+    assert "Pairwise Cohen's kappa (2 pairs)" in section and "Per rater (1 flagged)" in section
+    anchor = f"s2-e{[e['id'] for e in gen['examples']].index(gen['human']['flags']['items'][0]['example'])}"
+    assert f'href="#{anchor}"' in section  # flags and comments link to the example row
+    assert "B invents a dinner" in section
+    assert "percentile bootstrap over items" in section  # unrecognised keys are shown, not dropped
+    assert "collected on run" not in section
+    gen["human"]["source_run"] = "another-run"
+    assert "These ratings were collected on run another-run, not on this run" in render_html(results)
+
+
+@pytest.mark.parametrize(
+    "human",
+    [
+        {"per_model": [{"model": "banking77", "helpfulness": 4.2}], "agreement": 0.4, "weird": [[1, [2, {"x": None}]]]},
+        {"scores": {"banking77": {"helpfulness": 4.2}}, "preferences": {"banking77": {"wins": 3}}},
+        {"scores": None, "rubric": "generation", "agreement": {"krippendorff_alpha": None}, "flags": {"items": [None]}},
+        {},
+    ],
+)
+def test_human_ratings_of_other_shapes_still_render(results: dict[str, Any], human: Any) -> None:
+    _suite(results, "generation")["human"] = human
     html = render_html(results)
-    assert "helpfulness" in html and "Rater agreement" in html
-    gen["human"] = {"pairwise": [{"model": "banking77", "wins": 10, "ties": 3, "losses": 2}]}
-    assert "Win / tie / loss" in render_html(results)
+    assert "<h3>Human ratings" in html
+    if human.get("per_model"):
+        assert "helpfulness" in html and "weird" in html
 
 
 def test_provenance_footer(results: dict[str, Any]) -> None:

@@ -21,6 +21,7 @@ from markupsafe import Markup
 
 from ..fsutil import atomic_write_text
 from .fmt import FILTERS
+from .generic import tabular
 from .view import build_report
 
 
@@ -35,6 +36,7 @@ def _environment() -> Environment:
         undefined=ChainableUndefined,
     )
     env.filters.update(FILTERS)
+    env.globals["tabular"] = tabular
     return env
 
 

@@ -26,7 +26,7 @@ VERDICT_TEXT = {"improved": "improved", "no_significant_change": "no significant
 #: How many confused pairs, heat-map classes and ids per cell to show before "and N more".
 TOP_PAIRS = 15
 HEAT_CLASSES = 12
-IDS_PER_CELL = 25
+IDS_PER_CELL = 12
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -91,7 +91,8 @@ class Confusion:
     unparseable: Any
     pairs: list[tuple[str, str, int]]
     n_pairs: int
-    heat_labels: list[str]
+    heat_rows: list[str]  # gold labels
+    heat_columns: list[str]  # predicted labels (plus "(unparseable)" where the metric counts it)
     heat: list[list[tuple[int, str]]]  # (count, css class) per gold row x predicted column
 
 
@@ -118,17 +119,18 @@ class Link:
 
 
 @dataclass(frozen=True)
-class FormatKind:
+class ErrorKind:
     kind: str
     cells: list[tuple[Any, list[Link], int]]  # (count, first ids, how many more) per model
 
 
 @dataclass(frozen=True)
-class FormatView:
+class ErrorView:
     metric: str
     models: list[str]
-    validity: list[Mapping[str, Any]]
-    kinds: list[FormatKind]
+    scores: list[Mapping[str, Any]]
+    kinds: list[ErrorKind]
+    extras: list[tuple[str, list[Any]]]  # further breakdowns (schema_errors, missing, per_field) per model
 
 
 @dataclass(frozen=True)
@@ -159,10 +161,20 @@ class UsageRow:
 
 @dataclass(frozen=True)
 class HumanView:
-    criteria: list[str]
+    title: str
+    scale: Any
+    header: list[tuple[str, str]]  # packet, part, raters, items, ratings, selection
+    stale: str  # non-empty when the ratings were collected on another run
+    criteria: list[tuple[str, str]]  # (id, label)
     score_rows: list[tuple[str, list[Mapping[str, Any]]]]
-    wtl_rows: list[tuple[str, Mapping[str, Any]]]
-    agreement: Any
+    preferences: list[tuple[str, Mapping[str, Any]]]
+    agreement_stats: list[tuple[str, Any, list[Any], Any]]  # (statistic, overall, per criterion, preference)
+    agreement_pairs: list[Mapping[str, Any]]
+    agreement_raters: list[Mapping[str, Any]]
+    agreement_rest: dict[str, Any]
+    flag_items: list[tuple[Link | None, Mapping[str, Any]]]
+    flag_raters: list[Mapping[str, Any]]
+    comments: list[tuple[Link | None, Mapping[str, Any]]]
     rest: dict[str, Any]
 
 
@@ -196,6 +208,7 @@ class Examples:
     labels: list[tuple[str, int]]
     models: list[tuple[int, str]]  # non-reference models, for the filter and sort menus
     primary: str | None
+    invalid_label: str  # "Invalid JSON" when every malformed output is a JSON problem
 
 
 @dataclass(frozen=True)
@@ -220,7 +233,7 @@ class SuiteView:
     comparisons: list[Mapping[str, Any]]
     charts: list[tuple[Any, Any]]
     classification: Classification | None
-    formats: list[FormatView]
+    errors: list[ErrorView]
     dropped: list[Dropped]
     usage: list[UsageRow]
     has_cost: bool
@@ -257,7 +270,8 @@ def build_report(results: Any, prices: Mapping[str, Any] | None = None) -> Repor
     unit_prices = normalize_prices(prices)
     run = _d(results.get("run"))
     models = _d(results.get("models"))
-    suites = [_suite(i, s, models, unit_prices) for i, s in enumerate(_l(results.get("suites"))) if isinstance(s, Mapping)]
+    run_id = _s(run.get("id"))
+    suites = [_suite(i, s, models, unit_prices, run_id) for i, s in enumerate(_l(results.get("suites"))) if isinstance(s, Mapping)]
     failing = [GateRef(s.name, s.anchor, g) for s in suites for g in s.gates if g.get("passed") is not True]
     known = set(models) | {m for s in suites for m in s.models}
     notes = [f"prices were given for {name!r}, which is not a model of this run" for name in sorted(set(unit_prices) - known)]
@@ -334,7 +348,9 @@ def _unit_price(model: Any, entry: Mapping[str, Any], side: str) -> float:
 # One suite
 
 
-def _suite(i: int, suite: Mapping[str, Any], models: Mapping[str, Any], prices: dict[str, tuple[float, float]]) -> SuiteView:
+def _suite(
+    i: int, suite: Mapping[str, Any], models: Mapping[str, Any], prices: dict[str, tuple[float, float]], run_id: str
+) -> SuiteView:
     anchor = f"s{i}"
     scores = _d(suite.get("scores"))
     reference = _s(suite.get("reference")) or "base"
@@ -352,7 +368,7 @@ def _suite(i: int, suite: Mapping[str, Any], models: Mapping[str, Any], prices: 
     gates = [g for g in _l(suite.get("gates")) if isinstance(g, Mapping)]
     # Failing gates first: they are what blocks a promotion. sorted() is stable, so suite order stays.
     gates = sorted(gates, key=_gate_order)
-    format_metrics = _format_metrics(details)
+    error_metrics = _error_metrics(details, metrics)
     usage = _usage(names, _d(suite.get("usage")), prices, suite)
     return SuiteView(
         name=_s(suite.get("name")) or anchor,
@@ -375,13 +391,13 @@ def _suite(i: int, suite: Mapping[str, Any], models: Mapping[str, Any], prices: 
         comparisons=sorted(comparisons, key=lambda c: (_index(names, c.get("model")), _index([x.name for x in metrics], c.get("metric")))),
         charts=_charts(names, reference, metrics, scores, by_key),
         classification=_classification(names, reference, details),
-        formats=[_format_view(metric, names, details, scores, anchors) for metric in format_metrics],
+        errors=[_error_view(metric, names, details, scores, anchors) for metric in error_metrics],
         dropped=_dropped(suite, names, primary, comparisons, examples, anchors),
         usage=usage,
         has_cost=any(u.cost_per_1k is not None for u in usage),
-        human=_human(suite.get("human"), names),
+        human=_human(suite.get("human"), names, run_id, anchors),
         other_details=_other_details(names, details),
-        examples=_examples(suite, names, reference, metrics, primary, comparisons, details, format_metrics, examples, anchors),
+        examples=_examples(suite, names, reference, metrics, primary, comparisons, details, error_metrics, examples, anchors),
     )
 
 
@@ -501,44 +517,59 @@ def _charts(
 # Classification: confusion matrices and per-class F1
 
 
-def _matrix(entry: Mapping[str, Any]) -> tuple[list[str], list[list[int]]] | None:
+def _matrix(entry: Mapping[str, Any]) -> tuple[list[str], list[str], list[list[int]]] | None:
+    """(gold labels, predicted columns, counts), or None when the shapes do not agree.
+
+    Rows are the gold label and columns the prediction (the scikit-learn convention). The metrics
+    add columns beyond the labels (an "(unparseable)" column) and say so in `columns`.
+    """
     labels = [_s(x) for x in _l(entry.get("labels"))]
+    columns = [_s(x) for x in _l(entry.get("columns"))] or labels
     rows = _l(entry.get("confusion_matrix"))
-    n = len(labels)
-    if not n or len(rows) != n or any(len(_l(r)) != n for r in rows):
+    if not labels or len(rows) != len(labels) or any(len(_l(r)) != len(columns) for r in rows):
         return None
-    matrix = [[int(v) if is_number(v) else 0 for v in r] for r in rows]
-    return labels, matrix
+    return labels, columns, [[int(v) if is_number(v) else 0 for v in r] for r in rows]
 
 
 def _confusion(model: str, metric: str, entry: Mapping[str, Any]) -> Confusion | None:
     parsed = _matrix(entry)
     if parsed is None:
         return None
-    labels, matrix = parsed
-    n = len(labels)
-    # Rows are the reference (gold) label, columns the prediction: the scikit-learn convention.
-    off = [(matrix[i][j], i, j) for i in range(n) for j in range(n) if i != j and matrix[i][j] > 0]
+    labels, columns, matrix = parsed
+    off = [
+        (matrix[i][j], i, j)
+        for i in range(len(labels))
+        for j in range(len(columns))
+        if columns[j] != labels[i] and matrix[i][j] > 0
+    ]
     off.sort(key=lambda t: (-t[0], t[1], t[2]))
-    errors = [0] * n
+    # How much confusion each class is part of, as gold label or as prediction.
+    errors = {label: 0 for label in labels}
     for count, i, j in off:
-        errors[i] += count
-        errors[j] += count
+        errors[labels[i]] += count
+        if columns[j] in errors:
+            errors[columns[j]] += count
     # The heat map keeps the classes involved in the most confusion: with 77 classes a full matrix
     # is unreadable, and the rest is in the pairs table and per-class F1 anyway.
-    keep = sorted(sorted(range(n), key=lambda k: (-errors[k], k))[:HEAT_CLASSES]) if n > HEAT_CLASSES else list(range(n))
+    ranked = sorted(range(len(labels)), key=lambda k: (-errors[labels[k]], k))
+    keep = sorted(ranked[:HEAT_CLASSES])
+    col_of = {c: j for j, c in enumerate(columns)}
+    heat_cols = [col_of[labels[k]] for k in keep if labels[k] in col_of]
+    # Extra columns ("(unparseable)") are shown when the kept classes have any count there.
+    heat_cols += [j for j, c in enumerate(columns) if c not in errors and any(matrix[i][j] for i in keep)]
     heat = []
     for i in keep:
         total = sum(matrix[i]) or 1
-        heat.append([(matrix[i][j], _heat_css(matrix[i][j], total, i == j)) for j in keep])
+        heat.append([(matrix[i][j], _heat_css(matrix[i][j], total, columns[j] == labels[i])) for j in heat_cols])
     return Confusion(
         model=model,
         metric=metric,
-        n_labels=n,
+        n_labels=len(labels),
         unparseable=entry.get("unparseable"),
-        pairs=[(labels[i], labels[j], c) for c, i, j in off[:TOP_PAIRS]],
+        pairs=[(labels[i], columns[j], c) for c, i, j in off[:TOP_PAIRS]],
         n_pairs=len(off),
-        heat_labels=[labels[k] for k in keep],
+        heat_rows=[labels[k] for k in keep],
+        heat_columns=[columns[j] for j in heat_cols],
         heat=heat,
     )
 
@@ -586,37 +617,53 @@ def _classification(names: list[str], reference: str, details: Mapping[str, Any]
 
 
 # ---------------------------------------------------------------------------------------------------
-# Format adherence (JSON validity, schema errors)
+# Errors by kind (JSON validity, schema errors, missing keys, wrong values, ...)
+
+#: Kinds that mean the output is malformed (the "Invalid JSON" filter), as opposed to a well-formed
+#: output with a wrong value ("mismatch", "wrong").
+INVALID_KINDS = frozenset({"not_json", "not_object", "schema", "missing_keys", "no_match", "too_short", "too_long", "too_few_words", "too_many_words", "no_number"})
+JSON_KINDS = frozenset({"not_json", "not_object", "schema", "missing_keys"})
+_ERROR_KEYS = frozenset({"error_kinds", "examples", "n"})
 
 
-def _format_metrics(details: Mapping[str, Any]) -> list[str]:
+def _error_metrics(details: Mapping[str, Any], metrics: list[MetricInfo]) -> list[str]:
+    """Metrics whose details classify failures (`error_kinds`), in the suite's metric order."""
     found: list[str] = []
     for per_model in details.values():
         for metric, entry in _d(per_model).items():
-            if isinstance(_d(entry).get("error_kinds"), Mapping) and metric not in found:
+            if isinstance(_d(entry).get("error_kinds"), Mapping) and _s(metric) not in found:
                 found.append(_s(metric))
-    return found
+    order = [m.name for m in metrics]
+    return sorted(found, key=lambda m: _index(order, m))
 
 
-def _format_view(
+def _error_view(
     metric: str, names: list[str], details: Mapping[str, Any], scores: Mapping[str, Any], anchors: Mapping[str, str]
-) -> FormatView:
+) -> ErrorView:
     entries = {m: _d(_d(details.get(m)).get(metric)) for m in names}
+    counts = {m: _d(e.get("error_kinds")) for m, e in entries.items()}
     kinds: list[str] = []
-    for e in entries.values():
-        kinds += [_s(k) for k in _d(e.get("error_kinds")) if _s(k) not in kinds]
-    totals = {k: sum(v for e in entries.values() if is_number(v := _d(e.get("error_kinds")).get(k))) for k in kinds}
-    kinds.sort(key=lambda k: -totals[k])  # stable: ties keep first-seen order
+    for c in counts.values():
+        kinds += [_s(k) for k in c if _s(k) not in kinds]
+    totals = {k: sum(v for c in counts.values() if is_number(v := c.get(k))) for k in kinds}
+    # Kinds nobody hit are noise (metrics list every kind they know, with zeros).
+    kinds = sorted((k for k in kinds if totals[k]), key=lambda k: -totals[k])
     rows = []
     for kind in kinds:
         cells = []
         for m in names:
             ids = [_s(x) for x in _l(_d(entries[m].get("examples")).get(kind))]
-            links = [Link(x, anchors.get(x)) for x in ids[:IDS_PER_CELL]]
-            cells.append((_d(entries[m].get("error_kinds")).get(kind), links, max(0, len(ids) - IDS_PER_CELL)))
-        rows.append(FormatKind(kind, cells))
-    validity = [_d(_d(scores.get(m)).get(metric)) for m in names]
-    return FormatView(metric, names, validity, rows)
+            count = counts[m].get(kind)
+            shown = ids[:IDS_PER_CELL]
+            # The metrics keep only the first ids of each kind; the count is the true total.
+            more = max(count if is_number(count) else 0, len(ids)) - len(shown)
+            cells.append((count, [Link(x, anchors.get(x)) for x in shown], max(0, int(more))))
+        rows.append(ErrorKind(kind, cells))
+    extra_keys: list[str] = []
+    for e in entries.values():
+        extra_keys += [_s(k) for k in e if k not in _ERROR_KEYS and _s(k) not in extra_keys]
+    extras = [(k, [entries[m].get(k) for m in names]) for k in extra_keys]
+    return ErrorView(metric, names, [_d(_d(scores.get(m)).get(metric)) for m in names], rows, extras)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -680,80 +727,88 @@ def _usage(names: list[str], usage: Mapping[str, Any], prices: dict[str, tuple[f
 
 
 # ---------------------------------------------------------------------------------------------------
-# Human ratings: the shape is still being designed, so read what is recognisable and show the rest
-# generically rather than guessing.
+# Human ratings (docs/results-schema.md, "Human ratings"; written by ftevals.packets). Every key may
+# be missing or null; whatever is not recognised is still shown, generically, never dropped.
 
 
-def _human(h: Any, names: list[str]) -> HumanView | None:
+def _human(h: Any, names: list[str], run_id: str, anchors: Mapping[str, str]) -> HumanView | None:
     if not isinstance(h, Mapping):
         return None
-    used: set[str] = set()
-    criteria = [_s(c.get("name") if isinstance(c, Mapping) else c) for c in _l(h.get("criteria"))]
-    if "criteria" in h and criteria:
-        used.add("criteria")
-    scores_key = next((k for k in ("scores", "means", "models") if isinstance(h.get(k), Mapping)), None)
-    score_rows: list[tuple[str, list[Mapping[str, Any]]]] = []
-    if scores_key:
-        per_model = h[scores_key]
-        if not criteria:
-            for v in per_model.values():
-                criteria += [_s(c) for c in _d(v) if _s(c) not in criteria]
-        ordered = [m for m in names if m in per_model] + [_s(m) for m in per_model if m not in names]
-        for m in ordered:
-            cells = [_score_cell(_d(per_model.get(m)).get(c)) for c in criteria]
-            if any(cells):
-                score_rows.append((m, cells))
-        if score_rows:
-            used.add(scores_key)
-    wtl_key = next((k for k in ("vs_reference", "pairwise", "win_tie_loss", "preferences") if k in h), None)
-    wtl_rows = _wtl(h.get(wtl_key), names) if wtl_key else []
-    if wtl_rows and wtl_key:
-        used.add(wtl_key)
-    agreement = h.get("agreement")
-    if agreement is not None:
-        used.add("agreement")
-    rest = {_s(k): v for k, v in h.items() if k not in used}
-    return HumanView(criteria, score_rows, wtl_rows, agreement, rest)
+    used = {"schema", "version", "rubric", "reference", "models"}
+    rubric = _d(h.get("rubric"))
+    criteria = [(_s(c.get("id")), _s(c.get("label") or c.get("id"))) if isinstance(c, Mapping) else (_s(c), _s(c)) for c in _l(rubric.get("criteria") or h.get("criteria"))]
+    used.add("criteria")
+    scores = _d(h.get("scores"))
+    if not criteria:  # no rubric: the criteria are whatever the scores name
+        for per_model in scores.values():
+            criteria += [(_s(c), _s(c)) for c in _d(per_model) if (_s(c), _s(c)) not in criteria]
+    ordered = [m for m in names if m in scores] + [_s(m) for m in scores if m not in names]
+    score_rows = [(m, [_cell(_d(scores.get(m)).get(c)) for c, _ in criteria]) for m in ordered]
+    preferences = _d(h.get("preferences"))
+    prefs = [(m, _d(preferences[m])) for m in [*names, *preferences] if m in preferences]
+    prefs = list(dict(prefs).items())  # a model named in both lists once
+    agreement = _d(h.get("agreement"))
+    stats = [
+        (_s(k), v.get("overall"), [_d(v.get("per_criterion")).get(c) for c, _ in criteria], v.get("preference"))
+        for k, v in agreement.items()
+        if isinstance(v, Mapping) and ("overall" in v or "per_criterion" in v)
+    ]
+    flags = _d(h.get("flags"))
+    flag_items = [(_example_link(f, anchors), f) for f in (_d(x) for x in _l(flags.get("items")))]
+    comments = [(_example_link(c, anchors), c) for c in (_d(x) for x in _l(h.get("comments")))]
+    used |= {"scores", "preferences", "agreement", "flags", "comments", "source_run"}
+    source = _s(h.get("source_run"))
+    header_keys = ("packet_id", "part", "raters", "n_items", "n_ratings", "selection")
+    used |= set(header_keys)
+    return HumanView(
+        title=_s(rubric.get("title") or rubric.get("name")),
+        scale=rubric.get("scale"),
+        header=[(k, _describe(h[k])) for k in header_keys if h.get(k) is not None],
+        stale=f"These ratings were collected on run {source}, not on this run ({run_id})." if source and run_id and source != run_id else "",
+        criteria=criteria,
+        score_rows=[(m, cells) for m, cells in score_rows if any(cells)],
+        preferences=prefs,
+        agreement_stats=stats,
+        agreement_pairs=[_d(x) for x in _l(agreement.get("cohen_kappa"))],
+        agreement_raters=[_d(x) for x in _l(agreement.get("raters"))],
+        agreement_rest={_s(k): v for k, v in agreement.items() if k not in {"cohen_kappa", "raters"} and not any(k == s[0] for s in stats)},
+        flag_items=flag_items,
+        flag_raters=[_d(x) for x in _l(flags.get("raters"))],
+        comments=comments,
+        rest={_s(k): v for k, v in h.items() if k not in used and v is not None},
+    )
 
 
-def _score_cell(x: Any) -> Mapping[str, Any]:
-    if is_number(x):
-        return {"value": x}
-    d = _d(x)
-    value = next((d[k] for k in ("mean", "value", "score") if k in d), None)
-    return {"value": value, "ci_low": d.get("ci_low"), "ci_high": d.get("ci_high"), "n": d.get("n")} if d else {}
-
-
-def _wtl(x: Any, names: list[str]) -> list[tuple[str, Mapping[str, Any]]]:
-    items: list[tuple[str, Mapping[str, Any]]] = []
+def _describe(x: Any) -> str:
+    """One line for a small value: {"a": 1, "b": {"c": 2}} -> "a 1, b (c 2)"; lists comma-joined."""
     if isinstance(x, Mapping):
-        items = [(_s(k), _d(v)) for k, v in x.items()]
-    else:
-        items = [(_s(_d(v).get("model")), _d(v)) for v in _l(x)]
-    rows = []
-    for model, v in items:
-        counts = {
-            "win": v.get("win", v.get("wins")),
-            "tie": v.get("tie", v.get("ties")),
-            "loss": v.get("loss", v.get("losses")),
-            "against": v.get("reference", v.get("vs", v.get("against"))),
-            "n": v.get("n"),
-            "p_value": v.get("p_value"),
-        }
-        if any(counts[k] is not None for k in ("win", "tie", "loss")):
-            rows.append((model, counts))
-    rows.sort(key=lambda r: _index(names, r[0]))
-    return rows
+        parts = [f"{k} ({_describe(v)})" if isinstance(v, Mapping) else f"{k} {_describe(v)}" for k, v in x.items()]
+        return ", ".join(parts)
+    if isinstance(x, (list, tuple)):
+        return ", ".join(_describe(v) for v in x)
+    return _s(x)
+
+
+def _cell(x: Any) -> Mapping[str, Any]:
+    # A score is {"value", "ci_low", "ci_high", ...}; a bare number is accepted as the value.
+    return {"value": x} if is_number(x) else _d(x)
+
+
+def _example_link(entry: Mapping[str, Any], anchors: Mapping[str, str]) -> Link | None:
+    example = entry.get("example")
+    return Link(_s(example), anchors.get(_s(example))) if example is not None else None
 
 
 def _other_details(names: list[str], details: Mapping[str, Any]) -> list[tuple[str, str, Any]]:
     """Detail entries the sections above do not draw (custom metrics), shown generically."""
     out = []
+    drawn = {"labels", "columns", "confusion_matrix", "per_class", "unparseable", "n"}
     for m in names:
         for metric, entry in _d(details.get(m)).items():
             e = _d(entry)
-            known = {"labels", "confusion_matrix", "per_class", "unparseable", "error_kinds", "examples"}
-            rest = {k: v for k, v in e.items() if k not in known} if e else entry
+            if "error_kinds" in e:
+                continue  # the errors-by-kind section shows all of it
+            rest = {k: v for k, v in e.items() if k not in drawn} if e else entry
             if rest:
                 out.append((m, _s(metric), rest))
     return out
@@ -771,7 +826,7 @@ def _examples(
     primary: MetricInfo | None,
     comparisons: list[Mapping[str, Any]],
     details: Mapping[str, Any],
-    format_metrics: list[str],
+    error_metrics: list[str],
     examples: list[Mapping[str, Any]],
     anchors: Mapping[str, str],
 ) -> Examples:
@@ -791,7 +846,7 @@ def _examples(
         for d in _l(c.get("largest_drops")):
             d = _d(d)
             drops.setdefault(_s(d.get("id")), {}).setdefault(i, []).append(f"{metric} {num(d.get('delta'))}")
-    invalid = _invalid(names, details, format_metrics, examples)
+    invalid = _invalid(names, details, error_metrics, examples)
     classification = suite.get("task") == "classification"
     rows = [
         _example(e, anchors[_s(e.get("id"))], names, reference, metrics, primary, classification, regs, fixes, drops, invalid)
@@ -803,24 +858,39 @@ def _examples(
             labels[r.label] = labels.get(r.label, 0) + 1
     counts = {key: sum(1 for r in rows if r.attrs.get(attr)) for key, attr in (("reg", "data-r"), ("fix", "data-f"), ("drop", "data-x"), ("bad", "data-b"))}
     counts["all"] = len(rows)
-    return Examples(rows, counts, sorted(labels.items()), [(i, m) for i, m in enumerate(names) if i], primary.name if primary else None)
+    kinds = {k for per in invalid.values() for ks in per.values() for k in ks}
+    return Examples(
+        rows=rows,
+        counts=counts,
+        labels=sorted(labels.items()),
+        models=[(i, m) for i, m in enumerate(names) if i],
+        primary=primary.name if primary else None,
+        invalid_label="Invalid JSON" if kinds <= JSON_KINDS else "Invalid output",
+    )
 
 
-def _invalid(names: list[str], details: Mapping[str, Any], format_metrics: list[str], examples: list[Mapping[str, Any]]) -> dict[str, dict[int, str]]:
-    """example id -> model index -> the kind of format error (e.g. "not_json")."""
-    out: dict[str, dict[int, str]] = {}
+def _invalid(
+    names: list[str], details: Mapping[str, Any], error_metrics: list[str], examples: list[Mapping[str, Any]]
+) -> dict[str, dict[int, list[str]]]:
+    """example id -> model index -> the kinds of malformed output it has (e.g. ["not_json"])."""
+    found: dict[str, dict[int, set[str]]] = {}
     for i, m in enumerate(names):
-        for metric in format_metrics:
-            for kind, ids in _d(_d(_d(details.get(m)).get(metric)).get("examples")).items():
-                for x in _l(ids):
-                    out.setdefault(_s(x), {}).setdefault(i, _s(kind))
-    # Lists in details may be truncated; a zero per-example score of the format metric is as good a sign.
-    for e in examples:
-        for i, m in enumerate(names):
-            scores = _d(_d(_d(e.get("outputs")).get(m)).get("scores"))
-            if any(scores.get(metric) == 0 for metric in format_metrics):
-                out.setdefault(_s(e.get("id")), {}).setdefault(i, "invalid")
-    return out
+        for metric in error_metrics:
+            entry = _d(_d(details.get(m)).get(metric))
+            for kind, ids in _d(entry.get("examples")).items():
+                if kind in INVALID_KINDS:
+                    for x in _l(ids):
+                        found.setdefault(_s(x), {}).setdefault(i, set()).add(_s(kind))
+            # The metrics list only the first ids of each kind. When every failure of a metric is
+            # malformed output of a single kind, its zero per-example scores name the rest.
+            hit = {_s(k): v for k, v in _d(entry.get("error_kinds")).items() if is_number(v) and v > 0}
+            if len(hit) != 1 or not set(hit) <= INVALID_KINDS:
+                continue
+            zeros = [e for e in examples if _d(_d(_d(e.get("outputs")).get(m)).get("scores")).get(metric) == 0]
+            if len(zeros) == next(iter(hit.values())):
+                for e in zeros:
+                    found.setdefault(_s(e.get("id")), {}).setdefault(i, set()).update(hit)
+    return {x: {i: sorted(kinds) for i, kinds in per.items()} for x, per in found.items()}
 
 
 def _score_text(value: Any, kind: str) -> str:
@@ -840,7 +910,7 @@ def _example(
     regs: Mapping[str, Mapping[int, list[str]]],
     fixes: Mapping[str, Mapping[int, list[str]]],
     drops: Mapping[str, Mapping[int, list[str]]],
-    invalid: Mapping[str, Mapping[int, str]],
+    invalid: Mapping[str, Mapping[int, list[str]]],
 ) -> Example:
     xid = _s(e.get("id"))
     outputs = _d(e.get("outputs"))
@@ -863,7 +933,7 @@ def _example(
         flags = [("reg", f"regression: {', '.join(reg[i])}")] if i in reg else []
         flags += [("fix", f"fix: {', '.join(fix[i])}")] if i in fix else []
         flags += [("drop", f"largest drop: {', '.join(drop[i])}")] if i in drop else []
-        flags += [("bad", bad[i])] if i in bad else []
+        flags += [("bad", ", ".join(bad[i]))] if i in bad else []
         finish = o.get("finish_reason")
         if finish not in (None, "stop"):
             flags.append(("fin", f"finish: {finish}"))
