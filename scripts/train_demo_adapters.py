@@ -38,8 +38,8 @@ DEMO_ADAPTERS = (
     DemoAdapter(
         "banking77",
         "data/banking77/train.jsonl",
-        n_train=640,
-        recipe=LoraRecipe(rank=16, alpha=32, learning_rate=3e-3, steps=40, batch_size=16, seed=0),
+        n_train=960,
+        recipe=LoraRecipe(rank=16, alpha=32, learning_rate=3e-3, steps=60, batch_size=16, seed=0),
         purpose="BANKING77 intent classification: answer with the intent label",
     ),
     DemoAdapter(

@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import random
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -303,10 +304,12 @@ def _load_csv(
     return out
 
 
+_NOT_ALNUM = re.compile(r"[\W_]+")
+
+
 def normalize_text(text: str) -> str:
     """Lower-case, collapse whitespace and drop punctuation: the form used for duplicate detection."""
-    kept = "".join(ch.lower() if ch.isalnum() else " " for ch in text)
-    return " ".join(kept.split())
+    return " ".join(_NOT_ALNUM.sub(" ", text.lower()).split())
 
 
 def _check_ids_and_conflicts(p: Path, rows: list[tuple[int, Example]], problems: list[Problem]) -> None:

@@ -1,0 +1,59 @@
+"""Shared fixtures. Real model, real adapters, real data; nothing from a hub (HF_HUB_OFFLINE=1)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "data"
+ADAPTERS = ROOT / "adapters"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """The embedded SmolLM2-135M-Instruct, converted once into the ftevals cache (about 30 s)."""
+    from ftevals.models import pull_default_model
+
+    return pull_default_model()
+
+
+@pytest.fixture(scope="session")
+def banking77_labels() -> list[str]:
+    return json.loads((DATA / "banking77" / "labels.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def banking77_examples():
+    from ftevals.data import load_dataset
+
+    return list(load_dataset(DATA / "banking77" / "test.jsonl").sample(16, seed=0).examples)
+
+
+@pytest.fixture(scope="session")
+def banking77_models(default_model):
+    """base + the committed banking77 demo adapter, validated against the base."""
+    from ftevals.models import resolve_models
+    from ftevals.specs import ModelSpec
+
+    specs = [ModelSpec("base"), ModelSpec("banking77", adapter=str(ADAPTERS / "banking77"))]
+    return resolve_models(specs)
+
+
+@pytest.fixture(scope="session")
+def vllm_backend(banking77_models):
+    """One real vLLM CPU engine for the whole test session (start-up is 30-40 s)."""
+    from ftevals.backends.vllm import VLLMBackend
+
+    backend = VLLMBackend(banking77_models)
+    yield backend
+    backend.close()
