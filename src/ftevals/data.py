@@ -372,6 +372,35 @@ def seeded_shuffle(items: Sequence[Any], seed: int) -> list[Any]:
     return out
 
 
+
+
+
+def split_dataset(dataset: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
+                  names: Sequence[str] = ("train", "validation", "test")) -> dict[str, Dataset]:
+    """Deterministic split by a seeded hash of each example's id.
+
+    An example's split depends only on (seed, id), never on row order or on the other rows: shuffling
+    the file or appending rows leaves every existing example where it was.
+    """
+    from .errors import ConfigError
+
+    if len(ratios) != len(names) or any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-9:
+        raise ConfigError(f"split ratios must be {len(names)} non-negative numbers summing to 1, got {list(ratios)}")
+    bounds = []
+    acc = 0.0
+    for r in ratios:
+        acc += r
+        bounds.append(acc)
+    buckets: dict[str, list[Example]] = {n: [] for n in names}
+    for ex in dataset.examples:
+        u = int(_stable_rank(seed, ex.id)[:15], 16) / float(16**15)
+        for name, bound in zip(names, bounds):
+            if u < bound or name == names[-1]:
+                buckets[name].append(ex)
+                break
+    return {n: Dataset(f"{dataset.name}-{n}", dataset.path, tuple(exs), fingerprint_examples(exs)) for n, exs in buckets.items()}
+
+
 __all__ = [
     "Dataset",
     "Example",
@@ -381,5 +410,6 @@ __all__ = [
     "fingerprint_examples",
     "load_dataset",
     "normalize_text",
+    "split_dataset",
     "write_jsonl",
 ]

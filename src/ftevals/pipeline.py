@@ -314,6 +314,9 @@ def _suite_result(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, con
             {"model": ps.models[-1].name, "k": len(ps.shots), "pool": _display_path(suite.path(suite.fewshot.pool)),
              "shot_ids": [s.id for s in ps.shots]} if suite.fewshot else None
         ),
+        "metric_params": {
+            m.name: {**params_base, **dict(suite.metric_params.get(m.name, {}))} for m in ps.metrics
+        },
         "metrics": [
             {"name": m.name, "higher_is_better": m.higher_is_better, "kind": m.kind, "primary": i == 0,
              "range": list(m.value_range)}

@@ -1,0 +1,332 @@
+"""`ftevals`: the command line. Every subcommand after `run` works from files alone, with no model.
+
+    ftevals run [PATHS...] [-- PYTEST_ARGS]   run suites through pytest (default: suites/)
+    ftevals report RESULTS                    re-render the HTML report from a results file
+    ftevals compare A B                       two runs / two adapter versions, same per-example statistics
+    ftevals packet RESULTS --out DIR          blinded rubric packets for human raters
+    ftevals ratings PACKET_DIR SHEETS...      import returned sheets: agreement, win rates; merge into results
+    ftevals models pull-default|list|inspect  the embedded default model and adapters
+    ftevals data validate|split|contamination datasets
+
+Errors print as one `ftevals: error: ...` block (file:line where it applies) and exit 2; a gate or
+comparison that fails exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import FtevalsError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    passthrough: list[str] = []
+    if "--" in args_list:
+        i = args_list.index("--")
+        args_list, passthrough = args_list[:i], args_list[i + 1 :]
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    args.passthrough = passthrough
+    try:
+        return int(args.func(args) or 0)
+    except FtevalsError as exc:
+        print(f"ftevals: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ftevals: interrupted", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ftevals",
+        description="Evaluate fine-tuned LLMs (base vs LoRA adapters) side by side; gate CI on the verdicts.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `ftevals COMMAND --help` for a command's options. Docs: README.md and docs/.",
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"ftevals {__version__}")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    p = sub.add_parser("run", help="run suites through pytest (default: suites/)",
+                       description="Run evaluation suites with pytest. Options after `--` go to pytest unchanged, "
+                                   "e.g. `ftevals run -- -k banking77 --ftevals-limit 20`.")
+    p.add_argument("paths", nargs="*", default=["suites"], help="suite files or folders (default: suites)")
+    p.add_argument("--limit", type=int, help="at most N examples per suite (quick runs)")
+    p.add_argument("--backend", choices=("vllm", "hf", "openai", "replay"), help="generation backend")
+    p.add_argument("--results", help="results file path (default reports/results.json)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="re-render the HTML report from a results file (no model needed)")
+    p.add_argument("results", help="results.json written by a run")
+    p.add_argument("--out", help="output HTML path (default: report.html next to the results file)")
+    p.add_argument("--prices", help="JSON file: {model: {input_per_1k_tokens, output_per_1k_tokens}} for cost columns")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="compare two results files with per-example paired statistics",
+                       description="Compare run B against run A (the reference) on the examples both evaluated: "
+                                   "per-example flips, paired bootstrap CIs and McNemar's test, a verdict per metric.")
+    p.add_argument("a", help="reference results file (e.g. the current production adapter's run)")
+    p.add_argument("b", help="candidate results file")
+    p.add_argument("--model-a", help="model in A to compare (default: every model present in both)")
+    p.add_argument("--model-b", help="model in B to compare against --model-a (default: same name)")
+    p.add_argument("--suite", action="append", help="only these suites (repeatable)")
+    p.add_argument("--resamples", type=int, default=2000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fail-on-regression", action="store_true", help="exit 1 if any metric regressed significantly")
+    p.add_argument("--json", help="also write the comparisons to this JSON file")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("packet", help="build blinded rubric packets for human raters from a results file")
+    p.add_argument("results")
+    p.add_argument("--out", required=True, help="output folder (rater files and a separate answer key)")
+    p.add_argument("--n", type=int, default=30, help="examples per suite (default 30)")
+    p.add_argument("--raters", type=int, default=3, help="number of raters (default 3)")
+    p.add_argument("--raters-per-item", type=int, default=2, help="raters per item (default 2, for agreement)")
+    p.add_argument("--suite", action="append", help="only these suites (repeatable)")
+    p.add_argument("--model", action="append", help="only these models (repeatable; the reference is always kept)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing packet folder")
+    p.set_defaults(func=cmd_packet)
+
+    p = sub.add_parser("ratings", help="import returned rating sheets: agreement, win rates; merge into results")
+    p.add_argument("packet_dir")
+    p.add_argument("sheets", nargs="+", help="filled CSV or JSONL sheets")
+    p.add_argument("--results", help="merge the human results into this results file and re-render its report")
+    p.add_argument("--partial", action="store_true", help="accept sheets that do not cover every assigned item")
+    p.set_defaults(func=cmd_ratings)
+
+    p = sub.add_parser("models", help="the embedded default model and adapters")
+    msub = p.add_subparsers(metavar="ACTION")
+    q = msub.add_parser("pull-default", help="convert the embedded SmolLM2-135M-Instruct once into the cache")
+    q.add_argument("--force", action="store_true", help="convert again even if a verified copy exists")
+    q.set_defaults(func=cmd_models_pull)
+    q = msub.add_parser("list", help="show the default model and the adapters found in a folder")
+    q.add_argument("--adapters", default="adapters", help="folder of adapters (default: adapters)")
+    q.set_defaults(func=cmd_models_list)
+    q = msub.add_parser("inspect", help="validate an adapter folder against a base model")
+    q.add_argument("adapter")
+    q.add_argument("--base", default="default", help="base model folder (default: the embedded model)")
+    q.set_defaults(func=cmd_models_inspect)
+
+    p = sub.add_parser("data", help="validate, split and check datasets")
+    dsub = p.add_subparsers(metavar="ACTION")
+    q = dsub.add_parser("validate", help="check dataset files; every bad row is reported as file:line")
+    q.add_argument("files", nargs="+")
+    q.add_argument("--labels", help="JSON list of allowed labels")
+    q.set_defaults(func=cmd_data_validate)
+    q = dsub.add_parser("split", help="deterministic train/validation/test split (stable under reordering)")
+    q.add_argument("file")
+    q.add_argument("--out", required=True, help="output folder for train.jsonl, validation.jsonl, test.jsonl")
+    q.add_argument("--ratios", default="80/10/10", help="percentages, default 80/10/10")
+    q.add_argument("--seed", type=int, default=0)
+    q.set_defaults(func=cmd_data_split)
+    q = dsub.add_parser("contamination", help="exact and near-duplicate overlap between training and eval files")
+    q.add_argument("--train", action="append", required=True, help="fine-tuning file (repeatable)")
+    q.add_argument("--eval", required=True, help="evaluation file")
+    q.add_argument("--threshold", type=float, default=0.8, help="n-gram Jaccard similarity for a near duplicate")
+    q.add_argument("--ngram", type=int, default=3)
+    q.add_argument("--max-rate", type=float, help="exit 1 when the contaminated share exceeds this")
+    q.set_defaults(func=cmd_data_contamination)
+    return parser
+
+
+# ---------------------------------------------------------------------------------------------
+# run / report
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cmd = [sys.executable, "-m", "pytest", *args.paths]
+    if args.limit is not None:
+        cmd += ["--ftevals-limit", str(args.limit)]
+    if args.backend:
+        cmd += ["--ftevals-backend", args.backend]
+    if args.results:
+        cmd += ["--ftevals-results", args.results]
+    cmd += args.passthrough
+    print("ftevals: " + " ".join(cmd[2:]), file=sys.stderr)
+    return subprocess.call(cmd)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+    from .results import read_results
+
+    results = read_results(args.results)
+    prices = _read_json(args.prices) if args.prices else None
+    out = Path(args.out) if args.out else Path(args.results).with_name("report.html")
+    path = write_report(results, out, prices=prices) if prices else write_report(results, out)
+    print(f"report: {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# compare
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .rescore import compare_results
+    from .results import read_results
+
+    a, b = read_results(args.a), read_results(args.b)
+    comparisons = compare_results(a, b, model_a=args.model_a, model_b=args.model_b, suites=args.suite,
+                                  resamples=args.resamples, seed=args.seed)
+    regressed = False
+    for suite, rows in comparisons.items():
+        print(f"{suite}:")
+        for c in rows:
+            mark = {"improved": "+", "regressed": "!", "no_significant_change": "="}[c["verdict"]]
+            print(f"  [{mark}] {c['model']} vs {c['reference']} {c['metric']}: {c['model_value']:.3f} vs "
+                  f"{c['reference_value']:.3f} ({c['delta']:+.3f}, 95% CI {c['ci_low']:+.3f}..{c['ci_high']:+.3f}, "
+                  f"n={c['n']}) {c['verdict'].replace('_', ' ')}"
+                  + (f"; {len(c['regressions'])} regressions, {len(c['fixes'])} fixes" if c["kind"] == "binary" else ""))
+            regressed |= c["verdict"] == "regressed"
+    if args.json:
+        from .fsutil import atomic_write_text
+
+        atomic_write_text(Path(args.json), json.dumps(comparisons, indent=1) + "\n")
+    return 1 if (regressed and args.fail_on_regression) else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# packets / ratings
+
+
+def cmd_packet(args: argparse.Namespace) -> int:
+    from .packets import build_packets
+    from .results import read_results
+
+    results = read_results(args.results)
+    manifest = build_packets(results, args.out, suites=args.suite, n_per_suite=args.n, raters=args.raters,
+                             raters_per_item=args.raters_per_item, seed=args.seed, models=args.model,
+                             overwrite=args.overwrite)
+    print(manifest.summary())
+    return 0
+
+
+def cmd_ratings(args: argparse.Namespace) -> int:
+    from .packets import import_ratings, merge_into_results
+
+    human = import_ratings(args.packet_dir, args.sheets, partial=args.partial)
+    print(human.summary())
+    if args.results:
+        from .report import write_report
+        from .results import read_results, write_results
+
+        merged = merge_into_results(read_results(args.results), human)
+        write_results(args.results, merged)
+        report = write_report(merged, Path(args.results).with_name("report.html"))
+        print(f"merged into {args.results}; report: {report}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# models
+
+
+def cmd_models_pull(args: argparse.Namespace) -> int:
+    from .models import pull_default_model
+
+    folder = pull_default_model(force=args.force, log=lambda m: print(m, file=sys.stderr))
+    print(f"default model: {folder.path} ({folder.fingerprint})")
+    return 0
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from .models import default_model_dir, read_manifest
+    from .training import read_provenance
+
+    manifest = read_manifest(default_model_dir())
+    state = f"{default_model_dir()} ({manifest['fingerprint']})" if manifest else "not converted yet (ftevals models pull-default)"
+    print(f"default: SmolLM2-135M-Instruct: {state}")
+    root = Path(args.adapters)
+    for folder in sorted(root.glob("*/adapter_config.json")) if root.is_dir() else []:
+        prov = read_provenance(folder.parent) or {}
+        cfg = json.loads(folder.read_text())
+        print(f"adapter {folder.parent.name}: {folder.parent} rank={cfg.get('r')} targets={cfg.get('target_modules')}"
+              + (f" trained on {prov.get('n_examples')} examples in {prov.get('train_seconds')} s" if prov else ""))
+    return 0
+
+
+def cmd_models_inspect(args: argparse.Namespace) -> int:
+    from .models import inspect_adapter, resolve_base
+
+    base = resolve_base(args.base)
+    info = inspect_adapter(args.adapter, base)
+    print(f"{info.path}: LoRA rank {info.rank}, alpha {info.alpha}, targets {', '.join(info.target_modules)}; "
+          f"trained on {info.base_model_name_or_path or '?'}; fits {base.path}; fingerprint {info.fingerprint}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+def cmd_data_validate(args: argparse.Namespace) -> int:
+    from .data import find_duplicates, load_dataset
+
+    labels = _read_json(args.labels) if args.labels else None
+    for f in args.files:
+        ds = load_dataset(f, labels=labels)
+        dupes = find_duplicates(ds)
+        print(f"{f}: {len(ds)} examples, fingerprint {ds.fingerprint}" + (f", {len(dupes)} duplicate inputs" if dupes else ""))
+        for a, b in dupes[:20]:
+            print(f"  duplicate input: {a} == {b}")
+    return 0
+
+
+def cmd_data_split(args: argparse.Namespace) -> int:
+    from .data import load_dataset, split_dataset, write_jsonl
+    from .errors import ConfigError
+
+    try:
+        ratios = [float(x) / 100 for x in args.ratios.split("/")]
+    except ValueError:
+        raise ConfigError(f"--ratios {args.ratios!r}: expected percentages like 80/10/10") from None
+    parts = split_dataset(load_dataset(args.file), ratios, seed=args.seed)
+    out = Path(args.out)
+    for name, ds in parts.items():
+        write_jsonl(out / f"{name}.jsonl", ds.to_records())
+        print(f"{out / f'{name}.jsonl'}: {len(ds)} examples")
+    return 0
+
+
+def cmd_data_contamination(args: argparse.Namespace) -> int:
+    from .contamination import check_contamination
+    from .data import load_dataset
+
+    ev = load_dataset(args.eval)
+    train = [(f, load_dataset(f).examples) for f in args.train]
+    report = check_contamination(ev.examples, train, threshold=args.threshold, ngram=args.ngram)
+    print(f"{args.eval}: {report.exact} exact and {report.near} near duplicates of training rows "
+          f"({report.rate:.2%} of {report.n_eval})")
+    for m in report.matches[:50]:
+        print(f"  {m.kind:5} {m.eval_id} ~ {m.train_id} ({m.train_file}, overlap {m.overlap:.2f})")
+    if args.max_rate is not None and report.rate > args.max_rate:
+        print(f"ftevals: contamination {report.rate:.2%} exceeds --max-rate {args.max_rate:.2%}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _read_json(path: str) -> Any:
+    from .errors import ConfigError
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read JSON ({exc})") from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
