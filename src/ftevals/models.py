@@ -431,6 +431,22 @@ def resolve_models(specs: Any, *, pull: bool = True) -> dict[str, ResolvedModel]
     return out
 
 
+def unverified_models(specs: Any) -> dict[str, ResolvedModel]:
+    """Models served by something ftevals cannot inspect (a server, a predictions file).
+
+    There is no local folder to fingerprint, so the spec text stands in for the fingerprint and
+    results say so ("unverified:..."); cache keys still separate different models and adapters.
+    """
+    out: dict[str, ResolvedModel] = {}
+    for spec in specs:
+        base = ModelFolder(Path(spec.base), f"unverified:{spec.base}")
+        adapter = None
+        if spec.adapter:
+            adapter = AdapterInfo(Path(spec.adapter), 0, 0.0, (), "", f"unverified:{spec.adapter}")
+        out[spec.name] = ResolvedModel(spec, base, adapter)
+    return out
+
+
 __all__ = [
     "AdapterInfo",
     "DEFAULT_MODEL_ID",
@@ -444,5 +460,6 @@ __all__ = [
     "pull_default_model",
     "resolve_base",
     "resolve_models",
+    "unverified_models",
     "ResolvedModel",
 ]

@@ -28,10 +28,13 @@ from .errors import ConfigError
 from .gate import Gate, evaluate_gate, parse_gate
 from .generate import GenerationOutcome, Plan, build_messages, choose_shots, run_generation
 from .metrics import Metric, Scored, get_metric
-from .models import ResolvedModel, resolve_models
+from .models import ResolvedModel, resolve_models, unverified_models
 from .results import SCHEMA, SCHEMA_VERSION, new_run_info, utc_now
 from .specs import ModelSpec
 from .suite import Suite
+
+#: Backends that load model folders themselves (and so need them validated and fingerprinted).
+LOCAL_BACKENDS = ("vllm", "hf")
 
 #: Suite-level values that gates may name besides metrics.
 SUITE_VALUES = ("contamination",)
@@ -191,7 +194,10 @@ def execute(
     """Generate, score, compare and gate every prepared suite; return the results dict."""
     config = prepared.config
     t_start = time.monotonic()
-    resolved = resolve_models(prepared.model_specs())
+    specs = prepared.model_specs()
+    # Local engines need real folders (validated, fingerprinted); a server or a predictions file
+    # serves models ftevals cannot open, so their specs stand in for fingerprints.
+    resolved = resolve_models(specs) if config.backend in LOCAL_BACKENDS else unverified_models(specs)
     own_backend = backend is None
     if backend is None:
         backend = make_backend(config.backend, resolved, dict(config.backend_options))
