@@ -89,6 +89,19 @@ def test_invalid_json_filter_and_sorting(results: dict[str, Any], open_report: A
     _assert_clean(page)
 
 
+def test_links_to_a_filtered_out_example_show_it(results: dict[str, Any], open_report: Any) -> None:
+    page = open_report(render_html(results))
+    bar = page.locator('.flt[data-for="s1-exs"]')
+    bar.get_by_role("button", name="Fixes only").click()
+    n = len(next(s for s in results["suites"] if s["task"] == "extraction")["examples"])
+    hidden = page.eval_on_selector_all("#s1-exs > article[hidden]", "rows => rows.map(r => r.id)")
+    assert hidden
+    page.evaluate(f"location.hash = '#{hidden[0]}'")  # what clicking an error-list link does
+    page.wait_for_function(f"!document.getElementById('{hidden[0]}').hidden")
+    assert _visible(page, "s1") == n
+    assert bar.locator("output").inner_text() == f"showing {n} of {n}"
+
+
 def test_sortable_table(results: dict[str, Any], open_report: Any) -> None:
     page = open_report(render_html(results))
     table = page.locator("#s0 table.srt").first  # changes against base

@@ -22,7 +22,6 @@ from .svg import Bar, bar_chart, delta_chart
 SCHEMA = "ftevals.results"
 SCHEMA_VERSION = 1
 VERDICTS = ("improved", "no_significant_change", "regressed")
-VERDICT_TEXT = {"improved": "improved", "no_significant_change": "no significant change", "regressed": "regressed"}
 #: How many confused pairs, heat-map classes and ids per cell to show before "and N more".
 TOP_PAIRS = 15
 HEAT_CLASSES = 12
@@ -73,7 +72,6 @@ class VerdictRow:
 class Prompting:
     sentence: str
     recommendation: str
-    raw: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -479,7 +477,7 @@ def _prompting(p: Any) -> Prompting | None:
         )
     else:
         sentence = f"Adapter {adapter} shows no gain over the base on {metric}, so there is no share to compare ({values})."
-    return Prompting(sentence=sentence, recommendation=_s(p.get("recommendation")), raw=p)
+    return Prompting(sentence=sentence, recommendation=_s(p.get("recommendation")))
 
 
 def _tone(verdict: Any) -> str:

@@ -111,17 +111,22 @@
     });
   });
 
-  // Links to an example or a table inside a closed <details> should open it.
+  // Following a link to an example (from an error list, a flag, a dropped-example table) must show
+  // it: open the <details> around it and, if a filter hides it, reset that filter to "All".
   function reveal() {
     var id = decodeURIComponent(location.hash.slice(1));
     var el = id ? document.getElementById(id) : null;
-    for (var p = el; p; p = p.parentElement) {
+    if (!el) { return; }
+    for (var p = el.parentElement; p; p = p.parentElement) {
       if (p.tagName === "DETAILS") { p.open = true; }
     }
-    if (el) {
-      if (el.hidden) { el.hidden = false; }
-      el.scrollIntoView();
+    if (el.hidden && el.parentElement && el.parentElement.id) {
+      var bar = document.querySelector('.flt[data-for="' + el.parentElement.id + '"]');
+      var all = bar ? bar.querySelector('button[data-show="all"]') : null;
+      if (bar) { list(bar.querySelectorAll("select")).forEach(function (s) { if (s.getAttribute("data-k") !== "sort") { s.value = ""; } }); }
+      if (all) { all.click(); }
     }
+    el.scrollIntoView();
   }
   window.addEventListener("hashchange", reveal);
   if (location.hash) { reveal(); }
