@@ -179,7 +179,16 @@ def run_generation(
             found.update(cache.get_many(missing))
             cached_keys |= set(found)
             missing = [k for k in keys if k not in found]
-            order = {name: i for i, name in enumerate(model_order)}
+            prepare = getattr(backend, "prepare", None)
+            if callable(prepare):
+                # Backends that choose how to serve each model (vLLM's "auto" strategy) see the
+                # whole workload first.
+                prepare([plan.requests[k] for k in missing])
+            reorder = getattr(backend, "model_order", None)
+            names = list(dict.fromkeys(list(model_order) + [plan.requests[k].model.name for k in missing]))
+            if callable(reorder):
+                names = list(reorder(names))
+            order = {name: i for i, name in enumerate(names)}
             missing.sort(key=lambda k: (order.get(plan.requests[k].model.name, len(order)), plan.requests[k].model.name, k))
             chunks = list(_chunks_by_model(missing, plan, chunk_size))
             total = len(missing)

