@@ -106,4 +106,24 @@ def measure_open_time(path: str | Path, *, repeats: int = 3, viewport: tuple[int
     }
 
 
-__all__ = ["CHROMIUM_ARGS", "BrowserNotFoundError", "INSTALL_COMMAND", "chromium_path", "launch_chromium", "measure_open_time"]
+def save_screenshot(
+    path: str | Path, out: str | Path, *, viewport: tuple[int, int] = (1280, 1250), full_page: bool = False
+) -> Path:
+    """A PNG of a report file (the top of it, or `full_page`), e.g. for docs/report-screenshot.png."""
+    target = Path(out)
+    with launch_chromium() as browser:
+        page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+        page.goto(Path(path).resolve().as_uri(), wait_until="load")
+        page.screenshot(path=str(target), full_page=full_page)
+    return target
+
+
+__all__ = [
+    "CHROMIUM_ARGS",
+    "BrowserNotFoundError",
+    "INSTALL_COMMAND",
+    "chromium_path",
+    "launch_chromium",
+    "measure_open_time",
+    "save_screenshot",
+]
