@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ftevals.report import render_html
-from ftevals.report.browser import INSTALL_COMMAND, BrowserNotFoundError, chromium_path, save_screenshot
+from ftevals.report.browser import INSTALL_COMMAND, BrowserNotFoundError, chromium_path, measure_open_time, save_screenshot
 
 
 def _visible(page: Any, suite: str) -> int:
@@ -157,11 +157,13 @@ def test_hostile_outputs_do_not_run(hostile_results: dict[str, Any], payloads: l
     assert box is not None and box["width"] < 1280
 
 
-def test_save_screenshot(results: dict[str, Any], browser: Any, tmp_path: Path) -> None:
+def test_screenshot_and_open_time_helpers(results: dict[str, Any], browser: Any, tmp_path: Path) -> None:
     page = tmp_path / "report.html"
     page.write_text(render_html(results), encoding="utf-8")
-    png = save_screenshot(page, tmp_path / "shot.png", viewport=(800, 600))
+    png = save_screenshot(page, tmp_path / "shot.png", viewport=(800, 600), browser=browser)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    timings = measure_open_time(page, repeats=1, browser=browser)  # a benchmark helper: only its shape here
+    assert timings["bytes"] == page.stat().st_size and len(timings["runs"]) == 1
 
 
 def test_missing_chromium_fails_with_install_command(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

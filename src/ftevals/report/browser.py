@@ -58,8 +58,12 @@ def chromium_path() -> str:
 
 
 @contextmanager
-def launch_chromium() -> Iterator[Browser]:
-    """A headless Chromium driven by playwright, closed on exit."""
+def launch_chromium(browser: Browser | None = None) -> Iterator[Browser]:
+    """A headless Chromium driven by playwright, closed on exit; `browser` reuses one already running
+    (playwright's sync API cannot be started twice in one thread, e.g. inside a test session)."""
+    if browser is not None:
+        yield browser
+        return
     executable = chromium_path()
     try:
         from playwright.sync_api import sync_playwright
@@ -82,7 +86,9 @@ _TIMINGS_JS = """() => new Promise(done => requestAnimationFrame(() => requestAn
 })))"""
 
 
-def measure_open_time(path: str | Path, *, repeats: int = 3, viewport: tuple[int, int] = (1280, 900)) -> dict[str, Any]:
+def measure_open_time(
+    path: str | Path, *, repeats: int = 3, viewport: tuple[int, int] = (1280, 900), browser: Browser | None = None
+) -> dict[str, Any]:
     """How long Chromium takes to open a report file: for benchmarks, never for test assertions.
 
     Each repeat opens the file in a fresh page and reads the Navigation Timing marks plus the time of
@@ -91,9 +97,9 @@ def measure_open_time(path: str | Path, *, repeats: int = 3, viewport: tuple[int
     """
     target = Path(path).resolve()
     runs: list[dict[str, Any]] = []
-    with launch_chromium() as browser:
+    with launch_chromium(browser) as chromium:
         for _ in range(repeats):
-            page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+            page = chromium.new_page(viewport={"width": viewport[0], "height": viewport[1]})
             page.goto(target.as_uri(), wait_until="load")
             runs.append(page.evaluate(_TIMINGS_JS))
             page.close()
@@ -107,14 +113,20 @@ def measure_open_time(path: str | Path, *, repeats: int = 3, viewport: tuple[int
 
 
 def save_screenshot(
-    path: str | Path, out: str | Path, *, viewport: tuple[int, int] = (1280, 1250), full_page: bool = False
+    path: str | Path,
+    out: str | Path,
+    *,
+    viewport: tuple[int, int] = (1280, 1250),
+    full_page: bool = False,
+    browser: Browser | None = None,
 ) -> Path:
     """A PNG of a report file (the top of it, or `full_page`), e.g. for docs/report-screenshot.png."""
     target = Path(out)
-    with launch_chromium() as browser:
-        page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+    with launch_chromium(browser) as chromium:
+        page = chromium.new_page(viewport={"width": viewport[0], "height": viewport[1]})
         page.goto(Path(path).resolve().as_uri(), wait_until="load")
         page.screenshot(path=str(target), full_page=full_page)
+        page.close()
     return target
 
 
