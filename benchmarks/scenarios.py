@@ -1,0 +1,182 @@
+"""One benchmark scenario per process: `python -m benchmarks.scenarios NAME [ARGS] > result.json`.
+
+Each scenario runs in a fresh process so that engine start-up, memory and caches are measured the
+way a user meets them, and so that the parent can sample the whole process tree's memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+ADAPTERS = ("banking77", "dialogsum", "restaurant8k")
+
+
+def _env() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def workload_suites(name: str, n: int) -> list[Any]:
+    from ftevals import SamplingSpec, Suite
+
+    if name == "labels":
+        # Short answers (BANKING77 labels): generation is cheap, engine start-up dominates.
+        return [Suite(name="bench-labels", task="classification", dataset=str(ROOT / "data/banking77/test.jsonl"),
+                      labels=str(ROOT / "data/banking77/labels.json"), limit=n, seed=1,
+                      models=["base", *ADAPTERS], sampling=SamplingSpec(max_tokens=8))]
+    if name == "summaries":
+        # Long answers (DialogSum summaries): the per-token cost of the LoRA path dominates.
+        return [Suite(name="bench-summaries", task="generation", dataset=str(ROOT / "data/dialogsum/test.jsonl"),
+                      limit=n, seed=1, models=["base", "dialogsum"], metrics=["rougeL"],
+                      sampling=SamplingSpec(max_tokens=48))]
+    if name == "overhead":
+        return [Suite(name="bench-overhead", task="classification", dataset=str(ROOT / "data/banking77/test.jsonl"),
+                      labels=str(ROOT / "data/banking77/labels.json"), limit=n, seed=2,
+                      models=["base"], sampling=SamplingSpec(max_tokens=4))]
+    raise SystemExit(f"unknown workload {name}")
+
+
+def model_table() -> dict[str, Any]:
+    from ftevals import ModelSpec
+
+    table = {"base": ModelSpec("base")}
+    for a in ADAPTERS:
+        table[a] = ModelSpec(a, adapter=str(ROOT / "adapters" / a))
+    return table
+
+
+def run_ftevals(workload: str, n: int, strategy: str, cache_dir: str) -> dict[str, Any]:
+    """ftevals in one run: prepare + execute, one vLLM engine per base (or per merged adapter)."""
+    from ftevals.pipeline import RunConfig, execute, prepare
+
+    started = time.monotonic()
+    config = RunConfig(models=model_table(), backend="vllm", backend_options={"strategy": strategy},
+                       cache_dir=Path(cache_dir), resamples=1000)
+    results = execute(prepare(workload_suites(workload, n), config), progress=lambda m: print(m, file=sys.stderr))
+    wall = time.monotonic() - started
+    suite = results["suites"][0]
+    return {
+        "wall_s": wall,
+        "timings": results["run"]["timings"],
+        "usage": suite["usage"],
+        "outputs": {ex["id"]: {m: o["text"] for m, o in ex["outputs"].items()} for ex in suite["examples"]},
+        "scores": suite["scores"],
+    }
+
+
+def run_engine_per_model(workload: str, n: int) -> dict[str, Any]:
+    """The lm-evaluation-harness way: a fresh vLLM engine per model, with vLLM's default settings.
+
+    lm-eval's vllm backend builds `vllm.LLM(model, ...)` once per invocation and passes an adapter
+    as `lora_local_path` (enable_lora, one LoRARequest); it does not set enforce_eager, so an engine
+    without LoRA compiles with torch inductor. Each model here runs in its own process, as
+    separate lm-eval invocations do.
+    """
+    import subprocess
+
+    suite = workload_suites(workload, n)[0]
+    models = list(suite.models)
+    per_model: dict[str, Any] = {}
+    started = time.monotonic()
+    for m in models:
+        out = subprocess.run([sys.executable, "-m", "benchmarks.scenarios", "one-engine-model", workload, str(n), m],
+                             capture_output=True, text=True, cwd=ROOT)
+        if out.returncode != 0:
+            raise SystemExit(f"engine-per-model run for {m} failed:\n{out.stderr[-3000:]}")
+        per_model[m] = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"wall_s": time.monotonic() - started, "per_model": per_model}
+
+
+def one_engine_model(workload: str, n: int, model: str) -> dict[str, Any]:
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+    from vllm.lora.request import LoRARequest
+
+    from ftevals.backends.vllm import configure_cpu_environment, load_tokenizer, render_chat, VLLMSettings
+    from ftevals.data import load_dataset
+    from ftevals.models import pull_default_model
+
+    started = time.monotonic()
+    configure_cpu_environment(VLLMSettings())
+    suite = workload_suites(workload, n)[0]
+    base = pull_default_model()
+    tok = load_tokenizer(base.path)
+    examples = load_dataset(suite.path(suite.dataset)).sample(n, seed=suite.seed).examples
+    prompts = [TokensPrompt(prompt_token_ids=tok.encode(render_chat(tok, e.messages), add_special_tokens=False))
+               for e in examples]
+    lora = model != "base"
+    kwargs: dict[str, Any] = {"model": str(base.path), "dtype": "float32", "max_model_len": 2048, "seed": 0}
+    if lora:
+        kwargs.update(enable_lora=True, max_loras=1, max_lora_rank=16)
+    t0 = time.monotonic()
+    llm = LLM(**kwargs)
+    start_s = time.monotonic() - t0
+    req = LoRARequest(model, 1, str(ROOT / "adapters" / model)) if lora else None
+    t1 = time.monotonic()
+    outs = llm.generate(prompts, SamplingParams(max_tokens=suite.sampling.max_tokens, temperature=0.0),
+                        lora_request=req, use_tqdm=False)
+    gen_s = time.monotonic() - t1
+    return {"engine_start_s": start_s, "generate_s": gen_s, "wall_s": time.monotonic() - started,
+            "tokens_out": sum(len(o.outputs[0].token_ids) for o in outs),
+            "outputs": {e.id: o.outputs[0].text for e, o in zip(examples, outs)}}
+
+
+def adapter_load() -> dict[str, Any]:
+    """Time to load each adapter into a running LoRA engine: its first request minus a repeat."""
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+    from vllm.lora.request import LoRARequest
+
+    from ftevals.backends.vllm import VLLMSettings, configure_cpu_environment, load_tokenizer, render_chat
+    from ftevals.data import load_dataset
+    from ftevals.models import pull_default_model
+
+    configure_cpu_environment(VLLMSettings())
+    base = pull_default_model()
+    tok = load_tokenizer(base.path)
+    ex = load_dataset(ROOT / "data/banking77/test.jsonl").examples[0]
+    prompt = TokensPrompt(prompt_token_ids=tok.encode(render_chat(tok, ex.messages), add_special_tokens=False))
+    llm = LLM(model=str(base.path), dtype="float32", max_model_len=2048, enforce_eager=True, enable_lora=True,
+              max_loras=len(ADAPTERS), max_lora_rank=16, seed=0)
+    params = SamplingParams(max_tokens=1, temperature=0.0)
+    llm.generate([prompt], params, use_tqdm=False)
+    loads = {}
+    for i, name in enumerate(ADAPTERS, start=1):
+        req = LoRARequest(name, i, str(ROOT / "adapters" / name))
+        t0 = time.monotonic()
+        llm.generate([prompt], params, lora_request=req, use_tqdm=False)
+        first = time.monotonic() - t0
+        t0 = time.monotonic()
+        llm.generate([prompt], params, lora_request=req, use_tqdm=False)
+        again = time.monotonic() - t0
+        loads[name] = {"first_s": first, "repeat_s": again, "load_s": first - again}
+    return {"adapters": loads}
+
+
+def main() -> None:
+    _env()
+    name, *args = sys.argv[1:]
+    if name == "ftevals":
+        workload, n, strategy = args[0], int(args[1]), args[2]
+        cache = args[3] if len(args) > 3 else tempfile.mkdtemp(prefix="ftevals-bench-cache-")
+        result = run_ftevals(workload, n, strategy, cache)
+    elif name == "engine-per-model":
+        result = run_engine_per_model(args[0], int(args[1]))
+    elif name == "adapter-load":
+        result = adapter_load()
+    elif name == "one-engine-model":
+        result = one_engine_model(args[0], int(args[1]), args[2])
+    else:
+        raise SystemExit(f"unknown scenario {name}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
