@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import struct
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -98,15 +99,19 @@ def verify_manifest(folder: Path, *, full: bool = True) -> list[str]:
     return problems
 
 
-def pull_default_model(*, force: bool = False, log: Any = print) -> ModelFolder:
-    """Convert the embedded GGUF model into a safetensors folder once; verify it on later calls."""
+def pull_default_model(*, force: bool = False, full_check: bool = True, log: Any = print) -> ModelFolder:
+    """Convert the embedded GGUF model into a safetensors folder once; verify it on later calls.
+
+    `full_check` re-hashes every file against the manifest (about a second for 540 MB); runs use
+    the quick check (sizes) on the hot path, `ftevals models pull-default` the full one.
+    """
     from filelock import FileLock
 
     target = default_model_dir()
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if target.exists() and not force:
-            problems = verify_manifest(target, full=True)
+            problems = verify_manifest(target, full=full_check)
             if not problems:
                 return ModelFolder(target, read_manifest(target)["fingerprint"])  # type: ignore[index]
             log(f"ftevals: rebuilding {target}: {problems[0]}")
@@ -117,6 +122,7 @@ def pull_default_model(*, force: bool = False, log: Any = print) -> ModelFolder:
         try:
             _convert_gguf(gguf, tmp)
             _write_manifest(tmp, source=gguf)
+            os.chmod(tmp, 0o755)  # mkdtemp's 0700 would hide the model from other users of a shared cache
             if target.exists():
                 shutil.rmtree(target)
             os.replace(tmp, target)
@@ -181,7 +187,7 @@ def resolve_base(base: str, *, pull: bool = True) -> ModelFolder:
     """Turn a base-model spec (the alias "default" or a folder) into a folder and a fingerprint."""
     if base == DEFAULT_BASE:
         if pull:
-            return pull_default_model()
+            return pull_default_model(full_check=False, log=lambda m: print(m, file=sys.stderr))
         folder = default_model_dir()
         manifest = read_manifest(folder)
         if manifest is None:
