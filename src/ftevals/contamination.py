@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .data import Example, normalize_text
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -83,14 +84,24 @@ def check_contamination(
     ngram: int = 3,
     max_matches_per_example: int = 3,
 ) -> ContaminationReport:
-    """Compare eval inputs (the user turn) with training inputs, per training file."""
+    """Compare eval inputs (the user turn) with training inputs, per training file.
+
+    Texts that normalise to nothing (only punctuation or emoji) are never matched: two of them are
+    "equal" only in having no words, which says nothing about leakage.
+    """
+    if not 0.0 < threshold <= 1.0:
+        raise ConfigError(f"contamination threshold must be in (0, 1], got {threshold}; 0.8 is the usual choice")
+    if ngram < 1:
+        raise ConfigError(f"contamination n-gram size must be >= 1, got {ngram}; 3 is the usual choice")
     matches: list[Match] = []
     for train_file, train in train_sets:
         exact_index: dict[str, list[Example]] = defaultdict(list)
         gram_index: dict[str, list[int]] = defaultdict(list)
         train_grams: list[frozenset[str]] = []
         for i, ex in enumerate(train):
-            exact_index[normalize_text(ex.user_text)].append(ex)
+            key = normalize_text(ex.user_text)
+            if key:
+                exact_index[key].append(ex)
             grams = _grams(ex.user_text, ngram)
             train_grams.append(grams)
             for g in grams:

@@ -64,6 +64,12 @@ def restaurant8k_target(text: str, labels: Iterable[dict[str, Any]]) -> dict[str
         span = label.get("valueSpan", {})
         start = int(span.get("startIndex", 0))
         end = int(span.get("endIndex", len(text)))
+        if not 0 <= start < end <= len(text):
+            # Slicing would quietly give "" or a clipped value; a wrong gold answer is worse than none.
+            raise ValueError(
+                f"Restaurant-8k span {start}..{end} of slot {label.get('slot')!r} does not fit the "
+                f"{len(text)}-character text {text!r}"
+            )
         target[label["slot"]] = text[start:end]
     # A fixed key order keeps the reference string (and so exact-match scores) deterministic.
     return {slot: target[slot] for slot in RESTAURANT8K_SLOTS if slot in target}

@@ -17,14 +17,15 @@ import csv
 import hashlib
 import io
 import json
-import random
 import re
-from collections.abc import Iterable, Mapping, Sequence
+import unicodedata
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import DatasetError, Problem
+from .errors import ConfigError, DatasetError, Problem
 
 #: Rows larger than this are refused: almost always a broken export, and they blow up prompts.
 MAX_ROW_BYTES = 1_000_000
@@ -83,14 +84,15 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.examples)
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Example]:
         return iter(self.examples)
 
     def sample(self, n: int | None, seed: int = 0) -> Dataset:
         """A seeded sample of `n` examples that does not depend on the file's row order.
 
-        Examples are ordered by a hash of (seed, id) and the first n taken, so shuffling the file
-        or appending rows keeps earlier picks stable.
+        Examples are ordered by a hash of (seed, id) and the first n taken. Shuffling the file
+        gives the same sample; appending rows can only swap some picks for new rows, never bring in
+        an old row that was not picked before.
         """
         if n is None or n >= len(self.examples):
             return self
@@ -138,8 +140,13 @@ def load_dataset(
             Problem(str(p), None, "file not found; expected a .jsonl or .csv dataset (check the path in the suite)")
         )
     fmt = format or _guess_format(p)
-    raw = p.read_bytes()
+    try:
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise DatasetError(Problem(str(p), None, f"cannot read the file ({exc.strerror or exc})")) from None
     problems: list[Problem] = []
+    # A byte-order mark (Excel and Notepad write one) is not part of the first row.
+    raw = raw.removeprefix(b"\xef\xbb\xbf")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -150,41 +157,86 @@ def load_dataset(
     if not text.strip():
         raise DatasetError(Problem(str(p), None, "file is empty; expected at least one example"))
 
+    #: Lines whose row had no id of its own (theirs is a content id, see `content_id`).
+    auto_lines: set[int] = set()
     if fmt in ("chat", "prompt", "jsonl"):
-        examples = _load_jsonl(p, text, problems, system_prompt)
+        examples = _load_jsonl(p, text, problems, system_prompt, auto_lines)
     elif fmt == "csv":
-        examples = _load_csv(p, text, problems, columns, system_prompt)
+        examples = _load_csv(p, text, problems, columns, system_prompt, auto_lines)
     else:
         raise DatasetError(
             Problem(str(p), None, f"unknown dataset format {fmt!r}; expected 'chat', 'prompt', 'jsonl' or 'csv'")
         )
+    examples = _number_repeats(examples, auto_lines)
+    if not examples and not problems:
+        raise DatasetError(Problem(str(p), None, "file has no rows; expected at least one example"))
     _check_ids_and_conflicts(p, examples, problems)
     if labels is not None:
-        allowed = set(labels)
-        for line, ex in examples:
-            if ex.label not in allowed:
-                problems.append(
-                    Problem(str(p), line, f"label {ex.label!r} is not in the declared label set ({len(allowed)} labels)")
-                )
+        _check_label_set(p, examples, labels, problems)
     if problems:
+        # Sorted by line (stable: several problems on one line keep their order), so the list reads
+        # like the file; file-level problems (line None) come first.
+        problems.sort(key=lambda pr: pr.line or 0)
         raise DatasetError(problems, path=p)
     exs = tuple(ex for _, ex in examples)
     return Dataset(name or p.stem, str(p), exs, fingerprint_examples(exs))
+
+
+def _check_label_set(p: Path, rows: list[tuple[int, Example]], labels: Sequence[str], problems: list[Problem]) -> None:
+    import difflib
+
+    allowed = set(labels)
+    for line, ex in rows:
+        if ex.label in allowed:
+            continue
+        close = difflib.get_close_matches(ex.label, sorted(allowed), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        problems.append(
+            Problem(str(p), line, f"label {ex.label!r} is not in the declared label set ({len(allowed)} labels){hint}")
+        )
 
 
 def _guess_format(p: Path) -> str:
     return "csv" if p.suffix.lower() == ".csv" else "jsonl"
 
 
-def _load_jsonl(p: Path, text: str, problems: list[Problem], system_prompt: str | None) -> list[tuple[int, Example]]:
+def _too_big(size: int) -> str:
+    return f"row is {size:,} bytes, over the {MAX_ROW_BYTES:,}-byte limit; expected a smaller row (is it a broken export?)"
+
+
+def _jsonl_lines(text: str) -> Iterable[tuple[int, str]]:
+    """(line number, line) on "\n" only: `str.splitlines` also splits on U+2028 and friends, which
+    JSON allows raw inside strings (and `json.dumps(ensure_ascii=False)` writes), and would then
+    tear such a row in two and shift every later line number."""
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        yield lineno, line.removesuffix("\r")
+
+
+def _number_repeats(rows: list[tuple[int, Example]], auto_lines: set[int]) -> list[tuple[int, Example]]:
+    """Give the 2nd, 3rd... identical id-less row the suffix -2, -3 (listed as duplicates, not errors)."""
+    from dataclasses import replace
+
+    seen: dict[str, int] = {}
+    out = []
+    for line, ex in rows:
+        if line in auto_lines:
+            seen[ex.id] = seen.get(ex.id, 0) + 1
+            if seen[ex.id] > 1:
+                ex = replace(ex, id=f"{ex.id}-{seen[ex.id]}")
+        out.append((line, ex))
+    return out
+
+
+def _load_jsonl(
+    p: Path, text: str, problems: list[Problem], system_prompt: str | None, auto_lines: set[int]
+) -> list[tuple[int, Example]]:
     out: list[tuple[int, Example]] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in _jsonl_lines(text):
         if not line.strip():
             continue
-        if len(line.encode("utf-8")) > MAX_ROW_BYTES:
-            problems.append(
-                Problem(str(p), lineno, f"row is {len(line.encode()):,} bytes, over the {MAX_ROW_BYTES:,}-byte limit")
-            )
+        size = len(line.encode("utf-8"))
+        if size > MAX_ROW_BYTES:
+            problems.append(Problem(str(p), lineno, _too_big(size)))
             continue
         try:
             row = json.loads(line)
@@ -197,6 +249,8 @@ def _load_jsonl(p: Path, text: str, problems: list[Problem], system_prompt: str 
         ex = _row_to_example(p, lineno, row, problems, system_prompt)
         if ex is not None:
             out.append((lineno, ex))
+            if row.get("id") is None:
+                auto_lines.add(lineno)
     return out
 
 
@@ -206,13 +260,12 @@ def _row_to_example(
     where = f"{p}:{lineno}"
     metadata = row.get("metadata", {})
     if not isinstance(metadata, dict):
-        problems.append(Problem(str(p), lineno, '"metadata" must be a JSON object'))
+        problems.append(Problem(str(p), lineno, f'"metadata" must be a JSON object, got {_json_type(metadata)}'))
         return None
-    ex_id = row.get("id", f"{p.stem}-{lineno}")
-    if not isinstance(ex_id, (str, int)) or str(ex_id).strip() == "":
-        problems.append(Problem(str(p), lineno, '"id" must be a non-empty string'))
+    ex_id = row.get("id")
+    if ex_id is not None and (not isinstance(ex_id, (str, int)) or isinstance(ex_id, bool) or str(ex_id).strip() == ""):
+        problems.append(Problem(str(p), lineno, f'"id" must be a non-empty string or a whole number, got {ex_id!r}'))
         return None
-    ex_id = str(ex_id)
     if "messages" in row:
         msgs = row["messages"]
         if not isinstance(msgs, list) or not msgs:
@@ -243,7 +296,7 @@ def _row_to_example(
         reference = parsed[-1].content
         prompt = tuple(parsed[:-1])
         if not reference.strip():
-            problems.append(Problem(str(p), lineno, "the final assistant turn (the reference) is empty"))
+            problems.append(Problem(str(p), lineno, "the final assistant turn (the reference) is empty; expected the reference answer"))
             return None
         if not any(m.content.strip() for m in prompt if m.role == "user"):
             problems.append(Problem(str(p), lineno, "the user turn is empty; expected the input text"))
@@ -260,7 +313,27 @@ def _row_to_example(
             Problem(str(p), lineno, 'row has neither "messages" nor "prompt"/"reference"; expected one of those layouts')
         )
         return None
+    ex_id = str(ex_id) if ex_id is not None else content_id(p.stem, prompt, str(reference), metadata)
     return Example(ex_id, prompt, str(reference), metadata, where)
+
+
+def content_id(stem: str, prompt: Sequence[Message], reference: str, metadata: Mapping[str, Any]) -> str:
+    """The id of a row that has none: a hash of its content, not its line number.
+
+    A line-number id would change when rows are reordered or inserted, and with it every seeded
+    sample, split and fingerprint; a content id keeps them stable. Identical rows share a hash and
+    are told apart by `_number_repeats` ("-2", "-3", ... in file order; being identical, their order
+    does not matter).
+    """
+    blob = json.dumps(
+        [[m.to_dict() for m in prompt], reference, dict(metadata)], sort_keys=True, ensure_ascii=False
+    )
+    return f"{stem}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
 
 
 def _check_role_order(msgs: Sequence[Message]) -> str | None:
@@ -278,38 +351,125 @@ def _check_role_order(msgs: Sequence[Message]) -> str | None:
     return None
 
 
+#: What a CSV column mapping may name: prompt and reference are required, id and label optional.
+CSV_FIELDS = ("prompt", "reference", "id", "label")
+
+
 def _load_csv(
-    p: Path, text: str, problems: list[Problem], columns: Mapping[str, str] | None, system_prompt: str | None
+    p: Path,
+    text: str,
+    problems: list[Problem],
+    columns: Mapping[str, str] | None,
+    system_prompt: str | None,
+    auto_lines: set[int],
 ) -> list[tuple[int, Example]]:
+    """Rows of a CSV file through a column mapping ({field: column}, fields as in CSV_FIELDS).
+
+    Without a mapping the columns are called prompt and reference; an "id" column is used when
+    there is one. A "label" column becomes `metadata.label`, so classification CSVs get the same
+    conflicting-label and label-set checks as JSONL.
+    """
+    unknown = sorted(set(columns or {}) - set(CSV_FIELDS))
+    if unknown:
+        raise ConfigError(
+            f"{p}: unknown CSV column mapping key(s) {', '.join(map(repr, unknown))}; "
+            f"expected some of {', '.join(CSV_FIELDS)} (e.g. columns={{'prompt': 'text', 'reference': 'category'}})"
+        )
     mapping = {"prompt": "prompt", "reference": "reference", **(columns or {})}
-    reader = csv.DictReader(io.StringIO(text))
-    header = reader.fieldnames or []
-    missing = [f"{k}->{v!r}" for k, v in mapping.items() if k in ("prompt", "reference") and v not in header]
+    with _csv_field_limit(MAX_ROW_BYTES):
+        records = _csv_records(p, text, problems)
+    if not records:
+        return []
+    header_line, header = records[0]
+    if "id" not in mapping and "id" in header:
+        mapping["id"] = "id"
+    missing = [f"{k} -> {v!r}" for k, v in mapping.items() if v not in header]
     if missing:
         raise DatasetError(
-            Problem(str(p), 1, f"CSV header {header} lacks mapped columns {', '.join(missing)}; pass columns={{'prompt': ..., 'reference': ...}}")
+            Problem(
+                str(p),
+                header_line,
+                f"CSV header {header} lacks the mapped column(s) {', '.join(missing)}; expected those columns, "
+                "or a mapping such as columns={'prompt': 'text', 'reference': 'category'}",
+            )
         )
+    index = {field: header.index(col) for field, col in mapping.items()}
     out: list[tuple[int, Example]] = []
-    for row in reader:
-        lineno = reader.line_num
-        prompt_text = (row.get(mapping["prompt"]) or "").strip()
-        reference = (row.get(mapping["reference"]) or "").strip()
-        if not prompt_text or not reference:
-            which = "prompt" if not prompt_text else "reference"
-            problems.append(Problem(str(p), lineno, f"column {mapping[which]!r} ({which}) is empty"))
+    for lineno, values in records[1:]:
+        if len(values) != len(header):
+            problems.append(
+                Problem(str(p), lineno, f"row has {_count(len(values), 'field')} but the header has {len(header)}; "
+                        "expected one value per column (quote values that contain commas)")
+            )
             continue
-        ex_id = row.get(mapping.get("id", "id")) or f"{p.stem}-{lineno}"
-        prompt = ((Message("system", system_prompt),) if system_prompt else ()) + (Message("user", prompt_text),)
-        out.append((lineno, Example(str(ex_id), prompt, reference, {}, f"{p}:{lineno}")))
+        size = sum(len(v.encode("utf-8")) for v in values)
+        if size > MAX_ROW_BYTES:
+            problems.append(Problem(str(p), lineno, _too_big(size)))
+            continue
+        cell = {field: values[i].strip() for field, i in index.items()}
+        empty = [f for f in mapping if not cell[f]]
+        if empty:
+            problems.append(Problem(str(p), lineno, f"column {mapping[empty[0]]!r} ({empty[0]}) is empty; expected a value"))
+            continue
+        prompt = ((Message("system", system_prompt),) if system_prompt else ()) + (Message("user", cell["prompt"]),)
+        metadata = {"label": cell["label"]} if "label" in cell else {}
+        if "id" in cell:
+            ex_id = cell["id"]
+        else:
+            ex_id = content_id(p.stem, prompt, cell["reference"], metadata)
+            auto_lines.add(lineno)
+        out.append((lineno, Example(ex_id, prompt, cell["reference"], metadata, f"{p}:{lineno}")))
     return out
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _csv_records(p: Path, text: str, problems: list[Problem]) -> list[tuple[int, list[str]]]:
+    """(first line, values) of each non-blank CSV record; a record may span lines (quoted newlines)."""
+    # strict: an unterminated or stray quote is an error, not a value that swallows the next rows.
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    records: list[tuple[int, list[str]]] = []
+    while True:
+        first_line = reader.line_num + 1
+        try:
+            values = next(reader)
+        except StopIteration:
+            return records
+        except csv.Error as exc:
+            what = (
+                f"a value is over the {MAX_ROW_BYTES:,}-byte row limit" if "field limit" in str(exc)
+                else f"unreadable CSV ({exc}); expected RFC 4180 CSV"
+            )
+            problems.append(Problem(str(p), first_line, f"{what}; the rest of the file was not read"))
+            return records
+        if values:
+            records.append((first_line, values))
+
+
+@contextmanager
+def _csv_field_limit(limit: int) -> Iterator[None]:
+    # The csv module refuses fields over 128 KiB by default, below our row limit; the setting is
+    # process-wide, so it is restored at once.
+    old = csv.field_size_limit()
+    csv.field_size_limit(max(old, limit))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
 
 
 _NOT_ALNUM = re.compile(r"[\W_]+")
 
 
 def normalize_text(text: str) -> str:
-    """Lower-case, collapse whitespace and drop punctuation: the form used for duplicate detection."""
-    return " ".join(_NOT_ALNUM.sub(" ", text.lower()).split())
+    """Case-fold, collapse whitespace and drop punctuation: the form used for duplicate detection.
+
+    NFKC first, so that full-width letters, ligatures and non-breaking spaces compare equal to
+    their plain forms (copy-pasted training data is full of them).
+    """
+    return " ".join(_NOT_ALNUM.sub(" ", unicodedata.normalize("NFKC", text).casefold()).split())
 
 
 def _check_ids_and_conflicts(p: Path, rows: list[tuple[int, Example]], problems: list[Problem]) -> None:
@@ -334,7 +494,8 @@ def _check_ids_and_conflicts(p: Path, rows: list[tuple[int, Example]], problems:
                     Problem(
                         str(p),
                         line,
-                        f"conflicting labels for the same input: {ex.label!r} here, {first.label!r} on line {first_line}",
+                        f"conflicting labels for the same input: {ex.label!r} here, {first.label!r} on line "
+                        f"{first_line}; expected one label per input (fix or drop one of the rows)",
                     )
                 )
         else:
@@ -365,26 +526,16 @@ def write_jsonl(path: str | Path, rows: Iterable[Mapping[str, Any]]) -> None:
     atomic_write_text(Path(path), buf.getvalue())
 
 
-def seeded_shuffle(items: Sequence[Any], seed: int) -> list[Any]:
-    rng = random.Random(seed)
-    out = list(items)
-    rng.shuffle(out)
-    return out
-
-
-
-
-
 def split_dataset(dataset: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
                   names: Sequence[str] = ("train", "validation", "test")) -> dict[str, Dataset]:
     """Deterministic split by a seeded hash of each example's id.
 
     An example's split depends only on (seed, id), never on row order or on the other rows: shuffling
-    the file or appending rows leaves every existing example where it was.
+    the file or appending rows leaves every existing example where it was. The hash is salted apart
+    from `Dataset.sample`'s: with a shared hash, splitting a sample would put it all in one part
+    (a sample is exactly the examples with the lowest ranks).
     """
-    from .errors import ConfigError
-
-    if len(ratios) != len(names) or any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-9:
+    if len(ratios) != len(names) or any(r < 0 for r in ratios) or abs(sum(ratios) - 1.0) > 1e-6:
         raise ConfigError(f"split ratios must be {len(names)} non-negative numbers summing to 1, got {list(ratios)}")
     bounds = []
     acc = 0.0
@@ -393,7 +544,7 @@ def split_dataset(dataset: Dataset, ratios: Sequence[float] = (0.8, 0.1, 0.1), s
         bounds.append(acc)
     buckets: dict[str, list[Example]] = {n: [] for n in names}
     for ex in dataset.examples:
-        u = int(_stable_rank(seed, ex.id)[:15], 16) / float(16**15)
+        u = int(_stable_rank(seed, f"split\x00{ex.id}")[:15], 16) / float(16**15)
         for name, bound in zip(names, bounds):
             if u < bound or name == names[-1]:
                 buckets[name].append(ex)
@@ -406,6 +557,7 @@ __all__ = [
     "Example",
     "MAX_ROW_BYTES",
     "Message",
+    "content_id",
     "find_duplicates",
     "fingerprint_examples",
     "load_dataset",
