@@ -295,6 +295,16 @@ def test_missing_optional_keys(results: dict[str, Any]) -> None:
     assert "ftevals report" in render_html({"schema": "ftevals.results", "schema_version": 1, "suites": []})
 
 
+def test_duplicate_and_odd_example_ids_keep_anchors_unique(results: dict[str, Any]) -> None:
+    s = results["suites"][0]
+    s["examples"][1]["id"] = s["examples"][0]["id"]
+    s["examples"][2]["id"] = 'x" onmouseover="alert(1)'
+    s["examples"][3].pop("id")
+    page = parse(render_html(results))
+    ids = [a["id"] for _, a in page.tags if a.get("id")]
+    assert len(ids) == len(set(ids))
+
+
 def test_nulls_and_odd_values(results: dict[str, Any]) -> None:
     s = results["suites"][0]
     s["scores"]["base"]["accuracy"] = {"value": None, "ci_low": None, "ci_high": None}

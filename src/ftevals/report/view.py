@@ -362,7 +362,11 @@ def _suite(
     by_key = {(_s(c.get("model")), _s(c.get("metric"))): c for c in comparisons}
     details = _d(suite.get("details"))
     examples = [e for e in _l(suite.get("examples")) if isinstance(e, Mapping)]
-    anchors = {_s(e.get("id")): f"{anchor}-e{j}" for j, e in enumerate(examples)}
+    # Row anchors go by position (ids are data: they may repeat or be unsafe in a URL); links to an id
+    # go to its first row.
+    anchors: dict[str, str] = {}
+    for j, e in enumerate(examples):
+        anchors.setdefault(_s(e.get("id")), f"{anchor}-e{j}")
     gates = [g for g in _l(suite.get("gates")) if isinstance(g, Mapping)]
     # Failing gates first: they are what blocks a promotion. sorted() is stable, so suite order stays.
     gates = sorted(gates, key=_gate_order)
@@ -395,7 +399,7 @@ def _suite(
         has_cost=any(u.cost_per_1k is not None for u in usage),
         human=_human(suite.get("human"), names, run_id, anchors),
         other_details=_other_details(names, details),
-        examples=_examples(suite, names, reference, metrics, primary, comparisons, details, error_metrics, examples, anchors),
+        examples=_examples(suite, anchor, names, reference, metrics, primary, comparisons, details, error_metrics, examples),
     )
 
 
@@ -818,6 +822,7 @@ def _other_details(names: list[str], details: Mapping[str, Any]) -> list[tuple[s
 
 def _examples(
     suite: Mapping[str, Any],
+    prefix: str,
     names: list[str],
     reference: str,
     metrics: list[MetricInfo],
@@ -826,7 +831,6 @@ def _examples(
     details: Mapping[str, Any],
     error_metrics: list[str],
     examples: list[Mapping[str, Any]],
-    anchors: Mapping[str, str],
 ) -> Examples:
     idx = {m: i for i, m in enumerate(names)}
     regs: dict[str, dict[int, list[str]]] = {}
@@ -847,8 +851,8 @@ def _examples(
     invalid = _invalid(names, details, error_metrics, examples)
     classification = suite.get("task") == "classification"
     rows = [
-        _example(e, anchors[_s(e.get("id"))], names, reference, metrics, primary, classification, regs, fixes, drops, invalid)
-        for e in examples
+        _example(e, f"{prefix}-e{j}", names, reference, metrics, primary, classification, regs, fixes, drops, invalid)
+        for j, e in enumerate(examples)
     ]
     labels: dict[str, int] = {}
     for r in rows:
