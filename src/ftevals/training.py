@@ -74,10 +74,11 @@ def train_lora(
     out: Path,
     *,
     force: bool = False,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train (or reuse) a LoRA adapter in `out`; return its provenance record."""
     out = Path(out)
+    log = log or (lambda message: print(message, flush=True))
     fingerprint = training_fingerprint(base, examples, recipe)
     existing = read_provenance(out)
     if existing and existing.get("fingerprint") == fingerprint and not force:
