@@ -44,12 +44,23 @@ def cache_key(
     prompt: str,
     sampling: Mapping[str, Any],
 ) -> str:
+    """The cache key of one generation: sha256 over everything that can change its text.
+
+    Callers pass the backend's `identity()`, which by contract leaves out timeouts, concurrency and
+    batch sizes; the chunk size of `run_generation` never reaches this function.
+    """
     payload = {
+        # A new storage layout or key recipe must not read entries written by the old one.
         "format": CACHE_FORMAT,
+        # Backend name, dtype, parallelism, server URL, predictions file hash: different numerics.
         "backend": dict(backend),
+        # Weights, not names: a retrained base under the same path is a different model.
         "base": base_fingerprint,
+        # The adapter's weights; None (the base alone) is its own key.
         "adapter": adapter_fingerprint,
+        # The rendered prompt (chat template applied, few-shot examples included): what the model reads.
         "prompt": prompt,
+        # max_tokens, temperature, top_p, stop and seed: the same prompt sampled differently.
         "sampling": dict(sampling),
     }
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -72,6 +83,7 @@ class GenerationCache:
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
+            conn: sqlite3.Connection | None = None
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
@@ -84,14 +96,22 @@ class GenerationCache:
                 )
                 result = conn.execute("PRAGMA quick_check").fetchone()
                 if result is None or result[0] != "ok":
-                    raise CacheError(f"{self.path} is corrupt ({result}); delete it to start a fresh cache")
-            except sqlite3.DatabaseError as exc:
-                raise CacheError(
-                    f"cannot open the generation cache {self.path}: {exc}; delete the file or choose another "
-                    "folder with --ftevals-cache-dir"
-                ) from exc
+                    raise sqlite3.DatabaseError(f"integrity check failed: {result[0] if result else 'no answer'}")
+            except (sqlite3.DatabaseError, OSError) as exc:
+                if conn is not None:
+                    conn.close()
+                raise self._error("cannot open", exc) from None
             self._conn = conn
         return self._conn
+
+    def _error(self, doing: str, exc: BaseException) -> CacheError:
+        """One message for every way the cache file can be unusable: which file, what, and the fix."""
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return CacheError(
+            f"{doing} the generation cache {self.path}: {reason}. The file holds only cached generations: "
+            "delete it (with its -wal and -shm files) to start a fresh cache, choose another folder with "
+            "--ftevals-cache-dir, or run without a cache (--ftevals-cache off)"
+        )
 
     def get_many(self, keys: Iterable[str]) -> dict[str, Generation]:
         if self.mode != "use":
@@ -102,7 +122,11 @@ class GenerationCache:
         for start in range(0, len(wanted), 500):
             chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for key, payload in db.execute(f"SELECT key, payload FROM generations WHERE key IN ({marks})", chunk):
+            try:
+                rows = db.execute(f"SELECT key, payload FROM generations WHERE key IN ({marks})", chunk).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise self._error("cannot read", exc) from None
+            for key, payload in rows:
                 try:
                     found[key] = Generation.from_dict(json.loads(payload))
                 except (ValueError, KeyError, TypeError):
@@ -125,10 +149,14 @@ class GenerationCache:
                 db.execute("ROLLBACK")
             except sqlite3.DatabaseError:
                 pass
-            raise CacheError(f"cannot write to the generation cache {self.path}: {exc}") from exc
+            raise self._error("cannot write to", exc) from None
 
     def count(self) -> int:
-        return int(self._db().execute("SELECT COUNT(*) FROM generations").fetchone()[0])
+        """How many generations the cache holds (for tests and `ftevals` diagnostics)."""
+        try:
+            return int(self._db().execute("SELECT COUNT(*) FROM generations").fetchone()[0])
+        except sqlite3.DatabaseError as exc:
+            raise self._error("cannot read", exc) from None
 
     @contextmanager
     def generation_lock(self, name: str = "generate") -> Iterator[None]:
@@ -138,7 +166,10 @@ class GenerationCache:
             return
         from filelock import FileLock
 
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._error("cannot create", exc) from None
         with FileLock(str(self.folder / f"{name}.lock")):
             yield
 

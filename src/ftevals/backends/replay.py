@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..data import Message
-from ..errors import BackendError, DatasetError, Problem, ResultsError
+from ..errors import BackendError, ConfigError, DatasetError, Problem, ResultsError
 from ..fsutil import atomic_write_text
 from ..specs import ModelSpec
 from .base import Generation, GenerationRequest
@@ -37,6 +38,14 @@ _OPTIONAL_INTS = ("tokens_in", "tokens_out")
 class ReplaySettings:
     #: The predictions file (JSONL, see the module docstring).
     path: str
+    #: Seconds to wait per request, to stand in for a slow model in fault tests (a run killed
+    #: part-way, two runs sharing a cache). Not in `identity()`: it changes when an answer
+    #: arrives, never what it is (`--ftevals-backend-option delay_s=0.01`).
+    delay_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.delay_s, (int, float)) or isinstance(self.delay_s, bool) or self.delay_s < 0:
+            raise ConfigError(f"replay backend: delay_s must be a number of seconds >= 0, got {self.delay_s!r}")
 
 
 class ReplayBackend:
@@ -65,6 +74,8 @@ class ReplayBackend:
         missing = [(r.model.name, r.example_id) for r in requests if (r.model.name, r.example_id) not in self.predictions]
         if missing:
             raise BackendError(self._missing_message(missing, len(requests)))
+        if self.settings.delay_s:
+            time.sleep(self.settings.delay_s * len(requests))
         return [self.predictions[(r.model.name, r.example_id)] for r in requests]
 
     def _missing_message(self, missing: list[tuple[str, str]], total: int) -> str:
