@@ -273,6 +273,7 @@ def _suite_result(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, con
     comp_dicts = [c.to_dict() for c in comparisons]
 
     prompting = _prompting(ps, summaries)
+    forgetting = _forgetting(ps, comparisons) if suite.task == "forgetting" else None
     suite_values = {"contamination": ps.contamination["rate"] if ps.contamination else None}
     gate_results = []
     for source, gate in zip(suite.gates, ps.gates):
@@ -336,6 +337,7 @@ def _suite_result(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, con
         "details": {m: {met: s.details for met, s in by.items() if s.details} for m, by in scores.items()},
         "comparisons": comp_dicts,
         "prompting": prompting,
+        "forgetting": forgetting,
         "gates": gate_results,
         "contamination": ps.contamination,
         "baseline": None,
@@ -362,6 +364,25 @@ def _prompting(ps: PreparedSuite, summaries: dict[str, dict[str, dict[str, Any]]
     share = cmp.prompting_share(base_v, prompted_v, adapter_v, metric.higher_is_better)
     rec = cmp.prompting_recommendation(share, metric=metric.name, prompted_value=prompted_v, adapter_value=adapter_v)
     return cmp.PromptingResult(contender, adapter, metric.name, suite.fewshot.k, base_v, prompted_v, adapter_v, share, rec).to_dict()
+
+
+def _forgetting(ps: PreparedSuite, comparisons: Sequence[cmp.Comparison]) -> dict[str, Any]:
+    """Per model on this held-out task: the drop against the base (positive = worse), its CI and
+    the examples behind it, for the suite's primary metric."""
+    primary = ps.metrics[0]
+    out: dict[str, Any] = {"metric": primary.name, "reference": ps.suite.reference, "models": {}}
+    for c in comparisons:
+        if c.metric != primary.name:
+            continue
+        sign = -1.0 if primary.higher_is_better else 1.0
+        low, high = sorted((sign * c.ci_low, sign * c.ci_high))
+        worse = (lambda d: d < 0) if primary.higher_is_better else (lambda d: d > 0)
+        flipped = list(c.regressions) if c.kind == "binary" else [d.id for d in c.largest_drops if worse(d.delta)]
+        out["models"][c.model] = {
+            "drop": _num(sign * c.delta), "ci_low": _num(low), "ci_high": _num(high), "n": c.n,
+            "forgot": c.verdict == "regressed", "flipped": flipped,
+        }
+    return out
 
 
 def _suite_usage(ps: PreparedSuite, keys: dict[tuple[str, str], str], outcome: GenerationOutcome,
