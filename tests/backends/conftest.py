@@ -50,6 +50,8 @@ class FakeServer:
         self.auth: list[str | None] = []
         self.inflight = 0
         self.max_inflight = 0
+        self._models_inflight: list[str] = []
+        self.max_models_inflight = 0  # distinct server model ids in flight at once
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
@@ -90,6 +92,8 @@ class FakeServer:
                     n = len(server.posts)
                     server.inflight += 1
                     server.max_inflight = max(server.max_inflight, server.inflight)
+                    server._models_inflight.append(body.get("model"))
+                    server.max_models_inflight = max(server.max_models_inflight, len(set(server._models_inflight)))
                 try:
                     reply = server.respond(body, n)
                     if reply.delay_s:
@@ -100,6 +104,7 @@ class FakeServer:
                 finally:
                     with server._lock:
                         server.inflight -= 1
+                        server._models_inflight.remove(body.get("model"))
 
             def _send(self, reply: Reply) -> None:
                 data = reply.body

