@@ -1,10 +1,33 @@
-"""The terminal summary: one table per suite (model x metric, delta vs base with CI, verdict, gates)."""
+"""The terminal summary: one table per suite, computed from a results record alone.
+
+    banking77 (classification, n=200 of 3079, reference=base; gates 2/3 passed)
+      model          accuracy                         macro_f1                         verdict               gates
+      -------------  -------------------------------  -------------------------------  --------------------  ----------
+      base           0.020                            0.010                            reference
+      banking77      0.410 (+0.390 [+0.320,+0.460])   0.380 (+0.370 [+0.300,+0.440])   improved              2/2 passed
+      base-fewshot8  0.150 (+0.130 [+0.080,+0.180])   0.120 (+0.110 [+0.060,+0.160])   improved              -
+      [PASS] accuracy improved: banking77 0.410 vs base 0.020 (...)
+      [FAIL] contamination 0.067 is above the ceiling 0.050
+      baseline suites/baselines/banking77.json matches this run (6 values for 3 models)
+
+A cell is the score, then its delta against the reference with the delta's 95% CI. The verdict
+comes from each metric's paired test (McNemar's exact test for per-example right/wrong metrics, the
+bootstrap CI for continuous ones), so a binary metric's CI can exclude 0 while the exact test does
+not reject: the verdict then says "no sig. change" and shows the p-value. Rows carry terminal
+markup (red for failures and regressions) for pytest's terminal writer; `summary_lines` drops it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-_VERDICT = {"improved": "improved", "regressed": "REGRESSED", "no_significant_change": "no sig. change"}
+Markup = dict[str, bool]
+Row = tuple[str, Markup]
+
+_FAIL: Markup = {"red": True, "bold": True}
+_PASS: Markup = {"green": True}
+_PLAIN: Markup = {}
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -15,49 +38,124 @@ def _signed(v: Any, digits: int = 3) -> str:
     return "-" if v is None else f"{v:+.{digits}f}"
 
 
-def summary_lines(results: dict[str, Any]) -> list[str]:
-    lines: list[str] = []
+def _p(v: Any) -> str:
+    if v is None:
+        return ""
+    return f"p={v:.2g}" if v < 0.001 else f"p={v:.3f}"
+
+
+def summary_rows(results: Mapping[str, Any], notes: Mapping[str, str] | None = None) -> list[Row]:
+    """Every suite's table, as (text, markup) rows; `notes` adds a line per suite (e.g. a skip reason)."""
+    rows: list[Row] = []
     for suite in results["suites"]:
-        lines += suite_table(suite)
-        lines.append("")
-    return lines
+        rows += suite_rows(suite, note=(notes or {}).get(suite["name"]))
+        rows.append(("", _PLAIN))
+    return rows
 
 
-def suite_table(suite: dict[str, Any]) -> list[str]:
-    metrics = [m["name"] for m in suite["metrics"]]
-    ref = suite["reference"]
-    comps = {(c["model"], c["metric"]): c for c in suite["comparisons"]}
-    gates = suite.get("gates") or []
-    n = suite["dataset"]["n_examples"]
+def summary_lines(results: Mapping[str, Any], notes: Mapping[str, str] | None = None) -> list[str]:
+    return [text for text, _ in summary_rows(results, notes)]
+
+
+def suite_table(suite: Mapping[str, Any]) -> list[str]:
+    return [text for text, _ in suite_rows(suite)]
+
+
+def suite_rows(suite: Mapping[str, Any], note: str | None = None) -> list[Row]:
+    gates = list(suite.get("gates") or [])
     failing = sum(1 for g in gates if not g["passed"])
-    gate_text = f"gates {len(gates) - failing}/{len(gates)} passed" if gates else "no gates"
-    header = f"{suite['name']} ({suite['task']}, n={n}, reference={ref}; {gate_text})"
-    rows = [["model", *metrics, "verdict"]]
-    for model in suite["models"]:
-        cells = [model]
-        verdicts = []
-        for metric in metrics:
-            score = suite["scores"][model][metric]
-            cell = _fmt(score["value"])
-            comp = comps.get((model, metric))
-            if comp is not None:
-                cell += f" ({_signed(comp['delta'])} [{_signed(comp['ci_low'])},{_signed(comp['ci_high'])}])"
-                verdicts.append(comp["verdict"])
-            cells.append(cell)
-        primary = comps.get((model, metrics[0])) if metrics else None
-        cells.append("reference" if model == ref else _VERDICT.get(primary["verdict"], "?") if primary else "-")
-        rows.append(cells)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    out = [header]
-    for i, row in enumerate(rows):
-        out.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
-        if i == 0:
-            out.append("  " + "  ".join("-" * w for w in widths))
+    out: list[Row] = [(_header(suite, gates), _FAIL if failing else {"bold": True})]
+    out += _table(suite, gates)
     for g in gates:
-        out.append(f"  [{'PASS' if g['passed'] else 'FAIL'}] {g['message']}")
-    if suite.get("prompting") and suite["prompting"].get("recommendation"):
-        out.append(f"  note: {suite['prompting']['recommendation']}")
+        out.append((f"  [{'PASS' if g['passed'] else 'FAIL'}] {g['message']}", _PASS if g["passed"] else _FAIL))
+    baseline = suite.get("baseline")
+    if baseline:
+        # The outcome's first line names the file and what happened ("matches this run", "did not
+        # exist; wrote it ... review and commit it"); the failure itself lists the changes.
+        first = str(baseline.get("message") or f"baseline {baseline.get('path', '?')}: {baseline.get('status')}")
+        out.append((f"  {first.splitlines()[0]}", _FAIL if baseline.get("status") == "changed" else _PLAIN))
+    if note:
+        out.append((f"  {note}", _PLAIN))
+    prompting = suite.get("prompting") or {}
+    if prompting.get("recommendation"):
+        out.append((f"  note: {prompting['recommendation']}", _PLAIN))
     return out
 
 
-__all__ = ["suite_table", "summary_lines"]
+def _header(suite: Mapping[str, Any], gates: list[dict[str, Any]]) -> str:
+    dataset = suite["dataset"]
+    n, total = dataset["n_examples"], dataset.get("n_total")
+    size = f"n={n} of {total}" if total and total != n else f"n={n}"
+    failing = sum(1 for g in gates if not g["passed"])
+    if not gates:
+        gate_text = "no gates"
+    elif failing:
+        gate_text = f"gates {len(gates) - failing}/{len(gates)} passed, {failing} FAILED"
+    else:
+        gate_text = f"gates {len(gates)}/{len(gates)} passed"
+    return f"{suite['name']} ({suite['task']}, {size}, reference={suite['reference']}; {gate_text})"
+
+
+def _table(suite: Mapping[str, Any], gates: list[dict[str, Any]]) -> list[Row]:
+    metrics = [m["name"] for m in suite["metrics"]]
+    ref = suite["reference"]
+    comps = {(c["model"], c["metric"]): c for c in suite["comparisons"]}
+    # A gates column only when some gate is per model (suite-level gates are counted in the header).
+    per_model = any(g.get("model") for g in gates)
+    grid: list[list[str]] = [["model", *metrics, "verdict", *(["gates"] if per_model else [])]]
+    styles: list[Markup] = [_PLAIN]
+    for model in suite["models"]:
+        cells = [model]
+        for metric in metrics:
+            cells.append(_cell(suite["scores"].get(model, {}).get(metric, {}), comps.get((model, metric))))
+        verdict, bad = ("reference", False) if model == ref else _verdict(metrics, comps, model)
+        gate_cell, gate_bad = _gate_cell(gates, model)
+        cells += [verdict, *([gate_cell] if per_model else [])]
+        grid.append(cells)
+        styles.append(_FAIL if bad or gate_bad else _PLAIN)
+    widths = [max(len(r[i]) for r in grid) for i in range(len(grid[0]))]
+
+    def line(cells: list[str]) -> str:
+        return ("  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths))).rstrip()
+
+    out: list[Row] = [(line(grid[0]), _PLAIN), (line(["-" * w for w in widths]), _PLAIN)]
+    out += [(line(cells), style) for cells, style in zip(grid[1:], styles[1:])]
+    return out
+
+
+def _cell(score: Mapping[str, Any], comp: Mapping[str, Any] | None) -> str:
+    cell = _fmt(score.get("value"))
+    if comp is not None:
+        cell += f" ({_signed(comp.get('delta'))} [{_signed(comp.get('ci_low'))},{_signed(comp.get('ci_high'))}])"
+    return cell
+
+
+def _verdict(metrics: list[str], comps: Mapping[tuple[str, str], Mapping[str, Any]], model: str) -> tuple[str, bool]:
+    """One phrase for the model: every significant change, or 'no sig. change' with the primary p."""
+    found = [(m, comps[(model, m)]) for m in metrics if (model, m) in comps]
+    if not found:
+        return "-", False
+    improved = [m for m, c in found if c["verdict"] == "improved"]
+    regressed = [m for m, c in found if c["verdict"] == "regressed"]
+    if not improved and not regressed:
+        p = _p(found[0][1].get("p_value"))
+        return ("no sig. change" + (f" ({p})" if p else "")), False
+    if len(improved) == len(found):
+        return "improved", False
+    if len(regressed) == len(found):
+        return "REGRESSED", True
+    parts = [f"{m} improved" for m in improved] + [f"{m} REGRESSED" for m in regressed]
+    return ", ".join(parts), bool(regressed)
+
+
+def _gate_cell(gates: list[dict[str, Any]], model: str) -> tuple[str, bool]:
+    mine = [g for g in gates if g.get("model") == model]
+    if not mine:
+        return "", False
+    failing = sum(1 for g in mine if not g["passed"])
+    if failing:
+        return f"{failing}/{len(mine)} FAILED", True
+    return f"{len(mine)}/{len(mine)} passed", False
+
+
+__all__ = ["summary_lines", "summary_rows", "suite_rows", "suite_table"]

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from ..errors import ConfigError
@@ -24,20 +25,36 @@ def make_backend(name: str, models: dict[str, Any], options: dict[str, Any] | No
     if name == "vllm":
         from .vllm import VLLMBackend, VLLMSettings
 
-        return VLLMBackend(models, VLLMSettings(**opts))
+        return VLLMBackend(models, _settings(VLLMSettings, name, opts))
     if name == "hf":
         from .hf import HFBackend, HFSettings
 
-        return HFBackend(models, HFSettings(**opts))
+        return HFBackend(models, _settings(HFSettings, name, opts))
     if name == "openai":
         from .openai_http import OpenAIBackend, OpenAISettings
 
-        return OpenAIBackend(models, OpenAISettings(**opts))
+        return OpenAIBackend(models, _settings(OpenAISettings, name, opts))
     if name == "replay":
         from .replay import ReplayBackend, ReplaySettings
 
-        return ReplayBackend(models, ReplaySettings(**opts))
+        return ReplayBackend(models, _settings(ReplaySettings, name, opts))
     raise ConfigError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+
+
+def _settings(cls: Any, backend: str, opts: dict[str, Any]) -> Any:
+    """Build a settings record, naming a misspelt or missing setting instead of a bare TypeError."""
+    fields = dataclasses.fields(cls)
+    unknown = sorted(set(opts) - {f.name for f in fields})
+    if unknown:
+        raise ConfigError(f"backend {backend!r} has no setting {', '.join(map(repr, unknown))}; "
+                          f"its settings are: {', '.join(f.name for f in fields)}")
+    required = [f.name for f in fields
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    missing = [n for n in required if n not in opts]
+    if missing:
+        raise ConfigError(f"backend {backend!r} needs the setting {', '.join(map(repr, missing))} "
+                          f"(e.g. --ftevals-backend-option {missing[0]}=...)")
+    return cls(**opts)
 
 
 __all__ = ["BACKENDS", "Backend", "Generation", "GenerationRequest", "make_backend"]
