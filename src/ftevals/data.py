@@ -8,7 +8,11 @@ instead of silently dropping rows.
 Supported formats (chosen by `format=` or the file suffix):
 - chat JSONL: `{"id"?, "messages": [...], "metadata"?}`; the final assistant turn is the reference.
 - prompt JSONL: `{"id"?, "prompt": "...", "reference": "...", "metadata"?}`.
-- CSV: with a column mapping, e.g. `columns={"prompt": "text", "reference": "category"}`.
+- CSV: with a column mapping {field: column} for prompt and reference, optionally id and label
+  (`metadata.label`), e.g. `columns={"prompt": "text", "reference": "category"}`.
+
+A row without an id gets one derived from its content (`content_id`), so that samples, splits and
+fingerprints do not change when rows are reordered or inserted.
 """
 
 from __future__ import annotations
@@ -64,12 +68,21 @@ class Example:
         return str(self.metadata.get("label", self.reference))
 
     def to_dict(self) -> dict[str, Any]:
+        """The record form (prompt and reference apart): what fingerprints hash and results show."""
         return {
             "id": self.id,
             "messages": [m.to_dict() for m in self.messages],
             "reference": self.reference,
             "metadata": dict(self.metadata),
         }
+
+    def to_row(self) -> dict[str, Any]:
+        """A chat JSONL row that `load_dataset` reads back as this very example (same id, same fingerprint)."""
+        turns = [m.to_dict() for m in self.messages] + [{"role": "assistant", "content": self.reference}]
+        row: dict[str, Any] = {"id": self.id, "messages": turns}
+        if self.metadata:
+            row["metadata"] = dict(self.metadata)
+        return row
 
 
 @dataclass(frozen=True)
@@ -101,7 +114,8 @@ class Dataset:
         return Dataset(self.name, self.path, tuple(ranked), fingerprint_examples(ranked))
 
     def to_records(self) -> list[dict[str, Any]]:
-        return [e.to_dict() for e in self.examples]
+        """Chat JSONL rows (see `Example.to_row`): written out, they load back as this dataset."""
+        return [e.to_row() for e in self.examples]
 
 
 def _stable_rank(seed: int, key: str) -> str:

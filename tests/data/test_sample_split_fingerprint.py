@@ -155,3 +155,24 @@ def test_csv_and_jsonl_with_the_same_content_share_a_fingerprint(write: Write) -
     jsonl_ds = load_dataset(write("s.jsonl", jsonl({"id": "2", "prompt": "yo", "reference": "y"},
                                                    {"id": "1", "prompt": "hi", "reference": "x"})))
     assert csv_ds.fingerprint == jsonl_ds.fingerprint
+
+
+# ---------------------------------------------------------------------------------------------
+# `ftevals data split`: the files it writes load back as the same parts
+
+
+def test_cli_split_writes_loadable_parts(write: Write, tmp_path: Path, base_rows: list[dict],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    from ftevals.cli import main
+
+    source = write("all.jsonl", jsonl(*base_rows[:200], {"prompt": "no id here", "reference": "label_1"}))
+    assert main(["data", "split", str(source), "--out", str(tmp_path / "parts"), "--seed", "2"]) == 0
+    expected = split_dataset(load_dataset(source), seed=2)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [f"{tmp_path / 'parts' / name}.jsonl: {len(ds)} examples" for name, ds in expected.items()]
+    for name, part in expected.items():
+        loaded = load_dataset(tmp_path / "parts" / f"{name}.jsonl")
+        assert loaded.fingerprint == part.fingerprint
+        assert [e.to_dict() for e in loaded] == [e.to_dict() for e in part]
+    assert main(["data", "split", str(source), "--out", str(tmp_path / "x"), "--ratios", "80/10"]) == 2
+    assert capsys.readouterr().err == "ftevals: error: split ratios must be 3 non-negative numbers summing to 1, got [0.8, 0.1]\n"
