@@ -62,10 +62,10 @@ def test_sigkill_part_way_then_resume_generates_only_the_missing(tmp_path: Path)
     predictions = write_predictions(tmp_path / "predictions.jsonl")
     cache_dir = tmp_path / "cache"
     killed_out = tmp_path / "killed.json"
-    # 120 requests in chunks of 10 at 30 ms each: 3.6 s of generation, killed after 3 chunks.
+    # 120 requests in chunks of 10 at 50 ms each: 6 s of generation, killed after 3 chunks (1.5 s).
     proc = subprocess.Popen(
         [sys.executable, str(RUNNER), str(predictions), str(cache_dir), str(killed_out),
-         "--limit", str(LIMIT), "--chunk", str(CHUNK), "--delay", "0.03"],
+         "--limit", str(LIMIT), "--chunk", str(CHUNK), "--delay", "0.05"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -121,7 +121,7 @@ def test_ctrl_c_in_a_pytest_run_then_resume(pytester: pytest.Pytester) -> None:
     write_predictions(pytester.path / "predictions.jsonl")
     cache_dir = pytester.path / "cache"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", *PYTEST_ARGS, "--ftevals-backend-option", "delay_s=0.01"],
+        [sys.executable, "-m", "pytest", *PYTEST_ARGS, "--ftevals-backend-option", "delay_s=0.02"],
         cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
