@@ -238,3 +238,20 @@ def test_make_backend_builds_it(fake_server):
     backend = make_backend("openai", {}, {"base_urls": [fake_server.url], "model_names": {"base": "m"}})
     assert isinstance(backend, OpenAIBackend) and backend.name == "openai"
     assert backend.generate(requests_for(backend, ["z"]))[0].text == "echo: z"
+
+
+def test_completions_mode_renders_the_template_locally(fake_server):
+    from ftevals.models import unverified_models
+
+    # A server run resolves models without opening folders; the template comes from the base spec.
+    models = unverified_models([BASE])
+    fake_server.respond = lambda body, n: fake_server.Reply(
+        body={"choices": [{"index": 0, "text": " card_arrival", "finish_reason": "length"}], "usage": {"prompt_tokens": 30, "completion_tokens": 2}}
+    )
+    backend = OpenAIBackend(models, OpenAISettings(base_urls=(fake_server.url,), chat=False, api_key_env=None))
+    (gen,) = backend.generate(requests_for(backend, ["where is my card?"]))
+    assert (gen.text, gen.finish_reason, gen.tokens_in, gen.tokens_out) == (" card_arrival", "length", 30, 2)
+    assert fake_server.paths[-1] == "/v1/completions"
+    prompt = fake_server.posts[0]["prompt"]
+    assert prompt.startswith("<|im_start|>system\nbe brief<|im_end|>") and prompt.endswith("<|im_start|>assistant\n")
+    assert "messages" not in fake_server.posts[0]

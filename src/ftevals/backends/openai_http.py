@@ -26,6 +26,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -304,14 +305,17 @@ class OpenAIBackend:
             return self._default_model
 
     def _render_locally(self, model: ModelSpec, messages: Sequence[Message]) -> str:
+        from ..models import resolve_base
         from .vllm import load_tokenizer, render_chat
 
+        # Server runs resolve models without opening folders ("unverified"); the template still has
+        # to come from a real folder, so resolve the spec's base here ("default" = embedded model).
         resolved = self.models.get(model.name)
-        if resolved is None:
-            raise BackendError(f"openai backend (chat=False) needs the base model folder of {model.name!r} to render its prompt")
-        key = str(resolved.base.path)
-        if key not in self._tokenizers:
-            self._tokenizers[key] = load_tokenizer(resolved.base.path)
+        path = resolved.base.path if resolved is not None and Path(resolved.base.path).is_dir() else resolve_base(model.base).path
+        key = str(path)
+        with self._lock:
+            if key not in self._tokenizers:
+                self._tokenizers[key] = load_tokenizer(path)
         return render_chat(self._tokenizers[key], messages)
 
     # -- generation ---------------------------------------------------------------------------
