@@ -41,7 +41,11 @@ _MAX_QUOTED = 300
 
 @dataclass(frozen=True)
 class OpenAISettings:
-    """How to reach the server(s). Only `chat` and `cache_tag` can change outputs (see identity())."""
+    """How to reach the server(s). Only `chat`, `cache_tag` and `model_names` can change outputs.
+
+    The first two enter identity(); a model name mapping changes the server model id, which render()
+    puts into every prompt it keys on.
+    """
 
     #: One or several servers that serve the same models, e.g. ("http://10.0.0.5:8000/v1",). A URL
     #: without a path gets the standard "/v1" prefix. Requests are spread over all of them.
