@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -89,6 +90,11 @@ class Plan:
     def add(self, suite: str, model: ResolvedModel, example: Example, messages: tuple[Message, ...],
             sampling: SamplingSpec, backend: Backend) -> None:
         prompt = backend.render(model.spec, messages)
+        if getattr(backend, "answers_by_example", False):
+            # A backend that looks answers up by (model, example id) rather than computing them from
+            # the prompt (replay) must not share one answer between two models or two examples
+            # that happen to have the same prompt.
+            prompt = json.dumps({"model": model.name, "example": example.id, "prompt": prompt}, sort_keys=True)
         key = cache_key(
             backend=backend.identity(),
             base_fingerprint=model.base.fingerprint,

@@ -68,6 +68,8 @@ class PreparedSuite:
     shots: list[Example]
     labels: list[str] | None
     contamination: dict[str, Any] | None
+    #: Fingerprint of the whole dataset file (the sample's own is `dataset.fingerprint`).
+    file_fingerprint: str = ""
 
     @property
     def name(self) -> str:
@@ -174,7 +176,8 @@ def _prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
             path = suite.path(f)
             train_sets.append((str(f), load_dataset(path).examples))
         contamination = check_contamination(dataset.examples, train_sets).to_dict()
-    return PreparedSuite(suite, dataset, len(full), models, metrics, gates, shots, labels, contamination)
+    return PreparedSuite(suite, dataset, len(full), models, metrics, gates, shots, labels, contamination,
+                         full.fingerprint)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,6 +317,7 @@ def _suite_result(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, con
             "name": ps.dataset.name,
             "path": _display_path(suite.path(suite.dataset)),
             "fingerprint": ps.dataset.fingerprint,
+            "file_fingerprint": ps.file_fingerprint,
             "n_examples": len(examples),
             "n_total": ps.n_total,
             "sample_seed": suite.seed,

@@ -52,6 +52,9 @@ class ReplayBackend:
     """Answers each request with the saved prediction for its (model, example id)."""
 
     name = "replay"
+    #: Predictions are looked up by (model name, example id), not computed from the prompt: the
+    #: generation stage keys them per model and example (see generate.Plan.add).
+    answers_by_example = True
 
     def __init__(self, models: Mapping[str, Any] | None = None, settings: ReplaySettings | None = None) -> None:
         if settings is None:
