@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -155,18 +156,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.results:
         cmd += ["--ftevals-results", args.results]
     cmd += args.passthrough
-    print("ftevals: " + " ".join(cmd[2:]), file=sys.stderr)
+    print("ftevals: " + shlex.join(cmd[2:]), file=sys.stderr)
     return subprocess.call(cmd)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
     from .results import read_results
+    from .summary import summary_lines
 
     results = read_results(args.results)
     prices = _read_json(args.prices) if args.prices else None
     out = Path(args.out) if args.out else Path(args.results).with_name("report.html")
     path = write_report(results, out, prices=prices) if prices else write_report(results, out)
+    # The same tables the pytest run printed, rebuilt from the file alone.
+    for line in summary_lines(results):
+        print(line)
     print(f"report: {path}")
     return 0
 

@@ -46,6 +46,17 @@ def write_results(path, results):
 
 ReplayBackend.generate = generate
 ftevals.results.write_results = write_results
+
+
+def pytest_collection_finish(session):
+    _log(f"collected {len(session.items)}")
+
+
+def pytest_sessionfinish(session):
+    # A replay run needs no engine: no process may have imported one.
+    import sys
+
+    _log("engines " + (",".join(m for m in ("torch", "vllm", "transformers", "peft") if m in sys.modules) or "-"))
 '''
 
 OTHER_SUITE = (
@@ -83,11 +94,15 @@ def test_xdist_run_equals_serial_run_generates_once_and_only_the_controller_writ
 
     events = (project.path / "events.log").read_text().splitlines()
     writes = [e for e in events if "write_results" in e]
-    assert writes == ["controller write_results xdist.json"]
+    assert writes == ["controller write_results xdist.json"], events
     generators = {e.split()[0] for e in events if " generate " in e}
     # One worker generated everything (40 prompts, one batch per model); the other found it cached.
     assert len(generators) == 1 and generators <= {"gw0", "gw1"}, events
-    assert sorted(int(e.split()[-1]) for e in events if " generate " in e) == [20, 20]
+    assert sorted(int(e.split()[-1]) for e in events if " generate " in e) == [20, 20], events
+    # The controller collects nothing (xdist's DSession skips collection there), so it never
+    # prepares suites; each worker collects all four items.
+    assert sorted(e for e in events if " collected " in e) == ["gw0 collected 4", "gw1 collected 4"], events
+    assert sorted(e for e in events if " engines " in e) == ["controller engines -", "gw0 engines -", "gw1 engines -"], events
 
 
 def test_xdist_usage_error_is_a_usage_error_on_the_controller(project):
