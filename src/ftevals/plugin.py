@@ -431,8 +431,8 @@ class FtevalsSession:
         if known is None:
             self.suites[suite.name] = (suite, path)
         elif known[0] != suite:
-            raise pytest.UsageError(
-                f"ftevals: two different suites are named {suite.name!r} ({_display(known[1])} and "
+            raise self._usage_error(
+                f"two different suites are named {suite.name!r} ({_display(known[1])} and "
                 f"{_display(path)}); suite names must be unique because results and baselines are keyed by them"
             )
 

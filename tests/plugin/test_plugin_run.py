@@ -38,7 +38,11 @@ def test_passing_suite_prints_a_table_and_writes_a_valid_results_file(project):
     ])
     results = project.results()  # validates schema and version
     assert (results["schema"], results["schema_version"]) == (SCHEMA, SCHEMA_VERSION)
+    # Provenance: what produced these numbers.
     assert results["run"]["backend"]["name"] == "replay"
+    assert results["run"]["backend"]["settings"]["predictions_sha256"].startswith("sha256:")
+    assert results["run"]["ftevals_version"] and "pytest" in results["run"]["libraries"]
+    assert results["run"]["argv"][0] == "pytest"
     assert set(results["models"]) == {"base", "tuned"}
     (suite,) = results["suites"]
     assert suite["scores"]["base"]["accuracy"]["value"] == pytest.approx(0.6)
@@ -224,6 +228,10 @@ def test_junit_xml_has_one_readable_testcase_per_gate(project):
     assert failure is not None
     assert failure.get("message", "").startswith("accuracy regressed: tuned 0.300 vs base 0.600 (-0.300, 95% CI")
     assert by_name["gate[tuned: macro_f1 >= 0.1]"].find("failure") is None
+    # Every gate's message is recorded as a property, passing or not.
+    prop = by_name["gate[tuned: macro_f1 >= 0.1]"].find("properties/property")
+    assert prop is not None and prop.get("name") == "ftevals_gate"
+    assert prop.get("value", "").startswith("macro_f1 0.")
 
 
 def test_options_ini_keys_and_markers_share_the_ftevals_prefix(pytester):
