@@ -158,8 +158,8 @@ def test_max_drop_gate_message_matches_the_style_guide() -> None:
                         verdict="no_significant_change")
     result = _eval("rougeL >= base - 0.01", [small])
     assert result.passed
-    assert result.message == ("rougeL did not change significantly: adapter 0.432 vs base 0.437 "
-                              "(-0.005, 95% CI -0.020..+0.010, n=500; allowed -0.010)")
+    assert result.message == ("rougeL dropped: adapter 0.432 vs base 0.437 "
+                              "(-0.005, 95% CI -0.020..+0.010, n=500; allowed -0.010; not significant)")
     assert result.to_dict() == {"id": "adapter::rougeL >= base - 0.01", "expression": "rougeL >= base - 0.01",
                                 "model": "adapter", "passed": True, "message": result.message,
                                 "text": "rougeL >= base - 0.01"}

@@ -489,8 +489,14 @@ def _relative(gate: Gate, model: str, c: Comparison) -> GateResult:
         passed = _holds(bound, gate.op, m)
         requirement = f"required the whole {_level(c.alpha)} {gate.op} {margin}"
 
-    message = (f"{name} {_VERDICT_WORDS[c.verdict]}: {c.model} {_num(c.model_value)} vs {c.reference} "
-               f"{_num(c.reference_value)} ({stats}; {requirement})")
+    headline, tail = _VERDICT_WORDS[c.verdict], ""
+    if not gate.significantly and c.verdict == "no_significant_change" and c.delta != 0:
+        # A plain gate judges the point estimate: "did not change significantly" would read as
+        # the reason for a failure; say which way it moved and keep significance as context.
+        headline = "rose" if c.delta > 0 else "dropped"
+        tail = "; not significant"
+    message = (f"{name} {headline}: {c.model} {_num(c.model_value)} vs {c.reference} "
+               f"{_num(c.reference_value)} ({stats}; {requirement}{tail})")
     return GateResult(gate, model, passed, message, observed, m)
 
 

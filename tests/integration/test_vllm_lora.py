@@ -5,10 +5,13 @@ numbers are the base model's: the adapter's greedy outputs must differ from the 
 greedy outputs must equal the transformers+peft reference, prompt for prompt, for both models.
 
 Two float32 implementations of the same model (vLLM's CPU kernels, PyTorch's) round differently, so
-where the top two next tokens are within a few thousandths of a logit the argmax can go either way
-(measured here: 'Yes' 31.6845 vs 'No' 31.6798). The parity test therefore asks for at least 8
-identical outputs per model AND that every disagreement starts at such a near-tie under the
-reference model: a disagreement at a clear margin would mean the adapter (or base) is served wrong.
+where the top two next tokens are close the argmax can go either way. Measured here, the first
+differing token of a vLLM/transformers disagreement had logit gaps of 0.005 ('Yes' 31.6845 vs 'No'
+31.6798), 0.079 and 0.128 under transformers, on logits around 30. What an ignored or misapplied
+adapter looks like is of another order: the base model and the adapter part ways at gaps of
+several logits (checked below). The parity test therefore asks for at least 8 identical outputs per
+model AND that every disagreement starts at a near-tie (gap <= 0.25), and the adapter test checks
+that base and adapter part at a gap far above that.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ pytestmark = pytest.mark.vllm
 N_PROMPTS = 12
 MIN_IDENTICAL = 8
 #: Largest gap between the two disputed tokens' logits (under transformers) that counts as a tie.
-NEAR_TIE_LOGIT_GAP = 0.05
+NEAR_TIE_LOGIT_GAP = 0.25
+#: Smallest gap at which the base model and the adapter must part on at least one prompt.
+ADAPTER_EFFECT_LOGIT_GAP = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +100,17 @@ def _logit_gap_at_divergence(hf_backend, request, text_a: str, text_b: str) -> f
     with torch.no_grad(), _adapter(model, request.model.name if request.model.adapter else None):
         logits = model(torch.tensor([prompt_ids + a[:common]])).logits[0, -1]
     return abs(float(logits[a[common]] - logits[b[common]]))
+
+
+def test_adapter_effect_is_far_above_implementation_noise(hf_outputs, hf_backend, requests, banking77_examples):
+    by_key = {r.key: r for r in requests}
+    gaps = []
+    for i in _ids(banking77_examples):
+        base_text, tuned_text = hf_outputs[f"base:{i}"], hf_outputs[f"banking77:{i}"]
+        if base_text != tuned_text:
+            # Under the base model: how strongly does it prefer its own token over the adapter's?
+            gaps.append(_logit_gap_at_divergence(hf_backend, by_key[f"base:{i}"], base_text, tuned_text))
+    assert gaps and max(gaps) >= ADAPTER_EFFECT_LOGIT_GAP, gaps
 
 
 @pytest.mark.parametrize("model", ["base", "banking77"])

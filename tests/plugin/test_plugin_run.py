@@ -29,7 +29,7 @@ def test_passing_suite_prints_a_table_and_writes_a_valid_results_file(project):
         "  model  accuracy * macro_f1 * verdict * gates",
         "  base   0.600 * reference*",
         "  tuned  0.800 (+0.200 [[]+0.*,+0.*[]]) * 2/2 passed",
-        "  [[]PASS[]] accuracy * tuned 0.800 vs base 0.600 (+0.200, 95% CI +0.*..+0.*, n=20; allowed -0.050)",
+        "  [[]PASS[]] accuracy rose: tuned 0.800 vs base 0.600 (+0.200, 95% CI +0.*..+0.*, n=20; allowed -0.050; not significant)",
         "  [[]PASS[]] macro_f1 0.* is above the floor 0.500 (95% CI *, n=20)",
         "  baseline baselines/demo.json did not exist; wrote it with 4 values for 2 models: review and commit it",
         "results: out/results.json",
