@@ -21,6 +21,7 @@ from typing import Any
 from .backends.base import Backend, Generation, GenerationRequest
 from .cache import GenerationCache, cache_key
 from .data import Example, Message, normalize_text
+from .errors import BackendError, MissingDependencyError
 from .models import ResolvedModel
 from .specs import SamplingSpec
 
@@ -203,12 +204,16 @@ def run_generation(
                 say(f"ftevals: {len(cached_keys)} generations from the cache, {total} to generate with {backend.name}")
             for model_name, chunk in chunks:
                 t0 = time.monotonic()
-                outs = backend.generate([plan.requests[k] for k in chunk])
+                try:
+                    outs = backend.generate([plan.requests[k] for k in chunk])
+                except BackendError as exc:
+                    told = _keep_finished(exc, chunk, model_name, cache, earlier=generated)
+                    if told is exc:
+                        raise
+                    raise told from exc
                 calls += 1
                 elapsed = time.monotonic() - t0
                 if len(outs) != len(chunk):
-                    from .errors import BackendError
-
                     raise BackendError(f"backend {backend.name} returned {len(outs)} generations for {len(chunk)} requests")
                 cache.put_many({k: (model_name, g) for k, g in zip(chunk, outs)})
                 for k, g in zip(chunk, outs):
@@ -228,6 +233,30 @@ def run_generation(
         if key in cached_keys:
             u.cached += 1
     return GenerationOutcome(found, usage, calls, generated, len(cached_keys), time.monotonic() - started)
+
+
+def _keep_finished(exc: BackendError, chunk: list[str], model_name: str, cache: GenerationCache,
+                   *, earlier: int) -> BackendError:
+    """After a failed backend call: store what the call did finish, and say what the run keeps.
+
+    Earlier chunks are already committed. A backend that answers request by request (a server)
+    reports the requests of the failed chunk that did succeed as `partial` {index in chunk:
+    generation}; they are committed too, so that a re-run asks the server only for the rest.
+    """
+    if isinstance(exc, MissingDependencyError):
+        return exc  # nothing ran; the install command is the whole message
+    partial = getattr(exc, "partial", None) or {}
+    finished = {chunk[i]: (model_name, g) for i, g in partial.items() if isinstance(i, int) and 0 <= i < len(chunk)}
+    cache.put_many(finished)
+    kept = earlier + len(finished)
+    if kept == 0:
+        return exc
+    if cache.mode == "off":
+        note = f"the cache is off (--ftevals-cache off), so the {kept} generations finished before the failure are lost"
+    else:
+        note = (f"the {kept} generations finished before the failure are kept in the cache {cache.path}; "
+                "a re-run generates only the rest")
+    return BackendError(f"{exc}; {note}")
 
 
 def _chunks_by_model(keys: list[str], plan: Plan, size: int) -> Iterable[tuple[str, list[str]]]:

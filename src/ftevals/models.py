@@ -21,7 +21,7 @@ import struct
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -134,6 +134,9 @@ def pull_default_model(*, force: bool = False, full_check: bool = True, log: Any
 
 
 def _convert_gguf(gguf: Path, out: Path) -> None:
+    from .offline import hub_offline
+
+    hub_offline()  # the GGUF is local; nothing to fetch
     try:
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
@@ -183,8 +186,12 @@ def _write_manifest(folder: Path, *, source: Path) -> None:
 # Base models
 
 
-def resolve_base(base: str, *, pull: bool = True) -> ModelFolder:
-    """Turn a base-model spec (the alias "default" or a folder) into a folder and a fingerprint."""
+def resolve_base(base: str, *, pull: bool = True, chat: bool = False) -> ModelFolder:
+    """Turn a base-model spec (the alias "default" or a folder) into a folder and a fingerprint.
+
+    `chat`: the folder must carry a chat template; checked before the weights are hashed, so that a
+    large folder that cannot be used is refused at once.
+    """
     if base == DEFAULT_BASE:
         if pull:
             return pull_default_model(full_check=False, log=lambda m: print(m, file=sys.stderr))
@@ -201,7 +208,17 @@ def resolve_base(base: str, *, pull: bool = True) -> ModelFolder:
         )
     if not (folder / "config.json").is_file():
         raise ModelSpecError(f"{folder} has no config.json; expected a transformers model folder")
+    if chat:
+        _require_chat_template(folder)
     return ModelFolder(folder, folder_fingerprint(folder))
+
+
+def _require_chat_template(folder: Path) -> None:
+    if not has_chat_template(folder):
+        raise ModelSpecError(
+            f"model folder {folder} has no chat template (tokenizer_config.json 'chat_template' or "
+            "chat_template.jinja); ftevals sends chat messages, so add one"
+        )
 
 
 def folder_fingerprint(folder: Path) -> str:
@@ -260,6 +277,8 @@ class AdapterInfo:
     target_modules: tuple[str, ...]
     base_model_name_or_path: str
     fingerprint: str
+    #: target_modules exactly as adapter_config.json gives it (a list, or a PEFT regex string).
+    raw_target_modules: Any = field(default=None, compare=False, repr=False)
 
 
 def inspect_adapter(path: str | Path, base: ModelFolder | None = None) -> AdapterInfo:
@@ -287,6 +306,8 @@ def inspect_adapter(path: str | Path, base: ModelFolder | None = None) -> Adapte
     targets = cfg.get("target_modules") or []
     if isinstance(targets, str):
         targets = [targets]
+    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+        raise ModelSpecError(f"{cfg_path}: target_modules must be a list of module names or a regex string, got {targets!r}")
     weights = folder / "adapter_model.safetensors"
     if not weights.is_file():
         raise ModelSpecError(f"{folder} has no adapter_model.safetensors; save the adapter with safe_serialization=True")
@@ -298,6 +319,7 @@ def inspect_adapter(path: str | Path, base: ModelFolder | None = None) -> Adapte
         target_modules=tuple(sorted(targets)),
         base_model_name_or_path=str(cfg.get("base_model_name_or_path") or ""),
         fingerprint=folder_fingerprint(folder),
+        raw_target_modules=cfg.get("target_modules"),
     )
     if base is not None:
         check_adapter_fits_base(info, shapes, base)
@@ -305,16 +327,31 @@ def inspect_adapter(path: str | Path, base: ModelFolder | None = None) -> Adapte
 
 
 def read_safetensors_shapes(path: Path) -> dict[str, list[int]]:
-    """Tensor name -> shape from a safetensors header, without loading tensors (or torch)."""
+    """Tensor name -> shape from a safetensors header, without loading tensors (or torch).
+
+    Also checks that the file holds exactly the tensor bytes its header describes: a truncated copy
+    (an interrupted download or sync) otherwise passes every check here and fails only when an
+    engine loads it, after a minute of start-up.
+    """
     try:
         with open(path, "rb") as fh:
             (length,) = struct.unpack("<Q", fh.read(8))
             if length > 100_000_000:
                 raise ValueError("header length is implausible")
             header = json.loads(fh.read(length))
-    except (OSError, ValueError, struct.error) as exc:
-        raise ModelSpecError(f"{path} is not a readable safetensors file ({exc}); re-save or re-train the adapter") from None
-    return {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
+            size = os.fstat(fh.fileno()).st_size
+        tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+        shapes = {k: [int(d) for d in v["shape"]] for k, v in tensors.items()}
+        data_end = max((int(v["data_offsets"][1]) for v in tensors.values()), default=0)
+    except (OSError, ValueError, struct.error, KeyError, TypeError, AttributeError, IndexError) as exc:
+        why = f"{type(exc).__name__}: {exc}" if isinstance(exc, (KeyError, TypeError, AttributeError, IndexError)) else exc
+        raise ModelSpecError(f"{path} is not a readable safetensors file ({why}); re-save or re-train the adapter") from None
+    if 8 + length + data_end != size:
+        raise ModelSpecError(
+            f"{path} is damaged: its header describes {8 + length + data_end:,} bytes but the file has {size:,} "
+            "(a truncated copy or download?); copy or re-save the adapter again"
+        )
+    return shapes
 
 
 def _base_config(base: ModelFolder) -> dict[str, Any]:
@@ -356,6 +393,7 @@ def check_adapter_fits_base(info: AdapterInfo, shapes: dict[str, list[int]], bas
             f"({', '.join(sorted(base_ids))}); use the adapter with its own base model"
         )
     known = _module_shapes(cfg)
+    _check_target_modules(info, known, cfg)
     layers = int(cfg.get("num_hidden_layers", 0))
     for name, shape in shapes.items():
         if ".lora_A." not in name and ".lora_B." not in name:
@@ -378,6 +416,24 @@ def check_adapter_fits_base(info: AdapterInfo, shapes: dict[str, list[int]], bas
                 f"adapter {info.path}: {name} has shape {shape}, but on this base model it must be {expected}; "
                 "the adapter was trained for a different base model"
             )
+
+
+def _check_target_modules(info: AdapterInfo, known: dict[str, tuple[int, int]], cfg: dict[str, Any]) -> None:
+    """Every module named in adapter_config.json's target_modules must exist in the base model.
+
+    PEFT refuses to load such an adapter (and vLLM may skip the module silently), so it is refused
+    here, before any engine starts. A module is named by its last dotted part; a single string is a
+    regular expression in PEFT (or "all-linear"), which this check leaves alone.
+    """
+    if info.raw_target_modules is None or isinstance(info.raw_target_modules, str):
+        return
+    unknown = sorted({str(t).rsplit(".", 1)[-1] for t in info.raw_target_modules} - set(known))
+    if unknown:
+        raise ModelSpecError(
+            f"{info.path / 'adapter_config.json'}: target_modules names {', '.join(map(repr, unknown))}, which a "
+            f"{cfg.get('model_type', '?')} base model does not have (its LoRA-able modules: {', '.join(known)}); "
+            "fix target_modules or use the adapter with its own base model"
+        )
 
 
 def _layer_index(name: str) -> int | None:
@@ -424,15 +480,15 @@ def resolve_models(specs: Any, *, pull: bool = True) -> dict[str, ResolvedModel]
     bases: dict[str, ModelFolder] = {}
     out: dict[str, ResolvedModel] = {}
     for spec in specs:
-        if spec.base not in bases:
-            bases[spec.base] = resolve_base(spec.base, pull=pull)
-            if not has_chat_template(bases[spec.base].path):
-                raise ModelSpecError(
-                    f"model folder {bases[spec.base].path} has no chat template (tokenizer_config.json "
-                    "'chat_template' or chat_template.jinja); ftevals sends chat messages, so add one"
-                )
-        base = bases[spec.base]
-        adapter = inspect_adapter(spec.adapter, base) if spec.adapter else None
+        try:
+            if spec.base not in bases:
+                bases[spec.base] = resolve_base(spec.base, pull=pull, chat=True)
+                _require_chat_template(bases[spec.base].path)  # the default model's, checked after its pull
+            base = bases[spec.base]
+            adapter = inspect_adapter(spec.adapter, base) if spec.adapter else None
+        except ModelSpecError as exc:
+            # The same folder can sit behind several model names: say which one the user wrote.
+            raise ModelSpecError(f"model {spec.name!r}: {exc}") from None
         out[spec.name] = ResolvedModel(spec, base, adapter)
     return out
 

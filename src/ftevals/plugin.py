@@ -159,7 +159,7 @@ def read_settings(config: pytest.Config) -> Settings:
         raise ConfigError(f"ini ftevals_backend: unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
     cache = _path_setting(config, opt.ftevals_cache_dir, "ftevals_cache_dir")
     report = None if opt.ftevals_no_report else _path_setting(config, opt.ftevals_report, "ftevals_report")
-    return Settings(
+    settings = Settings(
         models=model_table(config),
         backend=backend,
         backend_options=backend_options(config),
@@ -170,6 +170,23 @@ def read_settings(config: pytest.Config) -> Settings:
         seed=opt.ftevals_seed if opt.ftevals_seed is not None else 0,
         resamples=opt.ftevals_resamples if opt.ftevals_resamples is not None else DEFAULT_RESAMPLES,
     )
+    check_conflicts(config, settings)
+    return settings
+
+
+def check_conflicts(config: pytest.Config, settings: Settings) -> None:
+    """Options that contradict each other are refused at start-up, instead of one of them silently winning.
+
+    (`--ftevals-update-baseline` with a `--ftevals-limit` that shrinks a suite is refused after
+    preparation, when the suites' sizes are known: see `FtevalsSession._refuse_partial_baseline_update`.)
+    """
+    opt = config.option
+    if opt.ftevals_no_report and opt.ftevals_report:
+        raise ConfigError(f"--ftevals-no-report and --ftevals-report {opt.ftevals_report} contradict each other; "
+                          "drop one of them")
+    if settings.report is not None and settings.report.resolve() == settings.results.resolve():
+        raise ConfigError(f"the results file and the HTML report would both be written to {settings.results}; "
+                          "give them different paths (--ftevals-results, --ftevals-report)")
 
 
 def model_table(config: pytest.Config) -> dict[str, ModelSpec]:
@@ -440,6 +457,7 @@ class FtevalsSession:
         if not self.suites or self.is_controller:
             return
         self.prepared = self._prepare()
+        self._refuse_partial_baseline_update()
         self._mark_baseline_skips(session.items)
 
     def _prepare(self) -> Any:
@@ -459,6 +477,20 @@ class FtevalsSession:
         except FtevalsError as exc:
             raise self._usage_error(str(exc)) from None
         return run
+
+    def _refuse_partial_baseline_update(self) -> None:
+        """A baseline holds a suite's whole sample: accepting one from a --ftevals-limit sample is refused
+        (rather than skipped, which would leave the user believing the baseline was updated)."""
+        limit = self.settings.limit
+        if not self.config.option.ftevals_update_baseline or limit is None:
+            return
+        for ps in self.prepared.suites:
+            full = min(ps.suite.limit or ps.n_total, ps.n_total)
+            if len(ps.dataset) < full:
+                raise self._usage_error(
+                    f"{_UPDATE_FLAG} cannot be combined with --ftevals-limit {limit}: suite {ps.name!r} would evaluate "
+                    f"{len(ps.dataset)} of the {full} examples its baseline is for; drop --ftevals-limit to update baselines"
+                )
 
     def _mark_baseline_skips(self, items: list[pytest.Item]) -> None:
         """A baseline holds the suite's whole sample; compare it only when this run used that sample."""

@@ -85,6 +85,9 @@ def train_lora(
         log(f"{out}: up to date (fingerprint {fingerprint[:19]}), not retrained")
         return existing
 
+    from .offline import hub_offline
+
+    hub_offline()
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer

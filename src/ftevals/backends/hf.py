@@ -11,7 +11,6 @@ or disabled for base requests, so memory holds one base however many adapters th
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from typing import Any
 from ..data import Message
 from ..errors import BackendError, MissingDependencyError
 from ..models import ResolvedModel
+from ..offline import hub_offline
 from ..specs import ModelSpec
 from .base import Generation, GenerationRequest
 from .vllm import load_tokenizer, render_chat
@@ -56,7 +56,7 @@ class HFBackend:
     def _model_for(self, base_key: str) -> Any:
         if base_key in self._loaded:
             return self._loaded[base_key]
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        hub_offline()
         try:
             import torch
             from transformers import AutoModelForCausalLM

@@ -17,6 +17,8 @@ small KV cache.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from ..data import Message
-from ..errors import BackendError, ConfigError, MissingDependencyError
+from ..errors import BackendError, ConfigError, MissingDependencyError, ModelSpecError
 from ..models import ResolvedModel
+from ..offline import hub_offline
 from ..specs import ModelSpec, SamplingSpec
 from .base import Generation, GenerationRequest
 
@@ -133,7 +136,7 @@ class _Engine:
         cpu = is_cpu_platform()
         if cpu:
             configure_cpu_environment(self.settings)
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        hub_offline()
         try:
             from vllm import LLM
         except ImportError as exc:
@@ -182,14 +185,18 @@ class _Engine:
                 info = self.adapters[r.model.name].adapter
                 assert info is not None
                 loras.append(LoRARequest(r.model.name, self.lora_ids[r.model.name], str(info.path)))
+        watch = _DeathWatch(self.llm)
         try:
-            outputs = self.llm.generate(
-                prompts, params, lora_request=loras if any(loras) else None, use_tqdm=self.settings.progress
-            )
+            with watch:
+                outputs = self.llm.generate(
+                    prompts, params, lora_request=loras if any(loras) else None, use_tqdm=self.settings.progress
+                )
         except Exception as exc:
+            died = watch.died or _dead_engine_process(self.llm)
+            if died is not None:
+                raise BackendError(f"the vLLM engine for {self.base_path} died during generation: {died}") from exc
             raise BackendError(
-                f"the vLLM engine for {self.base_path} failed during generation ({type(exc).__name__}: {exc}); "
-                "generations finished before this batch are kept in the cache and will not be redone"
+                f"the vLLM engine for {self.base_path} failed during generation ({type(exc).__name__}: {exc})"
             ) from exc
         result = []
         for ids, out in zip(token_ids, outputs):
@@ -219,6 +226,71 @@ class _Engine:
         import gc
 
         gc.collect()
+
+
+def _engine_processes(llm: Any) -> list[Any]:
+    """The engine's worker processes (multiprocessing.Process objects), where vLLM exposes them."""
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    manager = getattr(getattr(core, "resources", None), "engine_manager", None)
+    return list(getattr(manager, "processes", None) or [])
+
+
+def _dead_engine_process(llm: Any) -> str | None:
+    """How an engine process ended ("EngineCore_DP0 (pid 7) was killed by SIGKILL"), or None if all run."""
+    for proc in _engine_processes(llm):
+        code = proc.exitcode
+        if code is None:
+            continue
+        if code < 0:
+            name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
+            how = f"was killed by {name}"
+            if -code == signal.SIGKILL:
+                how += " (the kernel's out-of-memory killer sends this: check free memory, lower cpu_kv_cache_gb)"
+        else:
+            how = f"exited with code {code}"
+        return f"engine process {proc.name} (pid {proc.pid}) {how}"
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if getattr(getattr(core, "resources", None), "engine_dead", False):
+        return "vLLM reports its engine core process dead"
+    return None
+
+
+class _DeathWatch:
+    """Wakes a `LLM.generate` call whose engine process has died, instead of letting it wait forever.
+
+    vLLM 0.32's synchronous client does notice a dead EngineCore (a monitor thread marks the client
+    dead and shuts it down), but its output thread then exits without a word, and `LLM.generate`
+    blocks for ever on the client's output queue (seen with SIGKILL on the CPU engine). While a
+    generate call runs, this thread polls the engine processes and, when one has ended, puts an
+    error into that queue: what vLLM's asyncio client does itself when its output task stops.
+    """
+
+    def __init__(self, llm: Any, interval_s: float = 0.5) -> None:
+        self.llm = llm
+        self.interval_s = interval_s
+        self.died: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ftevals-vllm-deathwatch", daemon=True)
+
+    def __enter__(self) -> _DeathWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            died = _dead_engine_process(self.llm)
+            if died is None:
+                continue
+            self.died = died
+            core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+            outputs = getattr(core, "outputs_queue", None)
+            if outputs is not None:
+                outputs.put_nowait(BackendError(died))
+            return
 
 
 def _sampling_params(cls: Any, s: SamplingSpec) -> Any:
@@ -267,6 +339,7 @@ class VLLMBackend:
     def __init__(self, models: dict[str, ResolvedModel], settings: VLLMSettings | None = None) -> None:
         self.models = models
         self.settings = settings or VLLMSettings()
+        self._check_lora_ranks()
         self._tokenizers: dict[str, Any] = {}
         self._engines: dict[tuple[str, str], _Engine] = {}
         self._planned_tokens: dict[str, int] = {}
@@ -276,6 +349,19 @@ class VLLMBackend:
         self.merge_seconds = 0.0
         self._base_tokens = 0
         self._base_seconds = 0.0
+
+    def _check_lora_ranks(self) -> None:
+        """Refuse an adapter vLLM cannot serve as a LoRA now, before an engine starts (40 s on a CPU)."""
+        if self.settings.strategy == "merged":
+            return  # merged weights have no rank limit
+        top = _VLLM_LORA_RANKS[-1]
+        for m in self.models.values():
+            if m.adapter is not None and m.adapter.rank > top:
+                raise ModelSpecError(
+                    f"model {m.name!r}: adapter {m.adapter.path} has LoRA rank {m.adapter.rank}, above vLLM's "
+                    f"largest supported rank {top}; serve it merged (--ftevals-backend-option strategy=merged), "
+                    "use the hf backend, or retrain it with r <= 512"
+                )
 
     # -- identity and rendering ---------------------------------------------------------------
 
@@ -425,6 +511,7 @@ def merge_adapter(model: ResolvedModel) -> Path:
     with FileLock(str(target) + ".lock"):
         if (target / "config.json").is_file():
             return target
+        hub_offline()
         import torch
         from peft import PeftModel
         from transformers import AutoModelForCausalLM
@@ -444,7 +531,7 @@ def merge_adapter(model: ResolvedModel) -> Path:
 
 
 def load_tokenizer(path: Path, trust_remote_code: bool = False) -> Any:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    hub_offline()
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)

@@ -1,0 +1,117 @@
+"""A server backend that misbehaves, through a whole run: retries are bounded, errors say what failed
+and what is kept, and every answer that did arrive is in the cache, so a re-run asks only for the rest.
+
+The transport itself (connection refused, timeouts, 429 with Retry-After, 5xx, malformed JSON, a
+400 that is not retried, fail-over between URLs) is tested request by request in
+tests/backends/test_openai_backend.py; this file runs `pipeline.execute` against a local server.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakeopenai import FakeOpenAI, Reply, answer_for
+from miniproject import banking77_rows
+
+from ftevals.errors import BackendError
+from ftevals.pipeline import RunConfig, execute, prepare
+from ftevals.results import canonical
+from ftevals.specs import ModelSpec
+from ftevals.suite import Suite
+
+N, CHUNK = 20, 8
+TOTAL = 2 * N
+MODELS = {"base": ModelSpec("base"), "tuned": ModelSpec("tuned", adapter="adapters/tuned")}
+
+
+@pytest.fixture
+def server() -> Any:
+    fake = FakeOpenAI()
+    with fake.running():
+        yield fake
+
+
+@pytest.fixture
+def dataset(tmp_path: Path) -> Path:
+    import json
+
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in banking77_rows(N)), encoding="utf-8")
+    return path
+
+
+def run(dataset: Path, url: str, cache_dir: Path, **options: Any) -> dict[str, Any]:
+    suite = Suite(name="demo", task="classification", dataset=str(dataset), models=tuple(MODELS),
+                  gates=("accuracy >= base - 0.05",))
+    backend_options = {"base_urls": [url], "concurrency": 1, "backoff_s": 0.001, "max_retries": 2,
+                       "timeout_s": 5.0, "api_key_env": None, **options}
+    config = RunConfig(models=MODELS, backend="openai", backend_options=backend_options, cache_dir=cache_dir,
+                       chunk_size=CHUNK, resamples=100)
+    return execute(prepare([suite], config))
+
+
+def test_a_failure_part_way_keeps_every_answer_that_arrived(server: FakeOpenAI, dataset: Path,
+                                                            tmp_path: Path) -> None:
+    # The 11th request is refused for good (HTTP 400, not retried): the first chunk of 8 is done and
+    # two requests of the second chunk had answers.
+    server.policy = lambda body, n, attempt: Reply(400, {"error": {"message": "prompt too long"}}) if n == 11 else None
+    cache_dir = tmp_path / "cache"
+    with pytest.raises(BackendError) as info:
+        run(dataset, server.url, cache_dir)
+    message = str(info.value)
+    assert "HTTP 400" in message and "prompt too long" in message
+    assert message.endswith(f"; the 10 generations finished before the failure are kept in the cache "
+                            f"{cache_dir / 'generations.sqlite'}; a re-run generates only the rest"), message
+    assert len(server.posts) == 11  # nothing queued behind the failure was sent
+
+    # The server is fine again: the re-run asks for the 30 missing answers only.
+    server.policy = lambda body, n, attempt: None
+    asked_before = len(server.posts)
+    resumed = run(dataset, server.url, cache_dir)
+    timings = resumed["run"]["timings"]
+    assert (timings["cached"], timings["generated"]) == (10, TOTAL - 10)
+    assert len(server.posts) - asked_before == TOTAL - 10
+
+    fresh = run(dataset, server.url, tmp_path / "fresh-cache")
+    assert canonical(resumed) == canonical(fresh)
+
+
+def test_transient_faults_are_retried_a_bounded_number_of_times(server: FakeOpenAI, dataset: Path,
+                                                                tmp_path: Path) -> None:
+    # Every request: first a 429 (Retry-After 0), then a 200 whose body is not JSON, then the answer.
+    def flaky(body: dict[str, Any], n: int, attempt: int) -> Reply | None:
+        if attempt == 1:
+            return Reply(429, {"error": {"message": "slow down"}}, {"Retry-After": "0"})
+        if attempt == 2:
+            return Reply(200, b"<html>502 Bad Gateway</html>")
+        return None
+
+    server.policy = flaky
+    results = run(dataset, server.url, tmp_path / "cache", max_retries=2)
+    assert len(server.posts) == 3 * TOTAL
+    outputs = [ex["outputs"]["base"]["text"] for ex in results["suites"][0]["examples"]]
+    assert outputs == [answer_for({"messages": ex["messages"]}) for ex in results["suites"][0]["examples"]]
+
+    # One retry fewer and the malformed body is the last word: a clear error, nothing retried for ever.
+    server.reset()
+    with pytest.raises(BackendError) as info:
+        run(dataset, server.url, tmp_path / "cache2", max_retries=1)
+    message = str(info.value)
+    assert "failed after 2 attempts; last error: malformed response" in message and "502 Bad Gateway" in message
+    assert len(server.posts) == 2  # one request, two attempts, then the run stops
+
+
+def test_connection_refused_names_the_server_and_keeps_nothing_half_written(dataset: Path, tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again when the block ends: nothing listens there
+    cache_dir = tmp_path / "cache"
+    with pytest.raises(BackendError) as info:
+        run(dataset, f"http://127.0.0.1:{port}/v1", cache_dir, max_retries=1)
+    message = str(info.value)
+    assert f"GET http://127.0.0.1:{port}/v1/models" in message or f"http://127.0.0.1:{port}/v1" in message
+    assert "failed after 2 attempts; last error: connection failed (ConnectionRefusedError" in message, message
+    assert "Is the server up and healthy?" in message
