@@ -1,16 +1,22 @@
 """Two processes share one cache folder at the same time: the cache stays intact and every
 generation is produced once, by one of them (the other waits on the generation lock, then finds
-everything cached)."""
+everything cached). Once as two pipeline runs, once as two `pytest` processes of two projects; the
+xdist case (two workers, one cache) is tests/plugin/test_plugin_xdist.py."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from contextlib import closing
 from pathlib import Path
 
+import pytest
+from miniproject import BASE_ARGS, MiniProject
 from runner import write_predictions
 
 from ftevals.results import canonical
@@ -59,3 +65,54 @@ def test_two_runs_at_once_generate_each_request_once(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM generations").fetchone() == (TOTAL, TOTAL)
     assert canonical(results[0]) == canonical(results[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Two `pytest` processes, two projects, one cache folder
+
+BARRIER = """
+import os, pathlib, time
+
+def pytest_collection_finish(session):
+    # Both runs are collected and prepared before either generates: they start together.
+    pathlib.Path(os.environ["GO_FILE"] + f".ready-{os.getpid()}").touch()
+    while not pathlib.Path(os.environ["GO_FILE"]).exists():
+        time.sleep(0.01)
+"""
+
+
+def test_two_pytest_processes_share_one_cache_folder(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    project = MiniProject.create(pytester)
+    (project.path / "conftest.py").write_text(BARRIER)
+    dirs = [project.path, tmp_path / "copy"]
+    shutil.copytree(project.path, dirs[1])
+    shared, go = tmp_path / "shared-cache", tmp_path / "go"
+    # One adapter path for both, so that both runs key their requests alike.
+    args = [sys.executable, "-m", "pytest", *BASE_ARGS, "--ftevals-cache-dir", str(shared),
+            "--ftevals-model", f"tuned=base+{tmp_path / 'adapters' / 'tuned'}", "--ftevals-backend-option", "delay_s=0.02"]
+    env = {**os.environ, "GO_FILE": str(go)}
+    procs = [subprocess.Popen(args, cwd=d, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for d in dirs]
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(tmp_path.glob("go.ready-*"))) < 2:
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
+                [p.communicate()[0] for p in procs if p.poll() is not None]
+            time.sleep(0.02)
+        go.touch()
+        outputs = [p.communicate(timeout=120)[0] for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert [p.returncode for p in procs] == [0, 0], outputs
+
+    results = [json.loads((d / "out" / "results.json").read_text()) for d in dirs]
+    timings = [r["run"]["timings"] for r in results]
+    assert sorted(t["generated"] for t in timings) == [0, 40], timings
+    assert sorted(t["cached"] for t in timings) == [0, 40], timings
+    with closing(sqlite3.connect(shared / "generations.sqlite")) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM generations").fetchone() == (40, 40)
+    assert canonical(results[0])["suites"] == canonical(results[1])["suites"]
