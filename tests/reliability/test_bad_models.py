@@ -186,3 +186,17 @@ def test_plugin_stops_with_a_usage_error_before_any_engine(case: Case, pytester:
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
     assert no_engine == []
     assert not (pytester.path / "out").exists() and not (pytester.path / "cache").exists()
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.name in ("truncated-safetensors", "unknown-target-module",
+                                                                 "other-base-model")], ids=lambda c: c.name)
+def test_models_inspect_reports_the_same_problem_with_exit_2(case: Case, tmp_path: Path, default_model,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from ftevals.cli import main
+
+    base, adapter = case.build(tmp_path, default_model.path)
+    assert main(["models", "inspect", str(adapter)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ftevals: error: ") and err.endswith("\n")
+    message = expected(case, base, adapter, default_model.path).removeprefix("model 'bad': ")
+    assert re.fullmatch(message, err.removeprefix("ftevals: error: ").rstrip("\n")), err
