@@ -43,13 +43,13 @@ def dataset(tmp_path: Path) -> Path:
     return path
 
 
-def run(dataset: Path, url: str, cache_dir: Path, **options: Any) -> dict[str, Any]:
+def run(dataset: Path, url: str, cache_dir: Path, cache_mode: str = "use", **options: Any) -> dict[str, Any]:
     suite = Suite(name="demo", task="classification", dataset=str(dataset), models=tuple(MODELS),
                   gates=("accuracy >= base - 0.05",))
     backend_options = {"base_urls": [url], "concurrency": 1, "backoff_s": 0.001, "max_retries": 2,
                        "timeout_s": 5.0, "api_key_env": None, **options}
     config = RunConfig(models=MODELS, backend="openai", backend_options=backend_options, cache_dir=cache_dir,
-                       chunk_size=CHUNK, resamples=100)
+                       cache_mode=cache_mode, chunk_size=CHUNK, resamples=100)  # type: ignore[arg-type]
     return execute(prepare([suite], config))
 
 
@@ -77,6 +77,16 @@ def test_a_failure_part_way_keeps_every_answer_that_arrived(server: FakeOpenAI, 
 
     fresh = run(dataset, server.url, tmp_path / "fresh-cache")
     assert canonical(resumed) == canonical(fresh)
+
+
+def test_without_a_cache_the_error_says_the_answers_are_lost(server: FakeOpenAI, dataset: Path,
+                                                              tmp_path: Path) -> None:
+    server.policy = lambda body, n, attempt: Reply(400, {"error": {"message": "prompt too long"}}) if n == 11 else None
+    with pytest.raises(BackendError) as info:
+        run(dataset, server.url, tmp_path / "cache", cache_mode="off")
+    assert str(info.value).endswith("; the cache is off (--ftevals-cache off), so the 10 generations finished "
+                                    "before the failure are lost"), str(info.value)
+    assert not (tmp_path / "cache").exists()
 
 
 def test_transient_faults_are_retried_a_bounded_number_of_times(server: FakeOpenAI, dataset: Path,

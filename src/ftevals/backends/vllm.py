@@ -229,7 +229,7 @@ class _Engine:
 
 
 def _engine_processes(llm: Any) -> list[Any]:
-    """The engine's worker processes (multiprocessing.Process objects), where vLLM exposes them."""
+    """The engine-core processes vLLM started (multiprocessing.Process objects), where it exposes them."""
     core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
     manager = getattr(getattr(core, "resources", None), "engine_manager", None)
     return list(getattr(manager, "processes", None) or [])
