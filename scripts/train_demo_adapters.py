@@ -45,15 +45,15 @@ DEMO_ADAPTERS = (
     DemoAdapter(
         "dialogsum",
         "data/dialogsum/dev.jsonl",
-        n_train=160,
-        recipe=LoraRecipe(rank=16, alpha=32, learning_rate=1e-3, steps=20, batch_size=8, max_seq_len=512, seed=0),
+        n_train=112,
+        recipe=LoraRecipe(rank=16, alpha=32, learning_rate=1e-3, steps=14, batch_size=8, max_seq_len=512, seed=0),
         purpose="DialogSum dialogue summarisation",
     ),
     DemoAdapter(
         "restaurant8k",
         "data/restaurant8k/train.jsonl",
-        n_train=480,
-        recipe=LoraRecipe(rank=16, alpha=32, learning_rate=2e-3, steps=30, batch_size=16, seed=0),
+        n_train=320,
+        recipe=LoraRecipe(rank=16, alpha=32, learning_rate=2e-3, steps=20, batch_size=16, seed=0),
         purpose="Restaurant-8k booking slots as a JSON object",
     ),
 )

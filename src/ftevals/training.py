@@ -147,6 +147,7 @@ def train_lora(
             log(f"  step {step + 1}/{recipe.steps} loss {loss.item():.3f} ({time.monotonic() - started:.0f} s)")
 
     model.peft_config["default"].base_model_name_or_path = _base_id(base)
+    window = max(1, min(10, len(losses) // 4))
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent if out.parent.exists() else None))
     try:
         model.save_pretrained(tmp, safe_serialization=True)
@@ -158,8 +159,10 @@ def train_lora(
             "recipe": asdict(recipe),
             "trainer_version": TRAINER_VERSION,
             "train_seconds": round(time.monotonic() - started, 1),
-            "final_loss": round(sum(losses[-10:]) / len(losses[-10:]), 4),
-            "first_loss": round(sum(losses[:10]) / len(losses[:10]), 4),
+            # Averaged over a window a quarter of the run long (at most 10 steps), so that the
+            # first and last windows do not overlap on short runs.
+            "final_loss": round(sum(losses[-window:]) / window, 4),
+            "first_loss": round(sum(losses[:window]) / window, 4),
         }
         atomic_write_text(tmp / PROVENANCE, json.dumps(provenance, indent=2, sort_keys=True) + "\n")
         # README.md written by PEFT is a template full of placeholders; it is not ours to ship.
