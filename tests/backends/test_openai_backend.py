@@ -42,7 +42,8 @@ def test_success_fills_text_usage_finish_and_latency(fake_server):
     assert [g.text for g in gens] == ["echo: hello", "echo: world"]
     assert all(g.tokens_in == 7 and g.tokens_out == 3 and g.finish_reason == "stop" for g in gens)
     assert all(g.latency_s is not None and 0 < g.latency_s < 5 for g in gens)
-    body = fake_server.posts[0]
+    # Two requests run concurrently, so they may reach the server in either order.
+    body = next(b for b in fake_server.posts if b["messages"][-1]["content"] == "hello")
     assert fake_server.paths[-1] == "/v1/chat/completions"
     # A plain base model is the server's first listed model; greedy requests carry no seed.
     assert body["model"] == "served-base"

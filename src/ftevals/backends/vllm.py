@@ -102,6 +102,14 @@ def configure_cpu_environment(settings: VLLMSettings) -> None:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.cpu_kv_cache_gb))
 
 
+def quiet_engine_logs() -> None:
+    """vLLM logs every engine step at INFO into the pytest terminal; keep warnings and errors only.
+
+    A default, not an override: set VLLM_LOGGING_LEVEL=INFO to see the engine's own progress.
+    """
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+
+
 def resolve_dtype(settings: VLLMSettings) -> str:
     if settings.dtype != "auto":
         return settings.dtype
@@ -136,6 +144,7 @@ class _Engine:
         cpu = is_cpu_platform()
         if cpu:
             configure_cpu_environment(self.settings)
+        quiet_engine_logs()
         hub_offline()
         try:
             from vllm import LLM
