@@ -10,8 +10,10 @@ is forgetting (or interference), reported with its paired CI and the examples th
   135M parameters the base model is near the floor on GSM8K, so this probe can only catch collapse;
   on a larger base model it is the usual first forgetting check.
 
-Gates hold the adapters to a maximum drop against the base. A single-task adapter is allowed to be
-worse at other tasks, but not to collapse on them.
+Gates hold the adapters to a maximum drop against the base. A regression the team knows about and
+has accepted is declared in `known_failures` with the reason: its gate test is an expected failure
+(pytest xfail, strict), so the run stays green while the report still shows the regression, and the
+day the adapter stops regressing the test fails until the entry is removed.
 
 Data: see data/README.md (DialogSum CC BY-NC-SA 4.0, Restaurant-8k CC BY 4.0, GSM8K MIT).
 """
@@ -28,7 +30,11 @@ forgetting_dialogsum = Suite(
     metrics=["rougeL", "rouge1"],
     sampling=SamplingSpec(max_tokens=64),
     gate_models="all",
-    gates=["rougeL >= base - 0.10"],
+    gates=["rougeL >= base - 0.05"],
+    known_failures={
+        "banking77: rougeL >= base - 0.05": "the classification adapter answers a dialogue with an intent label "
+        "instead of a summary (measured: ROUGE-L 0.053 vs base 0.147)",
+    },
 )
 
 forgetting_restaurant8k = Suite(
@@ -41,7 +47,7 @@ forgetting_restaurant8k = Suite(
     metrics=["json_valid", "field_f1"],
     sampling=SamplingSpec(max_tokens=32),
     gate_models="all",
-    gates=["json_valid >= base - 0.15"],
+    gates=["json_valid >= base - 0.05"],
 )
 
 forgetting_gsm8k = Suite(

@@ -169,6 +169,20 @@ def _prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
             )
         gates.append(gate)
 
+    if suite.known_failures:
+        prepared_gates = PreparedSuite(suite, dataset, 0, models, metrics, gates, [], labels, None)
+        gate_labels = [
+            text if gate.metric in SUITE_VALUES or gate.model is not None else f"{model}: {text}"
+            for text, gate in zip(suite.gates, gates)
+            for model in ([None] if gate.metric in SUITE_VALUES else prepared_gates.gated_models(gate))
+        ]
+        stale = [k for k in suite.known_failures if k not in gate_labels and k not in suite.gates]
+        if stale:
+            raise ConfigError(
+                f"suite {suite.name!r}: known_failures names {', '.join(map(repr, stale))}, which matches no gate "
+                f"test; expected one of: {', '.join(map(repr, gate_labels))}"
+            )
+
     contamination = None
     if suite.train_files:
         train_sets = []
@@ -286,6 +300,8 @@ def _suite_result(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, con
                                    reference=suite.reference, n=len(examples)).to_dict()
             # The gate exactly as the suite wrote it: the key the plugin's test item looks up.
             result["source"] = source
+            label = source if model is None or gate.model is not None else f"{model}: {source}"
+            result["known_failure"] = suite.known_failures.get(label, suite.known_failures.get(source))
             gate_results.append(result)
 
     example_rows = []

@@ -79,6 +79,10 @@ class Suite:
     metrics: tuple[str, ...] = ()
     metric_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     gates: tuple[str, ...] = ()
+    #: Known failures, documented: {"MODEL: GATE" or "GATE": reason}. Those gate tests are marked
+    #: xfail(strict=True): they are reported as expected failures, and one that starts passing
+    #: fails the run, so the entry gets removed once the regression is fixed.
+    known_failures: Mapping[str, str] = field(default_factory=dict)
     #: Which models unqualified gates apply to: "adapters" (default) or "all" non-reference models.
     gate_models: Literal["adapters", "all"] = "adapters"
     sampling: SamplingSpec = field(default_factory=SamplingSpec)
