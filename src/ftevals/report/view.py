@@ -257,6 +257,8 @@ class Report:
     failing_gates: list[GateRef]
     n_gates: int
     price_notes: list[str] = field(default_factory=list)
+    #: Gates that failed as documented in the suite's known_failures (expected failures).
+    n_known: int = 0
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -285,6 +287,7 @@ def build_report(results: Any, prices: Mapping[str, Any] | None = None) -> Repor
         failing_gates=failing,
         n_gates=sum(len(s.gates) for s in suites),
         price_notes=notes,
+        n_known=sum(1 for s in suites for g in s.gates if g.get("passed") is not True and g.get("known_failure")),
     )
 
 
