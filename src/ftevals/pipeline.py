@@ -31,7 +31,7 @@ from .metrics import Metric, Scored, get_metric
 from .models import ResolvedModel, resolve_models, unverified_models
 from .results import SCHEMA, SCHEMA_VERSION, new_run_info, utc_now
 from .specs import ModelSpec
-from .suite import Suite
+from .suite import Suite, gated_model_names
 
 #: Backends that load model folders themselves (and so need them validated and fingerprinted).
 LOCAL_BACKENDS = ("vllm", "hf")
@@ -79,11 +79,7 @@ class PreparedSuite:
         """Models an unqualified gate applies to: the adapters (or every non-reference model)."""
         if gate.model is not None:
             return [gate.model]
-        others = [m for m in self.models if m.name != self.suite.reference]
-        if self.suite.gate_models == "adapters":
-            adapters = [m for m in others if m.adapter is not None and m.fewshot == 0]
-            return [m.name for m in (adapters or others)]
-        return [m.name for m in others]
+        return gated_model_names(self.suite, self.models)
 
 
 @dataclass

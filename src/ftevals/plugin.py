@@ -37,7 +37,7 @@ import pytest
 
 from .errors import ConfigError, DatasetError, FtevalsError, ModelSpecError
 from .specs import DEFAULT_BASE, ModelSpec, parse_model_spec
-from .suite import Suite
+from .suite import Suite, gated_model_names
 
 GROUP = "ftevals"
 DEFAULT_RESULTS = "reports/results.json"
@@ -282,7 +282,7 @@ class SuiteCollector(pytest.Collector):
 def gate_targets(suite: Suite, text: str, table: Mapping[str, ModelSpec]) -> list[str | None]:
     """The models one gate is checked for: None for a suite-level value, else each gated model.
 
-    Mirrors `PreparedSuite.gated_models` from the model table, so that items exist at collection
+    Uses the same rule as the pipeline (`gated_model_names`), from the model table, so that items exist at collection
     time (for -k, --co and xdist scheduling). A gate that does not parse, or a suite naming unknown
     models, gets one item here: preparation then stops the run with a usage error that says why.
     """
@@ -298,14 +298,11 @@ def gate_targets(suite: Suite, text: str, table: Mapping[str, ModelSpec]) -> lis
     if gate.model is not None:
         return [gate.model]
     names = list(suite.models) or list(table)
-    specs = [table[n] for n in names if n in table and n != suite.reference]
+    specs = [table[n] for n in names if n in table]
     if suite.fewshot is not None and suite.reference in table:
         ref = table[suite.reference]
         specs.append(ModelSpec(suite.fewshot.model_name(suite.reference), ref.base, ref.adapter, suite.fewshot.k))
-    if suite.gate_models == "adapters":
-        adapters = [s for s in specs if s.adapter is not None and s.fewshot == 0]
-        specs = adapters or specs
-    return [s.name for s in specs] or [None]
+    return list(gated_model_names(suite, specs)) or [None]
 
 
 def _qualified(text: str) -> bool:

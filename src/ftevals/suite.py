@@ -145,4 +145,18 @@ class Suite:
         return replace(self, root=str(root))
 
 
-__all__ = ["DEFAULT_METRICS", "FewShot", "Suite", "Task"]
+def gated_model_names(suite: Suite, models: Sequence[Any]) -> list[str]:
+    """The models an unqualified gate of `suite` applies to, given the suite's ModelSpecs.
+
+    "adapters": every adapter that is not a few-shot contender (falling back to every
+    non-reference model when the suite has no adapter); "all": every non-reference model.
+    Shared by the plugin (to create one test per model at collection) and the pipeline.
+    """
+    others = [m for m in models if m.name != suite.reference]
+    if suite.gate_models == "adapters":
+        adapters = [m for m in others if m.adapter is not None and m.fewshot == 0]
+        return [m.name for m in (adapters or others)]
+    return [m.name for m in others]
+
+
+__all__ = ["DEFAULT_METRICS", "FewShot", "Suite", "Task", "gated_model_names"]
