@@ -1,8 +1,10 @@
-"""The packet round trip on the real results file (reports/results.json), when a run has written one.
+"""The packet round trip on a real results file: tests/fixtures/real_results.json, written by
+`pytest suites/ --ftevals-limit 20` on the embedded model and the demo adapters (real generations).
 
-The file's content is whatever the last `pytest suites/` produced, so nothing here depends on
-particular suites, models or sizes: suites that cannot be rated are skipped by `build_packets`, and
-the preference check applies only where there are enough ratings to judge.
+Nothing here depends on particular suites, models or sizes, so the fixture can be regenerated
+(`pytest suites/ --ftevals-limit 20 --ftevals-results tests/fixtures/real_results.json
+--ftevals-no-report`): suites that cannot be rated are left out by `build_packets`, and the
+preference check applies only where there are enough ratings to judge.
 """
 
 from __future__ import annotations
@@ -13,26 +15,18 @@ from typing import Any
 
 import pytest
 
-from ftevals.errors import ConfigError
 from ftevals.packets import build_packets, import_ratings, merge_into_results
 
-RESULTS = Path(__file__).resolve().parents[2] / "reports" / "results.json"
+RESULTS = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "real_results.json"
 
 
 @pytest.fixture
 def real_results() -> dict[str, Any]:
-    if not RESULTS.is_file():
-        pytest.skip(f"{RESULTS} does not exist yet (written by `pytest suites/`)")
     return json.loads(RESULTS.read_text(encoding="utf-8"))
 
 
 def test_real_results_round_trip(real_results: dict[str, Any], tmp_path: Path, sim: Any, leaks: Any) -> None:
-    try:
-        manifest = build_packets(real_results, tmp_path / "p", n_per_suite=12, raters=3, raters_per_item=2, seed=1)
-    except ConfigError as exc:
-        if "no suite can be rated" in str(exc):
-            pytest.skip(f"the results file has nothing to rate: {exc}")
-        raise
+    manifest = build_packets(real_results, tmp_path / "p", n_per_suite=12, raters=3, raters_per_item=2, seed=1)
     assert leaks.scan(tmp_path / "p", real_results) == []
 
     # Determinism on real data too.
