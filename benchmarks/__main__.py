@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "BENCHMARKS.md"
 RAW = ROOT / "benchmarks" / "results.json"
 
-SECTIONS = ("scoring", "engines", "overhead")
+SECTIONS = ("scoring", "report", "engines", "overhead")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,6 +183,32 @@ def bench_overhead(n: int) -> dict[str, Any]:
             "ratio": overhead / t["backend_generate_s"], "peak_rss_gb": r["peak_rss_gb"]}
 
 
+def bench_report() -> dict[str, Any]:
+    """Issue goal: a report for 1,000 examples x 4 models stays under 5 MB and opens in Chromium in
+    under 2 s. The results are the report tests' synthetic ones (real shapes, 1,000 examples)."""
+    import importlib.util
+
+    from ftevals.report import write_report
+    from ftevals.report.browser import measure_open_time
+
+    spec = importlib.util.spec_from_file_location("report_fixtures", ROOT / "tests" / "report" / "conftest.py")
+    assert spec and spec.loader
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
+    out: dict[str, Any] = {}
+    folder = Path(tempfile.mkdtemp(prefix="ftevals-bench-report-"))
+    for task in ("generation", "classification", "extraction"):
+        results = fixtures.make_results({task: 1000}, models=("base", "banking77", "base-fewshot", "banking77-r32"),
+                                        **({"n_labels": 77} if task == "classification" else {}))
+        t0 = time.perf_counter()
+        path = write_report(results, folder / f"{task}.html")
+        render_s = time.perf_counter() - t0
+        timing = measure_open_time(path, repeats=3)
+        out[task] = {"bytes": path.stat().st_size, "render_s": render_s,
+                     "load_ms": timing["median_load_ms"], "first_frame_ms": timing["median_first_frame_ms"]}
+    return out
+
+
 def _strip(r: dict[str, Any]) -> dict[str, Any]:
     keep = {k: v for k, v in r.items() if k != "outputs"}
     if "per_model" in keep:
@@ -235,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     if "scoring" in sections:
         results["scoring"] = bench_scoring()
+    if "report" in sections:
+        results["report"] = bench_report()
     if "engines" in sections:
         results["engines"] = bench_engines(args.labels_n, args.summaries_n)
     if "overhead" in sections:
