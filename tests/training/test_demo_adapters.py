@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,8 @@ def _demo_module():
     spec = importlib.util.spec_from_file_location("train_demo_adapters", ROOT / "scripts" / "train_demo_adapters.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    # dataclasses look their module up in sys.modules while the class body is processed.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
