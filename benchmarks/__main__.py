@@ -75,7 +75,9 @@ def scenario(*args: str, label: str) -> dict[str, Any]:
     wall = time.monotonic() - started
     if proc.returncode != 0:
         raise SystemExit(f"benchmark scenario {label} failed (exit {proc.returncode}):\n{stderr[-4000:]}")
-    result = json.loads(stdout.strip().splitlines()[-1])
+    from benchmarks.scenarios import parse_result
+
+    result = parse_result(stdout)
     result["process_wall_s"] = wall
     result["peak_rss_gb"] = peak[0] / 2**30
     print(f"benchmarks: {label}: {wall:.1f} s, peak {result['peak_rss_gb']:.2f} GiB", file=sys.stderr, flush=True)
@@ -249,8 +251,8 @@ def render(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", choices=SECTIONS)
-    parser.add_argument("--labels-n", type=int, default=128, help="prompts per model in the label workload")
-    parser.add_argument("--summaries-n", type=int, default=64, help="prompts per model in the summary workload")
+    parser.add_argument("--labels-n", type=int, default=96, help="prompts per model in the label workload")
+    parser.add_argument("--summaries-n", type=int, default=48, help="prompts per model in the summary workload")
     parser.add_argument("--overhead-n", type=int, default=1000)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

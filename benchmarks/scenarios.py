@@ -16,6 +16,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 ADAPTERS = ("banking77", "dialogsum", "restaurant8k")
+RESULT_MARK = "FTEVALS-BENCHMARK-RESULT "
+
+
+def parse_result(stdout: str) -> dict[str, Any]:
+    lines = [line for line in stdout.splitlines() if line.startswith(RESULT_MARK)]
+    if not lines:
+        raise SystemExit(f"no benchmark result in the scenario's output:\n{stdout[-2000:]}")
+    return json.loads(lines[-1][len(RESULT_MARK):])
 
 
 def _env() -> None:
@@ -90,7 +98,7 @@ def run_engine_per_model(workload: str, n: int) -> dict[str, Any]:
                              capture_output=True, text=True, cwd=ROOT)
         if out.returncode != 0:
             raise SystemExit(f"engine-per-model run for {m} failed:\n{out.stderr[-3000:]}")
-        per_model[m] = json.loads(out.stdout.strip().splitlines()[-1])
+        per_model[m] = parse_result(out.stdout)
     return {"wall_s": time.monotonic() - started, "per_model": per_model}
 
 
@@ -175,7 +183,8 @@ def main() -> None:
         result = one_engine_model(args[0], int(args[1]), args[2])
     else:
         raise SystemExit(f"unknown scenario {name}")
-    print(json.dumps(result))
+    # vLLM may print after us (engine shutdown): mark our line so the parent can find it.
+    print(RESULT_MARK + json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

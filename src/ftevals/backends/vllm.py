@@ -34,10 +34,13 @@ from .base import Generation, GenerationRequest
 
 STRATEGIES = ("multi-lora", "merged", "auto")
 
-#: How much slower a token is through vLLM's LoRA path than through the plain weights, measured on
-#: this project's benchmark machines (CPU: 128 prompts, 94 s with an adapter vs 20 s without;
-#: on GPUs the punica kernels cost far less). Used by the "auto" strategy's cost model.
-LORA_SLOWDOWN_CPU = 4.6
+#: How much slower a generated token is through vLLM's LoRA path than through the plain weights.
+#: Measured on the 2-core CPU this project is developed on: 4.6x for 32-token answers (128 prompts,
+#: 94 s with an adapter vs 20 s without), about 12x for label-length answers, where prefill through
+#: the LoRA kernels dominates (the example suites' first run: 0.70 s vs 0.058 s per request). The
+#: cost model uses 10: between the two, closer to the short answers evaluation suites mostly ask
+#: for. On GPUs the punica kernels cost far less. Override with the `lora_slowdown` setting.
+LORA_SLOWDOWN_CPU = 10.0
 LORA_SLOWDOWN_GPU = 1.3
 
 #: vLLM only accepts these LoRA ranks for max_lora_rank.
