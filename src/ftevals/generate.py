@@ -91,7 +91,7 @@ class Plan:
     def add(self, suite: str, model: ResolvedModel, example: Example, messages: tuple[Message, ...],
             sampling: SamplingSpec, backend: Backend) -> None:
         prompt = backend.render(model.spec, messages)
-        if getattr(backend, "answers_by_example", False):
+        if backend.answers_by_example:
             # A backend that looks answers up by (model, example id) rather than computing them from
             # the prompt (replay) must not share one answer between two models or two examples
             # that happen to have the same prompt.
@@ -186,15 +186,11 @@ def run_generation(
             found.update(cache.get_many(missing))
             cached_keys |= set(found)
             missing = [k for k in keys if k not in found]
-            prepare = getattr(backend, "prepare", None)
-            if callable(prepare):
-                # Backends that choose how to serve each model (vLLM's "auto" strategy) see the
-                # whole workload first.
-                prepare([plan.requests[k] for k in missing])
-            reorder = getattr(backend, "model_order", None)
+            # Backends that choose how to serve each model (vLLM's "auto" strategy) see the
+            # whole workload first.
+            backend.prepare([plan.requests[k] for k in missing])
             names = list(dict.fromkeys(list(model_order) + [plan.requests[k].model.name for k in missing]))
-            if callable(reorder):
-                names = list(reorder(names))
+            names = list(backend.model_order(names))
             order = {name: i for i, name in enumerate(names)}
             missing.sort(key=lambda k: (order.get(plan.requests[k].model.name, len(order)), plan.requests[k].model.name, k))
             chunks = list(_chunks_by_model(missing, plan, chunk_size))

@@ -24,6 +24,17 @@ def _make_examples(
     ]
 
 
+@pytest.fixture
+def registry(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A private copy of the metric table, so metrics registered by a test do not leak into other tests."""
+    from ftevals.metrics import list_metrics
+    from ftevals.metrics import registry as table
+
+    list_metrics()  # load the built-ins into the real table first
+    monkeypatch.setattr(table, "_REGISTRY", dict(table._REGISTRY))
+    return table._REGISTRY
+
+
 @pytest.fixture(scope="session")
 def make_examples():
     """`make_examples(references, metadata=None, prefix="ex")` -> examples with ids prefix-0, prefix-1, ..."""

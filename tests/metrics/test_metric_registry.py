@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ftevals.errors import ConfigError
-from ftevals.metrics import Scored, base, get_metric, list_metrics, register_metric
+from ftevals.metrics import Scored, get_metric, list_metrics, register_metric
 
 BUILTINS = {
     # name: (kind, higher_is_better)
@@ -39,14 +39,6 @@ BUILTINS = {
 
 # Parameters a metric cannot run without.
 REQUIRED_PARAMS = {"required_keys": {"keys": ["a"]}, "regex_match": {"pattern": ".*"}, "length_ok": {"max_chars": 5}}
-
-
-@pytest.fixture
-def registry(monkeypatch):
-    """A private copy of the registry, so custom metrics registered here do not leak into other tests."""
-    list_metrics()  # load the built-ins into the real registry first
-    monkeypatch.setattr(base, "_REGISTRY", dict(base._REGISTRY))
-    return base._REGISTRY
 
 
 def test_builtins_are_registered_with_their_metadata():

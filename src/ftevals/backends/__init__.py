@@ -14,31 +14,24 @@ import dataclasses
 from typing import Any
 
 from ..errors import ConfigError
-from .base import Backend, Generation, GenerationRequest
+from .base import Backend, BackendDefaults, Generation, GenerationRequest
+from .registry import BackendEntry, backend_entry, backend_names, register_backend
 
-BACKENDS = ("vllm", "hf", "openai", "replay")
+#: The built-in names; kept for older imports. The registry (`backend_names()`) also lists
+#: backends registered later with `register_backend`.
+BACKENDS = backend_names()
 
 
 def make_backend(name: str, models: dict[str, Any], options: dict[str, Any] | None = None) -> Backend:
     """Build a backend by name; heavy modules (vllm, torch) load here, not at ftevals import."""
+    cls = backend_entry(name).load()
     opts = dict(options or {})
-    if name == "vllm":
-        from .vllm import VLLMBackend, VLLMSettings
-
-        return VLLMBackend(models, _settings(VLLMSettings, name, opts))
-    if name == "hf":
-        from .hf import HFBackend, HFSettings
-
-        return HFBackend(models, _settings(HFSettings, name, opts))
-    if name == "openai":
-        from .openai_http import OpenAIBackend, OpenAISettings
-
-        return OpenAIBackend(models, _settings(OpenAISettings, name, opts))
-    if name == "replay":
-        from .replay import ReplayBackend, ReplaySettings
-
-        return ReplayBackend(models, _settings(ReplaySettings, name, opts))
-    raise ConfigError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
+    settings_type = cls.settings_type
+    if settings_type is None:
+        if opts:
+            raise ConfigError(f"backend {name!r} takes no settings (got {', '.join(map(repr, sorted(opts)))})")
+        return cls(models, None)
+    return cls(models, _settings(settings_type, name, opts))
 
 
 def _settings(cls: Any, backend: str, opts: dict[str, Any]) -> Any:
@@ -57,4 +50,5 @@ def _settings(cls: Any, backend: str, opts: dict[str, Any]) -> Any:
     return cls(**opts)
 
 
-__all__ = ["BACKENDS", "Backend", "Generation", "GenerationRequest", "make_backend"]
+__all__ = ["BACKENDS", "Backend", "BackendDefaults", "BackendEntry", "Generation", "GenerationRequest", "backend_names",
+           "make_backend", "register_backend"]

@@ -6,13 +6,18 @@ one engine per base, each adapter a LoRARequest; HF: peft; a server: the model n
 
 Backends also say how a prompt is *rendered* (`render`), because the rendered prompt is what the
 generation cache keys on: two backends that render differently must not share cache entries.
+
+`Backend` lists everything generic code (generate.py, pipeline.py, `make_backend`) touches on a
+backend. Most members have a default that almost every backend wants; `BackendDefaults` holds them,
+so a new backend subclasses it and writes only `name`, `identity`, `render` and `generate`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ..data import Message
 from ..specs import ModelSpec, SamplingSpec
@@ -61,12 +66,42 @@ class Generation:
         )
 
 
+class StrategyNote(Protocol):
+    """A backend's record of how it chose to serve one model, written to `run.timings.strategy_choices`."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
 @runtime_checkable
 class Backend(Protocol):
-    """Turns requests into generations. Implementations: vllm, hf, openai, replay."""
+    """Turns requests into generations. Implementations: vllm, hf, openai, replay.
+
+    Built by `make_backend` as `cls(models, settings)`: `models` maps each contender's name to its
+    `ResolvedModel`, `settings` is an instance of `settings_type` built from the backend options
+    (None when `settings_type` is None and no options were given).
+    """
 
     #: Short name recorded in results and in cache keys ("vllm", "hf", "openai", "replay").
     name: str
+
+    #: The frozen dataclass of this backend's settings (`--ftevals-backend-option KEY=VALUE`);
+    #: None: the backend takes no settings. Default None.
+    settings_type: ClassVar[type[Any] | None]
+
+    #: True when answers are looked up by (model, example id) rather than computed from the prompt
+    #: (replay): the cache then keys each model and example apart even when prompts are equal.
+    #: Default False.
+    answers_by_example: ClassVar[bool]
+
+    #: Seconds spent so far starting engines, generating, and merging adapters; recorded in the
+    #: results' `run.timings`. Default 0.0 (a backend that does not measure them).
+    engine_start_seconds: float
+    generate_seconds: float
+    merge_seconds: float
+
+    #: Per-model serving decisions (vLLM's "auto" strategy), recorded in
+    #: `run.timings.strategy_choices`. Default empty.
+    choices: Mapping[str, StrategyNote]
 
     def identity(self) -> dict[str, Any]:
         """Everything about this backend that can change outputs (dtype, strategy, server URL...).
@@ -79,13 +114,50 @@ class Backend(Protocol):
         """The exact prompt this backend will feed the model (chat template applied)."""
         ...
 
+    def prepare(self, requests: Sequence[GenerationRequest]) -> None:
+        """Told the whole uncached workload once, before the first `generate`. Default: ignore it."""
+        ...
+
+    def model_order(self, names: Sequence[str]) -> list[str]:
+        """The order to generate models in (e.g. to avoid engine restarts). Default: as given."""
+        ...
+
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Generate for all requests (any mix of models), in order. May batch internally."""
         ...
 
     def close(self) -> None:
-        """Release engines, processes, connections. Idempotent."""
+        """Release engines, processes, connections. Idempotent. Default: nothing to release."""
         ...
 
 
-__all__ = ["Backend", "Generation", "GenerationRequest"]
+class BackendDefaults:
+    """The protocol's defaults; subclass it and write `name`, `identity`, `render`, `generate`."""
+
+    settings_type: ClassVar[type[Any] | None] = None
+    answers_by_example: ClassVar[bool] = False
+    engine_start_seconds: float = 0.0
+    generate_seconds: float = 0.0
+    merge_seconds: float = 0.0
+    # Read-only, so that no backend can fill a dict shared by every instance.
+    choices: Mapping[str, StrategyNote] = MappingProxyType({})
+
+    def prepare(self, requests: Sequence[GenerationRequest]) -> None:
+        return None
+
+    def model_order(self, names: Sequence[str]) -> list[str]:
+        return list(names)
+
+    def close(self) -> None:
+        return None
+
+
+def protocol_members() -> tuple[str, ...]:
+    """The names of every `Backend` member: what a backend class must have (tests check the built-ins)."""
+    skip = {"__init__", "__subclasshook__", "__non_callable_proto_members__"}
+    names = set(Backend.__annotations__)
+    names |= {n for n, v in vars(Backend).items() if callable(v) and not n.startswith("_")}
+    return tuple(sorted(names - skip))
+
+
+__all__ = ["Backend", "BackendDefaults", "Generation", "GenerationRequest", "StrategyNote", "protocol_members"]

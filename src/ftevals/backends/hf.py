@@ -21,8 +21,8 @@ from ..errors import BackendError, MissingDependencyError
 from ..models import ResolvedModel
 from ..offline import hub_offline
 from ..specs import ModelSpec
-from .base import Generation, GenerationRequest
-from .vllm import load_tokenizer, render_chat
+from .base import BackendDefaults, Generation, GenerationRequest
+from .templates import load_tokenizer, render_chat
 
 
 @dataclass(frozen=True)
@@ -32,8 +32,9 @@ class HFSettings:
     trust_remote_code: bool = False
 
 
-class HFBackend:
+class HFBackend(BackendDefaults):
     name = "hf"
+    settings_type = HFSettings
 
     def __init__(self, models: dict[str, ResolvedModel], settings: HFSettings | None = None) -> None:
         self.models = models

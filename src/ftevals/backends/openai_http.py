@@ -33,7 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..data import Message
 from ..errors import BackendError, ConfigError
 from ..specs import ModelSpec, SamplingSpec
-from .base import Generation, GenerationRequest
+from .base import BackendDefaults, Generation, GenerationRequest
 
 #: How much of a server's error body is quoted in our messages (they can be whole HTML pages).
 _MAX_QUOTED = 300
@@ -241,10 +241,11 @@ class _Router:
 # The backend
 
 
-class OpenAIBackend:
+class OpenAIBackend(BackendDefaults):
     """Send each request to an OpenAI-compatible server; see the module docstring."""
 
     name = "openai"
+    settings_type = OpenAISettings
 
     def __init__(self, models: Mapping[str, Any] | None = None, settings: OpenAISettings | None = None) -> None:
         self.models = dict(models or {})
@@ -310,7 +311,7 @@ class OpenAIBackend:
 
     def _render_locally(self, model: ModelSpec, messages: Sequence[Message]) -> str:
         from ..models import resolve_base
-        from .vllm import load_tokenizer, render_chat
+        from .templates import load_tokenizer, render_chat
 
         # Server runs resolve models without opening folders ("unverified"); the template still has
         # to come from a real folder, so resolve the spec's base here ("default" = embedded model).

@@ -27,7 +27,7 @@ from ..data import Message
 from ..errors import BackendError, ConfigError, DatasetError, Problem, ResultsError
 from ..fsutil import atomic_write_text
 from ..specs import ModelSpec
-from .base import Generation, GenerationRequest
+from .base import BackendDefaults, Generation, GenerationRequest
 
 #: How many missing (model, id) pairs an error names before it just counts.
 _SHOW_MISSING = 10
@@ -48,10 +48,11 @@ class ReplaySettings:
             raise ConfigError(f"replay backend: delay_s must be a number of seconds >= 0, got {self.delay_s!r}")
 
 
-class ReplayBackend:
+class ReplayBackend(BackendDefaults):
     """Answers each request with the saved prediction for its (model, example id)."""
 
     name = "replay"
+    settings_type = ReplaySettings
     #: Predictions are looked up by (model name, example id), not computed from the prompt: the
     #: generation stage keys them per model and example (see generate.Plan.add).
     answers_by_example = True
@@ -90,9 +91,6 @@ class ReplayBackend:
             f"The file has predictions for the models {', '.join(models) or '(none)'}; add rows "
             '{"model": NAME, "id": EXAMPLE_ID, "text": ...} for the missing ones, or evaluate fewer models/examples'
         )
-
-    def close(self) -> None:
-        pass
 
 
 def load_predictions(path: str | Path) -> tuple[dict[tuple[str, str], Generation], str]:

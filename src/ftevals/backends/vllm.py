@@ -30,7 +30,8 @@ from ..errors import BackendError, ConfigError, MissingDependencyError, ModelSpe
 from ..models import ResolvedModel
 from ..offline import hub_offline
 from ..specs import ModelSpec, SamplingSpec
-from .base import Generation, GenerationRequest
+from .base import BackendDefaults, Generation, GenerationRequest
+from .templates import load_tokenizer, render_chat  # re-exported: older imports name them here
 
 STRATEGIES = ("multi-lora", "merged", "auto")
 
@@ -343,10 +344,11 @@ def choose_strategy(tokens: int, *, seconds_per_token: float, lora_slowdown: flo
     return ("merged" if merged < lora else "multi-lora"), lora, merged
 
 
-class VLLMBackend:
+class VLLMBackend(BackendDefaults):
     """Serve base models and their LoRA adapters through vLLM's offline engine."""
 
     name = "vllm"
+    settings_type = VLLMSettings
 
     def __init__(self, models: dict[str, ResolvedModel], settings: VLLMSettings | None = None) -> None:
         self.models = models
@@ -540,22 +542,6 @@ def merge_adapter(model: ResolvedModel) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     return target
-
-
-def load_tokenizer(path: Path, trust_remote_code: bool = False) -> Any:
-    hub_offline()
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
-
-
-def render_chat(tokenizer: Any, messages: Sequence[Message]) -> str:
-    """Apply the model's own chat template, ending with the assistant header (generation prompt)."""
-    if not getattr(tokenizer, "chat_template", None):
-        raise BackendError(f"the tokenizer at {getattr(tokenizer, 'name_or_path', '?')} has no chat template")
-    return str(
-        tokenizer.apply_chat_template([m.to_dict() for m in messages], tokenize=False, add_generation_prompt=True)
-    )
 
 
 __all__ = ["STRATEGIES", "StrategyChoice", "VLLMBackend", "VLLMSettings", "choose_strategy", "load_tokenizer",

@@ -1,7 +1,8 @@
-"""The metric contract and registry.
+"""The metric contract: `Scored` (what a metric returns) and `Metric` (a function with its metadata).
 
 A metric is a small pure function `fn(predictions, examples, **params) -> Scored` with its metadata
-beside it (name, higher-is-better, kind, range). No I/O, no global random state.
+beside it (name, higher-is-better, kind, range). No I/O, no global random state. The table of
+metrics by name is `registry`; this module knows no metric.
 
 `Scored` carries what the comparison stage needs to compute paired statistics:
 - `value`: the metric over all examples;
@@ -14,12 +15,18 @@ beside it (name, higher-is-better, kind, range). No I/O, no global random state.
 
 Kinds: "binary" per-example values are 0/1 (right/wrong): flips and McNemar's test apply.
 "continuous" values are real numbers: per-example deltas and the paired bootstrap apply.
+
+Parameters are passed by signature: a metric gets a keyword only if its function declares it (a
+function with `**kwargs` gets every one). The suite-wide context in `CONTEXT_PARAMS` is offered to
+every metric and silently withheld from those that do not declare it; any other parameter a
+metric does not take is a `ConfigError`.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,6 +38,10 @@ if TYPE_CHECKING:
     from ..data import Example
 
 MetricKind = Literal["binary", "continuous"]
+
+#: Parameters the harness offers every metric from the suite itself rather than from the suite's
+#: `metric_params` (the label set); a metric that does not declare one does not get it.
+CONTEXT_PARAMS = frozenset({"labels"})
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,27 @@ class Scored:
 MetricFn = Callable[..., Scored]
 
 
+def _keyword_params(name: str, fn: MetricFn) -> frozenset[str] | None:
+    """The keyword parameters `fn` takes after (predictions, examples); None when it takes **kwargs."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None  # no introspectable signature (a builtin, say): pass everything, as a call would
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    params = list(signature.parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    slots = [p for p in params if p.kind in positional]
+    if len(slots) < 2 and not any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        raise ConfigError(
+            f"metric {name!r}: {getattr(fn, '__qualname__', fn)}{signature} must take (predictions, examples) "
+            "as its first two positional parameters"
+        )
+    # The first two positional parameters receive predictions and examples, whatever their names.
+    keywords = slots[2:] + [p for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    return frozenset(p.name for p in keywords if p.kind is not inspect.Parameter.POSITIONAL_ONLY)
+
+
 @dataclass(frozen=True)
 class Metric:
     name: str
@@ -67,9 +99,29 @@ class Metric:
     #: Inclusive bounds of the value, documented and used to scale report charts.
     value_range: tuple[float, float] = (0.0, 1.0)
     description: str = ""
+    #: Keyword parameters `fn` declares (read from its signature once, here); None: it takes **kwargs.
+    params: frozenset[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "params", _keyword_params(self.name, self.fn))
+
+    def takes(self, param: str) -> bool:
+        return self.params is None or param in self.params
+
+    def check_params(self, names: Iterable[str], where: str = "") -> None:
+        """Refuse configured parameters that the metric's function does not take (`where` prefixes the error)."""
+        unknown = [n for n in names if not self.takes(n)]
+        if unknown:
+            accepted = ", ".join(sorted(self.params or ())) or "none"
+            raise ConfigError(
+                f"{where + ': ' if where else ''}metric {self.name!r} does not take parameter "
+                f"{', '.join(map(repr, unknown))} (it takes: {accepted}); remove it from the suite's "
+                "metric_params, or declare it in the metric function's signature"
+            )
 
     def __call__(self, predictions: Sequence[str], examples: Sequence[Example], **params: Any) -> Scored:
-        scored = self.fn(predictions, examples, **params)
+        self.check_params(k for k in params if k not in CONTEXT_PARAMS)
+        scored = self.fn(predictions, examples, **{k: v for k, v in params.items() if self.takes(k)})
         if len(scored.per_example) != len(predictions):
             raise ValueError(
                 f"metric {self.name!r} returned {len(scored.per_example)} per-example values for "
@@ -78,64 +130,4 @@ class Metric:
         return scored
 
 
-_REGISTRY: dict[str, Metric] = {}
-
-
-def register_metric(
-    name: str | None = None,
-    *,
-    higher_is_better: bool = True,
-    kind: MetricKind = "continuous",
-    value_range: tuple[float, float] = (0.0, 1.0),
-    replace: bool = False,
-) -> Callable[[MetricFn], MetricFn]:
-    """Decorator that registers a metric function under `name` (default: the function's name).
-
-    Usable in a suite file to add a custom metric::
-
-        @ftevals.register_metric(kind="binary")
-        def starts_with_label(predictions, examples):
-            return Scored.mean_of([float(p.strip().startswith(e.label)) for p, e in zip(predictions, examples)])
-    """
-
-    def decorate(fn: MetricFn) -> MetricFn:
-        metric_name = name or fn.__name__
-        if metric_name in _REGISTRY and not replace and _REGISTRY[metric_name].fn is not fn:
-            raise ConfigError(
-                f"a metric named {metric_name!r} is already registered; pick another name or pass replace=True"
-            )
-        _REGISTRY[metric_name] = Metric(
-            metric_name, fn, higher_is_better, kind, value_range, (fn.__doc__ or "").strip().split("\n")[0]
-        )
-        return fn
-
-    return decorate
-
-
-def get_metric(name: str) -> Metric:
-    _load_builtins()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        import difflib
-
-        close = difflib.get_close_matches(name, _REGISTRY, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ConfigError(
-            f"unknown metric {name!r}{hint} (known: {', '.join(sorted(_REGISTRY))}); "
-            "register custom ones with @ftevals.register_metric"
-        ) from None
-
-
-def list_metrics() -> list[Metric]:
-    _load_builtins()
-    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
-
-
-def _load_builtins() -> None:
-    # Importing the modules runs their @register_metric decorators; done lazily so that importing
-    # ftevals stays cheap.
-    from . import classification, format, text  # noqa: F401
-
-
-__all__ = ["Metric", "MetricKind", "Scored", "get_metric", "list_metrics", "register_metric"]
+__all__ = ["CONTEXT_PARAMS", "Metric", "MetricFn", "MetricKind", "Scored"]

@@ -31,7 +31,8 @@ import numpy as np
 
 from ..errors import ConfigError
 from ._common import as_text, check_aligned
-from .base import Scored, register_metric
+from .base import Scored
+from .registry import register_metric
 
 if TYPE_CHECKING:
     from ..data import Example

@@ -18,13 +18,15 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import ConfigError
 from ._common import as_text, check_aligned, ids_by_kind
-from .base import Scored, register_metric
+from .base import Scored
+from .registry import register_metric
 
 if TYPE_CHECKING:
     from ..data import Example
@@ -36,6 +38,27 @@ OTHER_FIELDS = "(other)"
 #: With no `schema` parameter, schema_valid only asks for a JSON object (so the extraction task's
 #: default metric list works without configuration).
 DEFAULT_SCHEMA: Mapping[str, Any] = {"type": "object"}
+
+#: The error kinds each metric counts in `details["error_kinds"]` (zeros included), by metric name.
+#: The metrics below read their kinds from here; tests/metrics check that they emit no other.
+ERROR_KINDS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "json_valid": ("not_json",),
+    "schema_valid": ("not_json", "schema"),
+    "required_keys": ("not_json", "not_object", "missing_keys"),
+    "regex_match": ("no_match",),
+    "length_ok": ("too_short", "too_long", "too_few_words", "too_many_words"),
+    "field_f1": ("not_json", "not_object"),
+    "field_exact": ("not_object", "mismatch"),
+    "gsm8k_answer": ("no_number", "wrong"),
+})
+#: Kinds of a well-formed output whose value is wrong (a different object, a different number).
+WRONG_VALUE_KINDS: frozenset[str] = frozenset({"mismatch", "wrong"})
+#: Kinds that mean the output is invalid (malformed): every kind but the wrong-value ones.
+INVALID_KINDS: frozenset[str] = frozenset().union(*ERROR_KINDS.values()) - WRONG_VALUE_KINDS
+#: Kinds that mean the output is not the JSON asked for: those of the JSON metrics.
+JSON_KINDS: frozenset[str] = frozenset().union(
+    *(ERROR_KINDS[m] for m in ("json_valid", "schema_valid", "required_keys"))
+)
 
 
 class _NotJson(ValueError):
@@ -73,7 +96,7 @@ def json_valid(predictions: Sequence[str], examples: Sequence[Example], *, lenie
     """1 when the prediction is one JSON value (strict; `lenient` allows a code fence), else 0; mean in [0, 1]."""
     check_aligned(predictions, examples, "json_valid")
     kinds = [None if parse_json(as_text(p), lenient)[0] else "not_json" for p in predictions]
-    return _binary(kinds, examples, ("not_json",))
+    return _binary(kinds, examples, ERROR_KINDS["json_valid"])
 
 
 def _schema_validator(schema: Any) -> Any:
@@ -118,7 +141,7 @@ def schema_valid(
         if error is not None:
             keywords[str(error.validator)] += 1
         kinds.append(None if error is None else "schema")
-    return _binary(kinds, examples, ("not_json", "schema"), schema_errors=dict(sorted(keywords.items())))
+    return _binary(kinds, examples, ERROR_KINDS["schema_valid"], schema_errors=dict(sorted(keywords.items())))
 
 
 def _string_list(value: Any, param: str, metric: str) -> list[str]:
@@ -151,7 +174,7 @@ def required_keys(
             absent = [k for k in wanted if k not in value]
             missing.update(absent)
             kinds.append("missing_keys" if absent else None)
-    return _binary(kinds, examples, ("not_json", "not_object", "missing_keys"), missing={k: missing.get(k, 0) for k in wanted})
+    return _binary(kinds, examples, ERROR_KINDS["required_keys"], missing={k: missing.get(k, 0) for k in wanted})
 
 
 @register_metric("regex_match", higher_is_better=True, kind="binary", value_range=(0.0, 1.0))
@@ -176,7 +199,7 @@ def regex_match(
     for p in predictions:
         text = as_text(p).strip() if strip else as_text(p)
         kinds.append(None if regex.fullmatch(text) else "no_match")
-    return _binary(kinds, examples, ("no_match",))
+    return _binary(kinds, examples, ERROR_KINDS["regex_match"])
 
 
 @register_metric("length_ok", higher_is_better=True, kind="binary", value_range=(0.0, 1.0))
@@ -212,7 +235,7 @@ def length_ok(
             kinds.append("too_many_words")
         else:
             kinds.append(None)
-    return _binary(kinds, examples, ("too_short", "too_long", "too_few_words", "too_many_words"))
+    return _binary(kinds, examples, ERROR_KINDS["length_ok"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,7 +337,7 @@ def field_f1(predictions: Sequence[str], examples: Sequence[Example], *, lenient
     kinds = [None if pred is not None else ("not_json" if not parse_json(as_text(p), lenient)[0] else "not_object")
              for p, pred in zip(predictions, preds)]
     details = {
-        **_error_details(kinds, examples, ("not_json", "not_object")),
+        **_error_details(kinds, examples, ERROR_KINDS["field_f1"]),
         "per_field": _per_field(golds, preds),
         "counts": dict(zip(("tp", "fp", "fn"), (int(x) for x in counts.sum(axis=0)))),
     }
@@ -329,7 +352,7 @@ def field_exact(predictions: Sequence[str], examples: Sequence[Example], *, leni
     for p, ex in zip(predictions, examples):
         gold, pred = _gold_object(ex, "field_exact"), _predicted_object(p, lenient)
         kinds.append("not_object" if pred is None else (None if pred == gold else "mismatch"))
-    return _binary(kinds, examples, ("not_object", "mismatch"))
+    return _binary(kinds, examples, ERROR_KINDS["field_exact"])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,11 +390,15 @@ def gsm8k_answer(predictions: Sequence[str], examples: Sequence[Example], **_: A
             )
         got = extract_number(as_text(p))
         kinds.append("no_number" if got is None else (None if got == gold else "wrong"))
-    return _binary(kinds, examples, ("no_number", "wrong"))
+    return _binary(kinds, examples, ERROR_KINDS["gsm8k_answer"])
 
 
 __all__ = [
     "DEFAULT_SCHEMA",
+    "ERROR_KINDS",
+    "INVALID_KINDS",
+    "JSON_KINDS",
+    "WRONG_VALUE_KINDS",
     "extract_number",
     "field_exact",
     "field_f1",

@@ -20,7 +20,8 @@ import numpy as np
 
 from ..errors import ConfigError, MissingDependencyError
 from ._common import as_text, check_aligned
-from .base import Scored, register_metric
+from .base import Scored
+from .registry import register_metric
 from .rouge_fast import rouge_scores
 
 if TYPE_CHECKING:
