@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from ftevals.baseline import ModelRecord, Snapshot, check_baseline, read_baseline
+from ftevals.baseline import BaselinePolicy, ModelRecord, Snapshot, check_baseline, read_baseline
 from ftevals.compare import ScoreSummary
-from ftevals.errors import ResultsError
+from ftevals.errors import ConfigError, ResultsError
 
 
 def _snapshot(acc: float = 0.41, f1: float | None = 0.37, adapter_fp: str = "sha256:aaa",
@@ -164,3 +165,59 @@ def test_snapshot_from_a_results_file(tmp_path: Path) -> None:
     assert check_baseline(path, _snapshot()).status == "matched"
     no_fingerprints = check_baseline(path, results["suites"][0])
     assert no_fingerprints.status == "changed" and no_fingerprints.changes[0].field == "adapter"
+
+
+# ---------------------------------------------------------------------------------------------
+# BaselinePolicy: when a run compares, skips, refuses or rewrites a suite's baseline
+
+
+def _prepared(evaluated: int, total: int, suite_limit: int | None = None) -> SimpleNamespace:
+    """The parts of a PreparedSuite the policy reads: the sample, the file's size, the suite's own limit."""
+    return SimpleNamespace(name="demo", dataset=[None] * evaluated, n_total=total,
+                           suite=SimpleNamespace(limit=suite_limit))
+
+
+@pytest.mark.parametrize(("limit", "ps", "reason"), [
+    pytest.param(None, _prepared(20, 20), None, id="no-limit"),
+    pytest.param(50, _prepared(20, 20), None, id="limit-above-size"),
+    pytest.param(5, _prepared(5, 20),
+                 "baseline not compared: --ftevals-limit 5 evaluates 5 of the 20 examples the baseline is for",
+                 id="shrunk"),
+    # The suite's own limit is what its baseline is for; a run limit at or above it changes nothing.
+    pytest.param(10, _prepared(10, 100, suite_limit=10), None, id="suite-limit"),
+    pytest.param(5, _prepared(5, 100, suite_limit=10),
+                 "baseline not compared: --ftevals-limit 5 evaluates 5 of the 10 examples the baseline is for",
+                 id="below-suite-limit"),
+])
+def test_policy_skips_the_baseline_only_when_the_sample_shrank(limit, ps, reason) -> None:
+    assert BaselinePolicy(limit=limit).skip_reason(ps) == reason
+    BaselinePolicy(limit=limit, update=reason is None).refuse_partial_update(ps)
+
+
+def test_policy_refuses_an_update_from_a_shrunk_sample() -> None:
+    with pytest.raises(ConfigError) as info:
+        BaselinePolicy(update=True, limit=5).refuse_partial_update(_prepared(5, 20))
+
+    assert str(info.value) == ("--ftevals-update-baseline cannot be combined with --ftevals-limit 5: suite 'demo' "
+                               "would evaluate 5 of the 20 examples its baseline is for; drop --ftevals-limit to "
+                               "update baselines")
+
+
+def test_policy_path_and_accept_command(tmp_path: Path) -> None:
+    policy = BaselinePolicy(folder="golden", argv=("suites/x.py", "-k", "a b", "--ftevals-update-baseline"))
+
+    assert policy.path(tmp_path, "demo") == tmp_path / "golden" / "demo.json"
+    assert policy.accept_command() == "pytest suites/x.py -k 'a b' --ftevals-update-baseline"
+
+
+def test_policy_check_writes_then_compares_then_updates(tmp_path: Path) -> None:
+    path = tmp_path / "demo.json"
+    entry = {"name": "banking77", "dataset": {"fingerprint": "sha256:ddd", "n_examples": 200}, "models": ["base"],
+             "scores": {"base": {"accuracy": {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6}}}}
+
+    assert BaselinePolicy().check(path, entry, {}).status == "created"
+    changed = dict(entry, scores={"base": {"accuracy": {"value": 0.6, "ci_low": 0.5, "ci_high": 0.7}}})
+    refused = BaselinePolicy(argv=("-q",)).check(path, changed, {})
+    assert refused.status == "changed"
+    assert refused.message.endswith("accept the new values with: pytest -q --ftevals-update-baseline")
+    assert BaselinePolicy(update=True).check(path, changed, {}).status == "updated"

@@ -20,14 +20,19 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+import shlex
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .compare import ScoreSummary
-from .errors import ResultsError
+from .errors import ConfigError, ResultsError
 from .fsutil import atomic_write_text
+from .settings import UPDATE_FLAG
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .pipeline import PreparedSuite
 
 BaselineStatus = Literal["created", "matched", "changed", "updated"]
 ChangeKind = Literal["value", "added", "removed", "fingerprint"]
@@ -35,7 +40,7 @@ ChangeKind = Literal["value", "added", "removed", "fingerprint"]
 SCHEMA = "ftevals.baseline"
 SCHEMA_VERSION = 1
 DEFAULT_TOLERANCE = 1e-9
-DEFAULT_ACCEPT_COMMAND = "pytest suites/ --ftevals-update-baseline"
+DEFAULT_ACCEPT_COMMAND = f"pytest suites/ {UPDATE_FLAG}"
 
 
 @dataclass(frozen=True)
@@ -246,6 +251,58 @@ def check_baseline(
         f"accept the new values with: {accept_command}"))
 
 
+@dataclass(frozen=True)
+class BaselinePolicy:
+    """When a suite's baseline is compared, skipped, refused or rewritten, for one run.
+
+    A baseline holds a suite's whole sample. When `limit` (`--ftevals-limit`) shrinks a suite's
+    sample, its baseline is not compared (the test is skipped with `skip_reason`), and `update`
+    (`--ftevals-update-baseline`) is refused outright (`refuse_partial_update`): a skip would leave
+    the user believing the baseline was updated. A limit at or above a suite's size changes nothing.
+    """
+
+    #: The baseline folder, relative to each suite file's folder (ini `ftevals_baseline_dir`).
+    folder: str = "baselines"
+    update: bool = False
+    limit: int | None = None
+    #: The invocation's arguments: the accept command is this very run plus the update flag.
+    argv: Sequence[str] = ()
+
+    def path(self, suite_folder: Path, suite: str) -> Path:
+        return suite_folder / self.folder / f"{suite}.json"
+
+    def accept_command(self) -> str:
+        """This very invocation plus the update flag: it evaluates the same suites on the same sample."""
+        args = [a for a in self.argv if a != UPDATE_FLAG]
+        return shlex.join(["pytest", *args, UPDATE_FLAG])
+
+    def check(self, path: Path, result: Mapping[str, Any], models: Mapping[str, Any]) -> BaselineOutcome:
+        """Compare (or write, or rewrite) one suite's baseline; `result` is its results-file entry."""
+        return check_baseline(path, result, models=models, update=self.update, accept_command=self.accept_command())
+
+    def skip_reason(self, ps: PreparedSuite) -> str | None:
+        """Why the suite's baseline is not compared in this run (None: it is compared)."""
+        evaluated, full = _sample_sizes(ps)
+        if self.limit is None or evaluated >= full:
+            return None
+        return (f"baseline not compared: --ftevals-limit {self.limit} evaluates {evaluated} of the "
+                f"{full} examples the baseline is for")
+
+    def refuse_partial_update(self, ps: PreparedSuite) -> None:
+        """ConfigError when this run would update the suite's baseline from a shrunk sample."""
+        evaluated, full = _sample_sizes(ps)
+        if self.update and self.limit is not None and evaluated < full:
+            raise ConfigError(
+                f"{UPDATE_FLAG} cannot be combined with --ftevals-limit {self.limit}: suite {ps.name!r} would evaluate "
+                f"{evaluated} of the {full} examples its baseline is for; drop --ftevals-limit to update baselines"
+            )
+
+
+def _sample_sizes(ps: PreparedSuite) -> tuple[int, int]:
+    """(examples this run evaluates, examples the suite's baseline is for: its own limit, not the run's)."""
+    return len(ps.dataset), min(ps.suite.limit or ps.n_total, ps.n_total)
+
+
 def read_baseline(path: str | Path) -> Snapshot:
     """Load a baseline file; ResultsError when it is unreadable or not a baseline."""
     try:
@@ -344,6 +401,7 @@ __all__ = [
     "DEFAULT_TOLERANCE",
     "BaselineChange",
     "BaselineOutcome",
+    "BaselinePolicy",
     "BaselineStatus",
     "ModelRecord",
     "Snapshot",

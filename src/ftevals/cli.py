@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FtevalsError
+from .settings import RUN_FLAGS, option
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,9 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run evaluation suites with pytest. Options after `--` go to pytest unchanged, "
                                    "e.g. `ftevals run -- -k banking77 --ftevals-limit 20`.")
     p.add_argument("paths", nargs="*", default=["suites"], help="suite files or folders (default: suites)")
-    p.add_argument("--limit", type=int, help="at most N examples per suite (quick runs)")
-    p.add_argument("--backend", choices=("vllm", "hf", "openai", "replay"), help="generation backend")
-    p.add_argument("--results", help="results file path (default reports/results.json)")
+    # The same declarations (choices, checks, help) as the pytest options they are passed on as.
+    for flag, pytest_flag in RUN_FLAGS.items():
+        p.add_argument(flag, **{**option(pytest_flag).kwargs, "default": None})
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="re-render the HTML report from a results file (no model needed)")
@@ -149,12 +150,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(args: argparse.Namespace) -> int:
     cmd = [sys.executable, "-m", "pytest", *args.paths]
-    if args.limit is not None:
-        cmd += ["--ftevals-limit", str(args.limit)]
-    if args.backend:
-        cmd += ["--ftevals-backend", args.backend]
-    if args.results:
-        cmd += ["--ftevals-results", args.results]
+    for flag, pytest_flag in RUN_FLAGS.items():
+        value = getattr(args, flag.lstrip("-"))
+        if value is not None and value != "":
+            cmd += [pytest_flag, str(value)]
     cmd += args.passthrough
     print("ftevals: " + shlex.join(cmd[2:]), file=sys.stderr)
     return subprocess.call(cmd)

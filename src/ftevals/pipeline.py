@@ -21,6 +21,7 @@ import numpy as np
 
 from . import compare as cmp
 from .backends import Backend, make_backend
+from .backends.registry import loads_local_weights
 from .cache import CacheMode, GenerationCache
 from .contamination import check_contamination
 from .data import Dataset, Example, load_dataset
@@ -31,14 +32,7 @@ from .metrics import Metric, Scored, get_metric
 from .models import ResolvedModel, resolve_models, unverified_models
 from .results import SCHEMA, SCHEMA_VERSION, new_run_info, utc_now
 from .specs import ModelSpec
-from .suite import Suite, gated_model_names
-
-#: Backends that load model folders themselves (and so need them validated and fingerprinted).
-LOCAL_BACKENDS = ("vllm", "hf")
-
-#: Suite-level values that gates may name besides metrics.
-SUITE_VALUES = ("contamination",)
-
+from .suite import SUITE_VALUES, Suite, check_known_failures, gate_targets, known_failure
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -74,12 +68,6 @@ class PreparedSuite:
     @property
     def name(self) -> str:
         return self.suite.name
-
-    def gated_models(self, gate: Gate) -> list[str]:
-        """Models an unqualified gate applies to: the adapters (or every non-reference model)."""
-        if gate.model is not None:
-            return [gate.model]
-        return gated_model_names(self.suite, self.models)
 
 
 @dataclass
@@ -151,6 +139,8 @@ def _prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
         models.append(ModelSpec(suite.fewshot.model_name(suite.reference), ref.base, ref.adapter, suite.fewshot.k))
 
     metrics = [get_metric(name) for name in suite.metric_names]
+    for metric in metrics:
+        metric.check_params(suite.metric_params.get(metric.name, {}), f"suite {suite.name!r}")
     known = {m.name for m in metrics} | set(SUITE_VALUES)
     gates = []
     for text in suite.gates:
@@ -166,18 +156,7 @@ def _prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
         gates.append(gate)
 
     if suite.known_failures:
-        prepared_gates = PreparedSuite(suite, dataset, 0, models, metrics, gates, [], labels, None)
-        gate_labels = [
-            text if gate.metric in SUITE_VALUES or gate.model is not None else f"{model}: {text}"
-            for text, gate in zip(suite.gates, gates)
-            for model in ([None] if gate.metric in SUITE_VALUES else prepared_gates.gated_models(gate))
-        ]
-        stale = [k for k in suite.known_failures if k not in gate_labels and k not in suite.gates]
-        if stale:
-            raise ConfigError(
-                f"suite {suite.name!r}: known_failures names {', '.join(map(repr, stale))}, which matches no gate "
-                f"test; expected one of: {', '.join(map(repr, gate_labels))}"
-            )
+        check_known_failures(suite, [t for gate in gates for t in gate_targets(suite, models, gate)])
 
     contamination = None
     if suite.train_files:
@@ -210,7 +189,7 @@ def execute(
     specs = prepared.model_specs()
     # Local engines need real folders (validated, fingerprinted); a server or a predictions file
     # serves models ftevals cannot open, so their specs stand in for fingerprints.
-    resolved = resolve_models(specs) if config.backend in LOCAL_BACKENDS else unverified_models(specs)
+    resolved = resolve_models(specs) if loads_local_weights(config.backend) else unverified_models(specs)
     own_backend = backend is None
     if backend is None:
         backend = make_backend(config.backend, resolved, dict(config.backend_options))
@@ -236,13 +215,13 @@ def execute(
     run["timings"] = {
         "total_s": round(t_end - t_start, 3),
         "generate_s": round(outcome.seconds, 3),
-        "engine_start_s": round(float(getattr(backend, "engine_start_seconds", 0.0)), 3),
-        "backend_generate_s": round(float(getattr(backend, "generate_seconds", 0.0)), 3),
+        "engine_start_s": round(float(backend.engine_start_seconds), 3),
+        "backend_generate_s": round(float(backend.generate_seconds), 3),
         "score_s": round(t_end - t_generated, 3),
-        "merge_s": round(float(getattr(backend, "merge_seconds", 0.0)), 3),
+        "merge_s": round(float(backend.merge_seconds), 3),
         # vLLM "auto": how each adapter was served and the cost estimates behind it. Volatile, as
         # the estimates use speeds measured during the run.
-        "strategy_choices": {k: v.to_dict() for k, v in getattr(backend, "choices", {}).items()},
+        "strategy_choices": {k: v.to_dict() for k, v in backend.choices.items()},
         "backend_calls": outcome.backend_calls,
         "generated": outcome.generated,
         "cached": outcome.cached,
@@ -289,15 +268,13 @@ def _suite_result(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, con
     forgetting = _forgetting(ps, comparisons) if suite.task == "forgetting" else None
     suite_values = {"contamination": ps.contamination["rate"] if ps.contamination else None}
     gate_results = []
-    for source, gate in zip(suite.gates, ps.gates):
-        targets = [None] if gate.metric in SUITE_VALUES else ps.gated_models(gate)
-        for model in targets:
-            result = evaluate_gate(gate, model, summaries, comparisons, suite_values,
+    for gate in ps.gates:
+        for target in gate_targets(suite, ps.models, gate):
+            result = evaluate_gate(gate, target.model, summaries, comparisons, suite_values,
                                    reference=suite.reference, n=len(examples)).to_dict()
             # The gate exactly as the suite wrote it: the key the plugin's test item looks up.
-            result["source"] = source
-            label = source if model is None or gate.model is not None else f"{model}: {source}"
-            result["known_failure"] = suite.known_failures.get(label, suite.known_failures.get(source))
+            result["source"] = target.source
+            result["known_failure"] = known_failure(suite, target)
             gate_results.append(result)
 
     example_rows = []

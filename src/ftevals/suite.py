@@ -25,10 +25,13 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
-from .errors import ConfigError
-from .specs import SamplingSpec, check_name
+from .errors import ConfigError, FtevalsError
+from .specs import ModelSpec, SamplingSpec, check_name
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .gate import Gate
 
 Task = Literal["classification", "generation", "extraction", "forgetting", "custom"]
 
@@ -40,6 +43,9 @@ DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
     "forgetting": ("accuracy",),
     "custom": ("exact_match",),
 }
+
+#: Suite-level values that gates may name besides metrics: one test per suite, not per model.
+SUITE_VALUES = ("contamination",)
 
 
 @dataclass(frozen=True)
@@ -65,6 +71,10 @@ class FewShot:
 
     def model_name(self, reference: str) -> str:
         return self.name or f"{reference}-fewshot{self.k}"
+
+    def contender(self, reference: ModelSpec) -> ModelSpec:
+        """The contender's spec: the reference model, prompted with `k` shots."""
+        return ModelSpec(self.model_name(reference.name), reference.base, reference.adapter, self.k)
 
 
 @dataclass(frozen=True)
@@ -150,7 +160,6 @@ def gated_model_names(suite: Suite, models: Sequence[Any]) -> list[str]:
 
     "adapters": every adapter that is not a few-shot contender (falling back to every
     non-reference model when the suite has no adapter); "all": every non-reference model.
-    Shared by the plugin (to create one test per model at collection) and the pipeline.
     """
     others = [m for m in models if m.name != suite.reference]
     if suite.gate_models == "adapters":
@@ -159,4 +168,78 @@ def gated_model_names(suite: Suite, models: Sequence[Any]) -> list[str]:
     return [m.name for m in others]
 
 
-__all__ = ["DEFAULT_METRICS", "FewShot", "Suite", "Task", "gated_model_names"]
+class GateTarget(NamedTuple):
+    """One gate test: the model it checks (None: a suite-level value), its label (`gate[LABEL]` in
+    the test id, the key of `known_failures`) and the gate as the suite wrote it."""
+
+    model: str | None
+    label: str
+    source: str
+
+
+def gate_targets(suite: Suite, models: Sequence[Any], gate: Gate) -> list[GateTarget]:
+    """The tests one parsed gate of `suite` becomes, given the suite's ModelSpecs.
+
+    The one rule for which models a gate checks and what its tests are called, shared by the
+    plugin (one test item per target, at collection) and the pipeline (one gate result per
+    target, and the known-failure labels): a suite-level value (`contamination`) or a gate that
+    names its model is one test labelled with the gate's text; any other gate is one test per
+    gated model (`gated_model_names`), labelled `MODEL: GATE`.
+    """
+    if gate.metric in SUITE_VALUES:
+        return [GateTarget(None, gate.text, gate.text)]
+    if gate.model is not None:
+        return [GateTarget(gate.model, gate.text, gate.text)]
+    return [GateTarget(m, f"{m}: {gate.text}", gate.text) for m in gated_model_names(suite, models)]
+
+
+def known_failure(suite: Suite, target: GateTarget) -> str | None:
+    """The documented reason a gate test is expected to fail, if any: `known_failures` may name
+    the test (`"tuned: accuracy >= 0.7"`) or the gate for every model it checks."""
+    return suite.known_failures.get(target.label, suite.known_failures.get(target.source))
+
+
+def check_known_failures(suite: Suite, targets: Sequence[GateTarget]) -> None:
+    """Refuse a `known_failures` key that matches no gate test (a typo would silently xfail nothing)."""
+    labels = [t.label for t in targets]
+    stale = [k for k in suite.known_failures if k not in labels and k not in suite.gates]
+    if stale:
+        raise ConfigError(
+            f"suite {suite.name!r}: known_failures names {', '.join(map(repr, stale))}, which matches no gate "
+            f"test; expected one of: {', '.join(map(repr, labels))}"
+        )
+
+
+def collection_targets(suite: Suite, text: str, table: Mapping[str, ModelSpec]) -> list[GateTarget]:
+    """`gate_targets` before preparation, from the model table: the plugin's test items for one gate.
+
+    Items must exist at collection time (for -k, --co and xdist scheduling). A gate that does not
+    parse, or a suite naming unknown models, gets one item here (model None): preparation then
+    stops the run with a usage error that says why. A gate left with no model to check also gets
+    one, which fails as not evaluated.
+    """
+    from .gate import parse_gate  # lazily: it imports numpy, and suite files import this module
+
+    try:
+        gate = parse_gate(text)
+    except FtevalsError:
+        return [GateTarget(None, text, text)]
+    specs = [table[n] for n in (list(suite.models) or list(table)) if n in table]
+    if suite.fewshot is not None and suite.reference in table:
+        specs.append(suite.fewshot.contender(table[suite.reference]))
+    return gate_targets(suite, specs, gate) or [GateTarget(None, text, text)]
+
+
+__all__ = [
+    "DEFAULT_METRICS",
+    "SUITE_VALUES",
+    "FewShot",
+    "GateTarget",
+    "Suite",
+    "Task",
+    "check_known_failures",
+    "collection_targets",
+    "gate_targets",
+    "gated_model_names",
+    "known_failure",
+]
