@@ -18,7 +18,7 @@ from ftevals.compare import (
     compare_models,
     compare_pair,
     flips,
-    forgetting_drop,
+    forgetting_of,
     largest_drops,
     mcnemar_exact,
     paired_bootstrap,
@@ -311,15 +311,18 @@ def test_forgetting_drop_is_positive_when_the_adapter_got_worse() -> None:
     base = np.array([1.0] * 40 + [0.0] * 10)
     adapter = base.copy()
     adapter[:15] = 0.0
-    result = forgetting_drop(Scored.mean_of(adapter), Scored.mean_of(base), metric="accuracy", kind="binary",
-                             higher_is_better=True, ids=_ids(50), resamples=300)
+    comp = compare_pair(Scored.mean_of(adapter), Scored.mean_of(base), model="adapter", reference="base",
+                        metric="accuracy", kind="binary", higher_is_better=True, ids=_ids(50), resamples=300)
+    result = forgetting_of(comp)
     assert result.drop == pytest.approx(0.3)
     assert 0 < result.ci_low <= result.drop <= result.ci_high
     assert result.forgot and result.flipped == tuple(_ids(15))
-    # Lower-is-better: the drop is adapter - base.
-    lower = forgetting_drop(Scored.mean_of([0.5, 0.6]), Scored.mean_of([0.2, 0.3]), metric="ppl", kind="continuous",
-                            higher_is_better=False, ids=["x", "y"], resamples=50)
-    assert lower.drop == pytest.approx(0.3) and lower.flipped == ("x", "y")
+    # Lower-is-better: the drop is adapter - base; only real drops count as flipped.
+    lower = forgetting_of(compare_pair(Scored.mean_of([0.5, 0.6, 0.1]), Scored.mean_of([0.2, 0.3, 0.4]),
+                                       model="adapter", reference="base", metric="ppl", kind="continuous",
+                                       higher_is_better=False, ids=["x", "y", "z"], resamples=50))
+    assert lower.drop == pytest.approx(0.1) and lower.flipped == ("x", "y")
+    assert lower.ci_low <= lower.ci_high
 
 
 def test_prompting_share_and_recommendation() -> None:

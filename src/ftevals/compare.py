@@ -37,9 +37,9 @@ from scipy import stats
 
 from .errors import ConfigError
 from .metrics.base import MetricKind, Scored
+from .results.records import (Comparison, ExampleDelta, ForgettingModel, PromptingResult, ScoreSummary, TestName,
+                              Verdict)
 
-Verdict = Literal["improved", "no_significant_change", "regressed"]
-TestName = Literal["mcnemar-exact", "paired-bootstrap"]
 
 VERDICTS: tuple[Verdict, ...] = ("improved", "no_significant_change", "regressed")
 DEFAULT_RESAMPLES = 2000
@@ -88,33 +88,6 @@ class BootstrapResult:
 
 
 @dataclass(frozen=True)
-class ScoreSummary:
-    """One model's value on one metric with its bootstrap CI and the number of examples.
-
-    This is what the results file stores under `scores` (plus `n`) and what gates and baselines read.
-    NaN or None in `value` means the metric is undefined for this model.
-    """
-
-    value: float | None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    n: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"value": _json_num(self.value), "ci_low": _json_num(self.ci_low),
-                               "ci_high": _json_num(self.ci_high)}
-        if self.n is not None:
-            out["n"] = int(self.n)
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ScoreSummary:
-        n = data.get("n")
-        return cls(_opt_float(data.get("value")), _opt_float(data.get("ci_low")),
-                   _opt_float(data.get("ci_high")), int(n) if n is not None else None)
-
-
-@dataclass(frozen=True)
 class McNemarResult:
     """McNemar's exact test on paired right/wrong outcomes.
 
@@ -128,119 +101,6 @@ class McNemarResult:
     c: int
     n: int
     p_value: float
-
-
-@dataclass(frozen=True)
-class ExampleDelta:
-    """One example's per-example values for both models; `delta` = model - reference (raw sign)."""
-
-    id: str
-    reference: float
-    model: float
-    delta: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "delta": _json_num(self.delta), "reference": _json_num(self.reference),
-                "model": _json_num(self.model)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ExampleDelta:
-        nan = math.nan
-        return cls(str(data["id"]), _float(data.get("reference", nan)), _float(data.get("model", nan)),
-                   _float(data["delta"]))
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """One model against the reference on one metric: an entry of the results file's `comparisons`.
-
-    `delta` = model_value - reference_value; `ci_low..ci_high` is its paired bootstrap CI at level
-    1 - alpha (reported for binary metrics too). `test` says which test decided the verdict:
-    "mcnemar-exact" (binary metrics: p_value < alpha and the sign of delta) or "paired-bootstrap"
-    (continuous metrics: the CI excludes 0; p_value is the bootstrap p-value, for information).
-    `fixes` / `regressions` (binary) list example ids the model newly gets right / wrong;
-    `largest_drops` (continuous) lists the examples where the model got worst, worst first.
-    """
-
-    model: str
-    reference: str
-    metric: str
-    kind: MetricKind
-    higher_is_better: bool
-    model_value: float
-    reference_value: float
-    delta: float
-    ci_low: float
-    ci_high: float
-    n: int
-    test: TestName
-    p_value: float | None
-    resamples: int
-    bootstrap_seed: int
-    alpha: float
-    verdict: Verdict
-    fixes: tuple[str, ...] = ()
-    regressions: tuple[str, ...] = ()
-    largest_drops: tuple[ExampleDelta, ...] = ()
-
-    @property
-    def significant_direction(self) -> int:
-        """+1 if the delta is significantly positive, -1 if significantly negative, 0 otherwise."""
-        if self.verdict == "no_significant_change":
-            return 0
-        good = 1 if self.higher_is_better else -1
-        return good if self.verdict == "improved" else -good
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "reference": self.reference,
-            "metric": self.metric,
-            "kind": self.kind,
-            "higher_is_better": self.higher_is_better,
-            "model_value": _json_num(self.model_value),
-            "reference_value": _json_num(self.reference_value),
-            "delta": _json_num(self.delta),
-            "ci_low": _json_num(self.ci_low),
-            "ci_high": _json_num(self.ci_high),
-            "n": self.n,
-            "test": self.test,
-            "p_value": _json_num(self.p_value),
-            "resamples": self.resamples,
-            "bootstrap_seed": self.bootstrap_seed,
-            "alpha": self.alpha,
-            "verdict": self.verdict,
-            "fixes": list(self.fixes),
-            "regressions": list(self.regressions),
-            "largest_drops": [d.to_dict() for d in self.largest_drops],
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Comparison:
-        """Rebuild a comparison from a results file entry (`null` numbers become NaN)."""
-        p = data.get("p_value")
-        return cls(
-            model=str(data["model"]),
-            reference=str(data["reference"]),
-            metric=str(data["metric"]),
-            kind=data["kind"],
-            higher_is_better=bool(data["higher_is_better"]),
-            model_value=_float(data.get("model_value")),
-            reference_value=_float(data.get("reference_value")),
-            delta=_float(data.get("delta")),
-            ci_low=_float(data.get("ci_low")),
-            ci_high=_float(data.get("ci_high")),
-            n=int(data["n"]),
-            test=data["test"],
-            p_value=float(p) if p is not None else None,
-            resamples=int(data["resamples"]),
-            bootstrap_seed=int(data["bootstrap_seed"]),
-            alpha=float(data["alpha"]),
-            verdict=data["verdict"],
-            fixes=tuple(data.get("fixes") or ()),
-            regressions=tuple(data.get("regressions") or ()),
-            largest_drops=tuple(ExampleDelta.from_dict(d) for d in data.get("largest_drops") or ()),
-        )
 
 
 class MetricInfo(Protocol):
@@ -470,7 +330,7 @@ def largest_drops(
     badness = -delta if higher_is_better else delta
     worse = np.flatnonzero(np.isfinite(badness) & (badness > 0))
     order = worse[np.argsort(-badness[worse], kind="stable")][: max(k, 0)]
-    return [ExampleDelta(ids[i], float(ref[i]), float(mod[i]), float(delta[i])) for i in order]
+    return [ExampleDelta(ids[i], delta=float(delta[i]), reference=float(ref[i]), model=float(mod[i])) for i in order]
 
 
 # --------------------------------------------------------------------------------------------
@@ -603,89 +463,27 @@ def compare_models(
 # Forgetting
 
 
-@dataclass(frozen=True)
-class ForgettingResult:
-    """How much worse the adapter is than its base on held-out data it was not trained for.
+def forgetting_of(comparison: Comparison) -> ForgettingModel:
+    """Read a comparison on a held-out task (base as reference) as forgetting.
 
-    `drop` is in the metric's units and positive when the adapter is worse (base - adapter for a
-    higher-is-better metric, adapter - base for a lower-is-better one); `ci_low..ci_high` is its
-    paired bootstrap CI. `forgot` is True when the underlying comparison's verdict is "regressed",
-    i.e. the drop is significant. `flipped` lists the examples behind it: for binary metrics those
-    the base got right and the adapter wrong, for continuous ones the ids of the largest drops.
+    `drop` is in the metric's units and positive when the model is worse than the reference
+    (reference - model for a higher-is-better metric, model - reference otherwise), with the CI
+    turned the same way. `forgot` is True when the comparison's verdict is "regressed" (the drop
+    is significant). `flipped` lists the examples behind it: for binary metrics those the
+    reference got right and the model wrong; for continuous ones the largest drops that are drops.
     """
-
-    metric: str
-    drop: float
-    ci_low: float
-    ci_high: float
-    n: int
-    forgot: bool
-    flipped: tuple[str, ...]
-    comparison: Comparison
-
-
-def forgetting_drop(
-    adapter_scored: Scored,
-    base_scored: Scored,
-    *,
-    metric: str,
-    kind: MetricKind,
-    higher_is_better: bool,
-    ids: Sequence[str],
-    adapter: str = "adapter",
-    base: str = "base",
-    resamples: int = DEFAULT_RESAMPLES,
-    seed: int = 0,
-    alpha: float = DEFAULT_ALPHA,
-    top_k: int = DEFAULT_TOP_K,
-) -> ForgettingResult:
-    """Forgetting = a comparison on a held-out set with the base as reference, read as a drop."""
-    comp = compare_pair(adapter_scored, base_scored, model=adapter, reference=base, metric=metric, kind=kind,
-                        higher_is_better=higher_is_better, ids=ids, resamples=resamples, seed=seed,
-                        alpha=alpha, top_k=top_k)
-    if higher_is_better:
-        drop, low, high = -comp.delta, -comp.ci_high, -comp.ci_low
+    c = comparison
+    sign = -1.0 if c.higher_is_better else 1.0
+    low, high = sorted((sign * c.ci_low, sign * c.ci_high))
+    if c.kind == "binary":
+        flipped = tuple(c.regressions)
     else:
-        drop, low, high = comp.delta, comp.ci_low, comp.ci_high
-    flipped = comp.regressions if kind == "binary" else tuple(d.id for d in comp.largest_drops)
-    return ForgettingResult(metric, drop, low, high, comp.n, comp.verdict == "regressed", flipped, comp)
+        flipped = tuple(d.id for d in c.largest_drops if (d.delta < 0 if c.higher_is_better else d.delta > 0))
+    return ForgettingModel(sign * c.delta, low, high, c.n, c.verdict == "regressed", flipped)
 
 
 # --------------------------------------------------------------------------------------------
 # Prompting baseline
-
-
-@dataclass(frozen=True)
-class PromptingResult:
-    """The few-shot prompted base model against the adapter: the results file's `prompting` section.
-
-    `share_of_gain` = (prompted - base) / (adapter - base): 0 means prompting recovers none of the
-    adapter's gain, 1 all of it, above 1 prompting beats the adapter, below 0 prompting hurts.
-    None when the adapter has no gain over the base (or a value is undefined).
-    """
-
-    contender: str
-    adapter: str
-    metric: str
-    k: int
-    base_value: float | None
-    prompted_value: float | None
-    adapter_value: float | None
-    share_of_gain: float | None
-    recommendation: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "contender": self.contender,
-            "adapter": self.adapter,
-            "metric": self.metric,
-            "k": self.k,
-            "base_value": _json_num(self.base_value),
-            "prompted_value": _json_num(self.prompted_value),
-            "adapter_value": _json_num(self.adapter_value),
-            "share_of_gain": _json_num(self.share_of_gain),
-            "recommendation": self.recommendation,
-        }
 
 
 def prompting_share(
@@ -770,18 +568,6 @@ def _signed(x: float) -> str:
     return text if text.startswith("-") or not math.isfinite(x) else "+" + text
 
 
-def _json_num(x: float | None) -> float | None:
-    """A JSON-safe number: NaN and infinities become None (the results file never holds NaN)."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def _float(x: Any) -> float:
-    return math.nan if x is None else float(x)
-
-
 def _opt_float(x: Any) -> float | None:
     return None if x is None else float(x)
 
@@ -790,7 +576,6 @@ __all__ = [
     "BootstrapResult",
     "Comparison",
     "ExampleDelta",
-    "ForgettingResult",
     "McNemarResult",
     "MetricInfo",
     "PromptingResult",
@@ -802,7 +587,7 @@ __all__ = [
     "compare_models",
     "compare_pair",
     "flips",
-    "forgetting_drop",
+    "forgetting_of",
     "largest_drops",
     "mcnemar_exact",
     "paired_bootstrap",

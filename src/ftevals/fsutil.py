@@ -78,4 +78,12 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "safe_join", "sha256_file"]
+def display_path(p: Path | str) -> str:
+    """A path as the user is shown it: relative to the current folder when under it."""
+    try:
+        return str(Path(p).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "display_path", "safe_join", "sha256_file"]

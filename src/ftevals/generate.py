@@ -117,31 +117,6 @@ class ModelUsage:
     wall_s: float = 0.0
     latencies: list[float] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        from statistics import quantiles
-
-        lat = sorted(self.latencies)
-
-        def pct(q: float) -> float | None:
-            if not lat:
-                return None
-            if len(lat) == 1:
-                return round(lat[0], 4)
-            return round(quantiles(lat, n=100, method="inclusive")[int(q) - 1], 4)
-
-        generated_out = self.tokens_out
-        return {
-            "requests": self.requests,
-            "cached": self.cached,
-            "tokens_in": self.tokens_in,
-            "tokens_out": self.tokens_out,
-            "wall_s": round(self.wall_s, 3),
-            "tokens_per_s": round(generated_out / self.wall_s, 2) if self.wall_s > 0 else None,
-            "latency_p50_s": pct(50),
-            "latency_p90_s": pct(90),
-            "latency_p99_s": pct(99),
-        }
-
 
 @dataclass
 class GenerationOutcome:
@@ -151,6 +126,8 @@ class GenerationOutcome:
     generated: int
     cached: int
     seconds: float
+    #: Which generations came from the cache (per-suite usage counts its own, not the run's).
+    cached_keys: frozenset[str] = frozenset()
 
 
 ProgressFn = Callable[[str], None]
@@ -228,7 +205,8 @@ def run_generation(
         u.tokens_out += g.tokens_out
         if key in cached_keys:
             u.cached += 1
-    return GenerationOutcome(found, usage, calls, generated, len(cached_keys), time.monotonic() - started)
+    return GenerationOutcome(found, usage, calls, generated, len(cached_keys), time.monotonic() - started,
+                             frozenset(cached_keys))
 
 
 def _keep_finished(exc: BackendError, chunk: list[str], model_name: str, cache: GenerationCache,

@@ -10,29 +10,27 @@ Nothing here knows about pytest; the plugin is a thin layer over these two calls
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
-from . import compare as cmp
 from .backends import Backend, make_backend
 from .backends.registry import loads_local_weights
 from .cache import CacheMode, GenerationCache
 from .contamination import check_contamination
 from .data import Dataset, Example, load_dataset
 from .errors import ConfigError
-from .gate import Gate, evaluate_gate, parse_gate
-from .generate import GenerationOutcome, Plan, build_messages, choose_shots, run_generation
-from .metrics import Metric, Scored, get_metric
-from .models import ResolvedModel, resolve_models, unverified_models
-from .results import SCHEMA, SCHEMA_VERSION, new_run_info, utc_now
+from .gate import Gate, parse_gate
+from .generate import Plan, build_messages, choose_shots, run_generation
+from .metrics import Metric, get_metric
+from .models import resolve_models, unverified_models
+from .results import ModelInfo, Results, RunInfo, new_run_info, utc_now
+from .score import score_suite
 from .specs import ModelSpec
-from .suite import SUITE_VALUES, Suite, check_known_failures, gate_targets, known_failure
+from .suite import SUITE_VALUES, Suite, check_known_failures, gate_targets
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -182,8 +180,8 @@ def execute(
     backend: Backend | None = None,
     progress: ProgressFn | None = None,
     argv: list[str] | None = None,
-) -> dict[str, Any]:
-    """Generate, score, compare and gate every prepared suite; return the results dict."""
+) -> Results:
+    """Generate, score, compare and gate every prepared suite; return the results record."""
     config = prepared.config
     t_start = time.monotonic()
     specs = prepared.model_specs()
@@ -205,7 +203,7 @@ def execute(
         order = [m.name for m in prepared.model_specs()]
         outcome = run_generation(plan, backend, cache, chunk_size=config.chunk_size, progress=progress, model_order=order)
         t_generated = time.monotonic()
-        suites = [_suite_result(ps, plan, outcome, config) for ps in prepared.suites]
+        suites = tuple(score_suite(ps, plan, outcome, config) for ps in prepared.suites)
     finally:
         cache.close()
         if own_backend:
@@ -226,204 +224,11 @@ def execute(
         "generated": outcome.generated,
         "cached": outcome.cached,
     }
-    return {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "run": run,
-        "models": {name: r.provenance() for name, r in resolved.items()},
-        "suites": suites,
-    }
-
-
-def _suite_result(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, config: RunConfig) -> dict[str, Any]:
-    suite = ps.suite
-    keys = {(it.model, it.example_id): it.key for it in plan.items if it.suite == ps.name}
-    examples = list(ps.dataset.examples)
-    ids = [e.id for e in examples]
-    model_names = [m.name for m in ps.models]
-    texts = {m: [outcome.generations[keys[(m, e.id)]].text for e in examples] for m in model_names}
-    params_base: dict[str, Any] = {"labels": ps.labels} if ps.labels else {}
-
-    scores: dict[str, dict[str, Scored]] = {}
-    for m in model_names:
-        scores[m] = {}
-        for metric in ps.metrics:
-            params = {**params_base, **dict(suite.metric_params.get(metric.name, {}))}
-            scores[m][metric.name] = metric(texts[m], examples, **params)
-
-    seed = config.seed
-    summaries: dict[str, dict[str, dict[str, Any]]] = {}
-    for m in model_names:
-        summaries[m] = {}
-        for metric in ps.metrics:
-            ci = cmp.bootstrap_ci(scores[m][metric.name], resamples=config.resamples, seed=seed, alpha=1 - 0.95)
-            summaries[m][metric.name] = {"value": _num(ci.estimate), "ci_low": _num(ci.ci_low), "ci_high": _num(ci.ci_high)}
-    comparisons = cmp.compare_models(
-        scores, reference=suite.reference, metrics=ps.metrics, ids=ids,
-        resamples=config.resamples, seed=seed, alpha=config.alpha,
+    return Results(
+        run=RunInfo.from_dict(run),
+        models={name: ModelInfo.from_dict(r.provenance()) for name, r in resolved.items()},
+        suites=suites,
     )
-    comp_dicts = [c.to_dict() for c in comparisons]
-
-    prompting = _prompting(ps, summaries)
-    forgetting = _forgetting(ps, comparisons) if suite.task == "forgetting" else None
-    suite_values = {"contamination": ps.contamination["rate"] if ps.contamination else None}
-    gate_results = []
-    for gate in ps.gates:
-        for target in gate_targets(suite, ps.models, gate):
-            result = evaluate_gate(gate, target.model, summaries, comparisons, suite_values,
-                                   reference=suite.reference, n=len(examples)).to_dict()
-            # The gate exactly as the suite wrote it: the key the plugin's test item looks up.
-            result["source"] = target.source
-            result["known_failure"] = known_failure(suite, target)
-            gate_results.append(result)
-
-    example_rows = []
-    for i, ex in enumerate(examples):
-        outputs = {}
-        for m in model_names:
-            g = outcome.generations[keys[(m, ex.id)]]
-            outputs[m] = {
-                "text": g.text,
-                "scores": {met.name: _num(scores[m][met.name].per_example[i]) for met in ps.metrics},
-                "tokens_in": g.tokens_in,
-                "tokens_out": g.tokens_out,
-                "finish_reason": g.finish_reason,
-            }
-        example_rows.append({
-            "id": ex.id,
-            "input": ex.user_text,
-            "messages": [msg.to_dict() for msg in ex.messages],
-            "reference": ex.reference,
-            "metadata": dict(ex.metadata),
-            "outputs": outputs,
-        })
-
-    return {
-        "name": suite.name,
-        "task": suite.task,
-        "description": suite.description,
-        "dataset": {
-            "name": ps.dataset.name,
-            "path": _display_path(suite.path(suite.dataset)),
-            "fingerprint": ps.dataset.fingerprint,
-            "file_fingerprint": ps.file_fingerprint,
-            "n_examples": len(examples),
-            "n_total": ps.n_total,
-            "sample_seed": suite.seed,
-        },
-        "sampling": suite.sampling.to_dict(),
-        "reference": suite.reference,
-        "models": model_names,
-        "fewshot": (
-            {"model": ps.models[-1].name, "k": len(ps.shots), "pool": _display_path(suite.path(suite.fewshot.pool)),
-             "shot_ids": [s.id for s in ps.shots]} if suite.fewshot else None
-        ),
-        "metric_params": {
-            m.name: {**params_base, **dict(suite.metric_params.get(m.name, {}))} for m in ps.metrics
-        },
-        "metrics": [
-            {"name": m.name, "higher_is_better": m.higher_is_better, "kind": m.kind, "primary": i == 0,
-             "range": list(m.value_range)}
-            for i, m in enumerate(ps.metrics)
-        ],
-        "scores": summaries,
-        "details": {m: {met: s.details for met, s in by.items() if s.details} for m, by in scores.items()},
-        "comparisons": comp_dicts,
-        "prompting": prompting,
-        "forgetting": forgetting,
-        "gates": gate_results,
-        "contamination": ps.contamination,
-        "baseline": None,
-        "usage": _suite_usage(ps, keys, outcome, examples),
-        "examples": example_rows,
-        "rubric": dict(suite.rubric) if suite.rubric else None,
-        "human": None,
-    }
-
-
-def _prompting(ps: PreparedSuite, summaries: dict[str, dict[str, dict[str, Any]]]) -> dict[str, Any] | None:
-    suite = ps.suite
-    if suite.fewshot is None:
-        return None
-    contender = suite.fewshot.model_name(suite.reference)
-    adapters = [m.name for m in ps.models if m.adapter is not None and m.fewshot == 0]
-    if not adapters:
-        return None
-    metric = ps.metrics[0]
-    adapter = adapters[0]
-    base_v = summaries[suite.reference][metric.name]["value"]
-    prompted_v = summaries[contender][metric.name]["value"]
-    adapter_v = summaries[adapter][metric.name]["value"]
-    share = cmp.prompting_share(base_v, prompted_v, adapter_v, metric.higher_is_better)
-    rec = cmp.prompting_recommendation(share, metric=metric.name, prompted_value=prompted_v, adapter_value=adapter_v)
-    return cmp.PromptingResult(contender, adapter, metric.name, suite.fewshot.k, base_v, prompted_v, adapter_v, share, rec).to_dict()
-
-
-def _forgetting(ps: PreparedSuite, comparisons: Sequence[cmp.Comparison]) -> dict[str, Any]:
-    """Per model on this held-out task: the drop against the base (positive = worse), its CI and
-    the examples behind it, for the suite's primary metric."""
-    primary = ps.metrics[0]
-    out: dict[str, Any] = {"metric": primary.name, "reference": ps.suite.reference, "models": {}}
-    for c in comparisons:
-        if c.metric != primary.name:
-            continue
-        sign = -1.0 if primary.higher_is_better else 1.0
-        low, high = sorted((sign * c.ci_low, sign * c.ci_high))
-        worse = (lambda d: d < 0) if primary.higher_is_better else (lambda d: d > 0)
-        flipped = list(c.regressions) if c.kind == "binary" else [d.id for d in c.largest_drops if worse(d.delta)]
-        out["models"][c.model] = {
-            "drop": _num(sign * c.delta), "ci_low": _num(low), "ci_high": _num(high), "n": c.n,
-            "forgot": c.verdict == "regressed", "flipped": flipped,
-        }
-    return out
-
-
-def _suite_usage(ps: PreparedSuite, keys: dict[tuple[str, str], str], outcome: GenerationOutcome,
-                 examples: list[Example]) -> dict[str, Any]:
-    """Token counts for this suite's generations; time apportioned from the model's whole-run rate."""
-    out: dict[str, Any] = {}
-    for m in ps.models:
-        gens = [outcome.generations[keys[(m.name, e.id)]] for e in examples]
-        total = outcome.usage.get(m.name)
-        tokens_out = sum(g.tokens_out for g in gens)
-        rate = None
-        if total is not None and total.wall_s > 0:
-            generated_tokens = total.tokens_out
-            rate = generated_tokens / total.wall_s if generated_tokens else None
-        lat = [g.latency_s for g in gens if g.latency_s is not None]
-        row = {
-            "requests": len(gens),
-            "cached": total.cached if total else 0,
-            "tokens_in": sum(g.tokens_in for g in gens),
-            "tokens_out": tokens_out,
-            "wall_s": round(tokens_out / rate, 3) if rate else None,
-            "tokens_per_s": round(rate, 2) if rate else None,
-        }
-        row.update(_percentiles(lat))
-        out[m.name] = row
-    return out
-
-
-def _percentiles(values: list[float]) -> dict[str, float | None]:
-    if not values:
-        return {"latency_p50_s": None, "latency_p90_s": None, "latency_p99_s": None}
-    arr = np.asarray(values)
-    return {f"latency_p{q}_s": round(float(np.percentile(arr, q)), 4) for q in (50, 90, 99)}
-
-
-def _num(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
-
-
-def _display_path(p: Path) -> str:
-    try:
-        return str(p.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(p)
 
 
 __all__ = ["PreparedRun", "PreparedSuite", "RunConfig", "execute", "prepare"]

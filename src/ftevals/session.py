@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, DatasetError, FtevalsError, ModelSpecError
+from .fsutil import display_path
 from .settings import Settings
 from .suite import Suite
 
@@ -271,14 +272,6 @@ class SuiteResults:
 
     def __repr__(self) -> str:
         return f"SuiteResults({self.name!r}, models={self.models}, metrics={self.metrics})"
-
-
-def display_path(p: Path | str) -> str:
-    """A path as the user is shown it: relative to the current folder when under it."""
-    try:
-        return str(Path(p).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(p)
 
 
 def _locate(exc: FtevalsError, suite: Suite, path: Path) -> str:
