@@ -69,13 +69,13 @@ def run_ftevals(workload: str, n: int, strategy: str, cache_dir: str) -> dict[st
                        cache_dir=Path(cache_dir), resamples=1000)
     results = execute(prepare(workload_suites(workload, n), config), progress=lambda m: print(m, file=sys.stderr))
     wall = time.monotonic() - started
-    suite = results["suites"][0]
+    suite = results.suites[0]
     return {
         "wall_s": wall,
-        "timings": results["run"]["timings"],
-        "usage": suite["usage"],
-        "outputs": {ex["id"]: {m: o["text"] for m, o in ex["outputs"].items()} for ex in suite["examples"]},
-        "scores": suite["scores"],
+        "timings": dict(results.run.timings),
+        "usage": {m: u.to_dict() for m, u in suite.usage.items()},
+        "outputs": {ex.id: {m: o.text for m, o in ex.outputs.items()} for ex in suite.examples},
+        "scores": {m: {k: s.to_dict() for k, s in by.items()} for m, by in suite.scores.items()},
     }
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from ftevals import converters  # noqa: E402
+import converters  # noqa: E402 - scripts/converters.py, next to this file (sys.path[0] for a script)
 from ftevals.data import load_dataset, normalize_text, write_jsonl  # noqa: E402
 
 ATTRIBUTION = """\

@@ -189,7 +189,7 @@ def test_significantly_better_than_base_uses_the_comparison_test() -> None:
     result = _eval("accuracy > base significantly", [improved], model="banking77")
     assert result.passed
     assert result.message == ("accuracy improved: banking77 0.410 vs base 0.020 "
-                              "(+0.390, 95% CI +0.320..+0.460, n=200, p=1.2e-20; required > 0 with p < 0.05)")
+                              "(+0.390, 95% CI +0.320..+0.460, n=200, p<0.001; required > 0 with p < 0.05)")
     assert result.to_dict()["id"] == "banking77::accuracy > base significantly"
     # A positive but not significant delta fails, whatever the point estimate says.
     unsure = _comparison(metric="accuracy", kind="binary", test="mcnemar-exact", model_value=0.45,
@@ -239,7 +239,7 @@ def test_missing_or_undefined_values_fail_with_a_clear_message() -> None:
     undefined = _comparison(model_value=nan, delta=nan, ci_low=nan, ci_high=nan, verdict="no_significant_change")
     result = _eval("rougeL >= base - 0.01", [undefined])
     assert not result.passed
-    assert result.message == "rougeL is undefined (adapter nan vs base 0.437); the gate cannot pass"
+    assert result.message == "rougeL is undefined (adapter n/a vs base 0.437); the gate cannot pass"
     result = _eval("contamination <= 0.01", model=None, suite={"contamination": None})
     assert not result.passed and result.message == "contamination is undefined for this suite (no value); the gate cannot pass"
     result = _eval("contamination <= 0.01", model=None, suite={})
@@ -270,7 +270,7 @@ def test_end_to_end_from_scored_values() -> None:
     gate: Gate = parse_gate("accuracy > base significantly")
     result = evaluate_gate(gate, "a", {}, [comp])
     assert result.passed and result.message.startswith("accuracy improved: a 0.850 vs base 0.600 (+0.250, 95% CI +")
-    assert result.message.endswith(", n=100, p=6.0e-08; required > 0 with p < 0.05)")
+    assert result.message.endswith(", n=100, p<0.001; required > 0 with p < 0.05)")
 
 
 def test_results_file_shapes_reference_selection_and_written_text() -> None:

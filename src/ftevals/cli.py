@@ -161,10 +161,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
-    from .results import read_results
+    from .results import load
     from .summary import summary_lines
 
-    results = read_results(args.results)
+    results = load(args.results)
     prices = _read_json(args.prices) if args.prices else None
     out = Path(args.out) if args.out else Path(args.results).with_name("report.html")
     path = write_report(results, out, prices=prices) if prices else write_report(results, out)
@@ -180,26 +180,28 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from .numbers import ci, level, num, signed
     from .rescore import compare_results
-    from .results import read_results
+    from .results import load
 
-    a, b = read_results(args.a), read_results(args.b)
+    a, b = load(args.a), load(args.b)
     comparisons = compare_results(a, b, model_a=args.model_a, model_b=args.model_b, suites=args.suite,
                                   resamples=args.resamples, seed=args.seed)
     regressed = False
     for suite, rows in comparisons.items():
         print(f"{suite}:")
         for c in rows:
-            mark = {"improved": "+", "regressed": "!", "no_significant_change": "="}[c["verdict"]]
-            print(f"  [{mark}] {c['model']} vs {c['reference']} {c['metric']}: {c['model_value']:.3f} vs "
-                  f"{c['reference_value']:.3f} ({c['delta']:+.3f}, 95% CI {c['ci_low']:+.3f}..{c['ci_high']:+.3f}, "
-                  f"n={c['n']}) {c['verdict'].replace('_', ' ')}"
-                  + (f"; {len(c['regressions'])} regressions, {len(c['fixes'])} fixes" if c["kind"] == "binary" else ""))
-            regressed |= c["verdict"] == "regressed"
+            mark = {"improved": "+", "regressed": "!", "no_significant_change": "="}[c.verdict]
+            print(f"  [{mark}] {c.model} vs {c.reference} {c.metric}: {num(c.model_value)} vs "
+                  f"{num(c.reference_value)} ({signed(c.delta)}, {level(c.alpha)} {ci(c.ci_low, c.ci_high, sign=True)}, "
+                  f"n={c.n}) {c.verdict.replace('_', ' ')}"
+                  + (f"; {len(c.regressions)} regressions, {len(c.fixes)} fixes" if c.kind == "binary" else ""))
+            regressed |= c.verdict == "regressed"
     if args.json:
         from .fsutil import atomic_write_text
 
-        atomic_write_text(Path(args.json), json.dumps(comparisons, indent=1) + "\n")
+        as_json = {suite: [c.to_dict() for c in rows] for suite, rows in comparisons.items()}
+        atomic_write_text(Path(args.json), json.dumps(as_json, indent=1) + "\n")
     return 1 if (regressed and args.fail_on_regression) else 0
 
 

@@ -37,6 +37,7 @@ from scipy import stats
 
 from .errors import ConfigError
 from .metrics.base import MetricKind, Scored
+from .numbers import num as _num
 from .results.records import (Comparison, ExampleDelta, ForgettingModel, PromptingResult, ScoreSummary, TestName,
                               Verdict)
 
@@ -550,22 +551,7 @@ def prompting_summary(
 
 
 # --------------------------------------------------------------------------------------------
-# Small helpers shared with gate.py and baseline.py
-
-
-def _num(x: float) -> str:
-    """A value as printed in messages: 3 decimals, or 3 significant digits when that would hide it."""
-    if not math.isfinite(x):
-        return str(x)
-    if x == 0.0 or 0.001 <= abs(x) < 1e6:
-        return f"{x:.3f}"
-    return f"{x:.3g}"
-
-
-def _signed(x: float) -> str:
-    """Like `_num` with an explicit sign, for deltas: +0.390, -0.025."""
-    text = _num(x)
-    return text if text.startswith("-") or not math.isfinite(x) else "+" + text
+# Small helpers
 
 
 def _opt_float(x: Any) -> float | None:

@@ -26,7 +26,11 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .compare import Comparison, ScoreSummary, _num, _signed
+from .compare import Comparison, ScoreSummary
+from .numbers import level as _level
+from .numbers import num as _num
+from .numbers import p_clause
+from .numbers import signed as _signed
 from .errors import ConfigError
 
 Op = Literal[">=", ">", "<=", "<"]
@@ -404,16 +408,6 @@ def _finite(x: float | None) -> bool:
     return x is not None and math.isfinite(x)
 
 
-def _level(alpha: float) -> str:
-    return f"{round((1.0 - alpha) * 100.0, 6):g}% CI"
-
-
-def _p(p: float | None) -> str:
-    if p is None or not math.isfinite(p):
-        return "n/a"
-    return f"{p:.3f}" if p >= 0.001 else f"{p:.1e}"
-
-
 def _absolute(gate: Gate, model: str | None, s: ScoreSummary, *, suite_level: bool) -> GateResult:
     name, t = gate.metric, gate.threshold
     if not _finite(s.value):
@@ -475,7 +469,7 @@ def _relative(gate: Gate, model: str, c: Comparison) -> GateResult:
         else:
             requirement = f"required {gate.op} {margin}"
     elif m == 0.0:
-        stats += f", p={_p(c.p_value)}"
+        stats += f", {p_clause(c.p_value)}"
         want = 1 if floor else -1
         passed = c.significant_direction == want
         observed = c.delta

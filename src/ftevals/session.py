@@ -104,7 +104,9 @@ class Evaluation:
         from .pipeline import execute
 
         try:
-            self.results = execute(self.prepared, progress=progress, argv=["pytest", *self.argv])
+            # Plain JSON data from here on: it crosses to the xdist controller and gets its baseline
+            # sections filled in before the results file is written.
+            self.results = execute(self.prepared, progress=progress, argv=["pytest", *self.argv]).to_dict()
         except USAGE_ERRORS:
             raise
         except Exception as exc:

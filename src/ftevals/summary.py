@@ -19,8 +19,11 @@ markup (red for failures and regressions) for pytest's terminal writer; `summary
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from .numbers import num, p_clause, signed
+from .results import Comparison, GateOutcome, Results, ScoreSummary, SuiteResult, from_data
 
 Markup = dict[str, bool]
 Row = tuple[str, Markup]
@@ -30,69 +33,56 @@ _PASS: Markup = {"green": True}
 _PLAIN: Markup = {}
 
 
-def _fmt(v: Any, digits: int = 3) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
-
-
-def _signed(v: Any, digits: int = 3) -> str:
-    return "-" if v is None else f"{v:+.{digits}f}"
-
-
-def _p(v: Any) -> str:
-    if v is None:
-        return ""
-    return f"p={v:.2g}" if v < 0.001 else f"p={v:.3f}"
-
-
-def summary_rows(results: Mapping[str, Any], notes: Mapping[str, str] | None = None) -> list[Row]:
+def summary_rows(results: Results | Mapping[str, Any], notes: Mapping[str, str] | None = None) -> list[Row]:
     """Every suite's table, as (text, markup) rows; `notes` adds a line per suite (e.g. a skip reason)."""
+    record = results if isinstance(results, Results) else from_data(results)
     rows: list[Row] = []
-    for suite in results["suites"]:
-        rows += suite_rows(suite, note=(notes or {}).get(suite["name"]))
+    for suite in record.suites:
+        rows += suite_rows(suite, note=(notes or {}).get(suite.name))
         rows.append(("", _PLAIN))
     return rows
 
 
-def summary_lines(results: Mapping[str, Any], notes: Mapping[str, str] | None = None) -> list[str]:
+def summary_lines(results: Results | Mapping[str, Any], notes: Mapping[str, str] | None = None) -> list[str]:
     return [text for text, _ in summary_rows(results, notes)]
 
 
-def suite_table(suite: Mapping[str, Any]) -> list[str]:
+def suite_table(suite: SuiteResult) -> list[str]:
     return [text for text, _ in suite_rows(suite)]
 
 
-def suite_rows(suite: Mapping[str, Any], note: str | None = None) -> list[Row]:
-    gates = list(suite.get("gates") or [])
+def suite_rows(suite: SuiteResult, note: str | None = None) -> list[Row]:
+    gates = suite.gates
     failing = sum(1 for g in gates if _failing(g))
-    out: list[Row] = [(_header(suite, gates), _FAIL if failing else {"bold": True})]
-    out += _table(suite, gates)
+    out: list[Row] = [(_header(suite), _FAIL if failing else {"bold": True})]
+    out += _table(suite)
     for g in gates:
-        if g["passed"]:
-            out.append((f"  [PASS] {g['message']}", _PASS))
-        elif g.get("known_failure"):
-            out.append((f"  [XFAIL] {g['message']} (known failure: {g['known_failure']})", _PLAIN))
+        if g.passed:
+            out.append((f"  [PASS] {g.message}", _PASS))
+        elif g.known_failure:
+            out.append((f"  [XFAIL] {g.message} (known failure: {g.known_failure})", _PLAIN))
         else:
-            out.append((f"  [FAIL] {g['message']}", _FAIL))
-    baseline = suite.get("baseline")
-    if baseline:
+            out.append((f"  [FAIL] {g.message}", _FAIL))
+    baseline = suite.baseline
+    if baseline is not None:
         # The outcome's first line names the file and what happened ("matches this run", "did not
         # exist; wrote it ... review and commit it"); the failure itself lists the changes.
-        first = str(baseline.get("message") or f"baseline {baseline.get('path', '?')}: {baseline.get('status')}")
-        out.append((f"  {first.splitlines()[0]}", _FAIL if baseline.get("status") == "changed" else _PLAIN))
+        first = baseline.message or f"baseline {baseline.path}: {baseline.status}"
+        out.append((f"  {first.splitlines()[0]}", _FAIL if baseline.status == "changed" else _PLAIN))
     if note:
         out.append((f"  {note}", _PLAIN))
-    prompting = suite.get("prompting") or {}
-    if prompting.get("recommendation"):
-        out.append((f"  note: {prompting['recommendation']}", _PLAIN))
+    if suite.prompting is not None and suite.prompting.recommendation:
+        out.append((f"  note: {suite.prompting.recommendation}", _PLAIN))
     return out
 
 
-def _header(suite: Mapping[str, Any], gates: list[dict[str, Any]]) -> str:
-    dataset = suite["dataset"]
-    n, total = dataset["n_examples"], dataset.get("n_total")
+def _header(suite: SuiteResult) -> str:
+    gates = suite.gates
+    n = suite.dataset.n_examples if suite.dataset else len(suite.examples)
+    total = suite.dataset.n_total if suite.dataset else 0
     size = f"n={n} of {total}" if total and total != n else f"n={n}"
     failing = sum(1 for g in gates if _failing(g))
-    known = sum(1 for g in gates if not g["passed"] and g.get("known_failure"))
+    known = sum(1 for g in gates if not g.passed and g.known_failure)
     passed = len(gates) - failing - known
     if not gates:
         gate_text = "no gates"
@@ -102,23 +92,22 @@ def _header(suite: Mapping[str, Any], gates: list[dict[str, Any]]) -> str:
         gate_text = f"gates {passed}/{len(gates)} passed"
     if known:
         gate_text += f", {known} known failure{'s' if known > 1 else ''}"
-    return f"{suite['name']} ({suite['task']}, {size}, reference={suite['reference']}; {gate_text})"
+    return f"{suite.name} ({suite.task}, {size}, reference={suite.reference}; {gate_text})"
 
 
-def _table(suite: Mapping[str, Any], gates: list[dict[str, Any]]) -> list[Row]:
-    metrics = [m["name"] for m in suite["metrics"]]
-    ref = suite["reference"]
-    comps = {(c["model"], c["metric"]): c for c in suite["comparisons"]}
+def _table(suite: SuiteResult) -> list[Row]:
+    metrics = [m.name for m in suite.metrics]
     # A gates column only when some gate is per model (suite-level gates are counted in the header).
-    per_model = any(g.get("model") for g in gates)
+    per_model = any(g.model for g in suite.gates)
     grid: list[list[str]] = [["model", *metrics, "verdict", *(["gates"] if per_model else [])]]
     styles: list[Markup] = [_PLAIN]
-    for model in suite["models"]:
+    for model in suite.models:
         cells = [model]
         for metric in metrics:
-            cells.append(_cell(suite["scores"].get(model, {}).get(metric, {}), comps.get((model, metric))))
-        verdict, bad = ("reference", False) if model == ref else _verdict(metrics, comps, model)
-        gate_cell, gate_bad = _gate_cell(gates, model)
+            cells.append(_cell(suite.score(model, metric), suite.comparison(model, metric)))
+        found = [c for m in metrics if (c := suite.comparison(model, m)) is not None]
+        verdict, bad = ("reference", False) if model == suite.reference else _verdict(found)
+        gate_cell, gate_bad = _gate_cell(suite.gates, model)
         cells += [verdict, *([gate_cell] if per_model else [])]
         grid.append(cells)
         styles.append(_FAIL if bad or gate_bad else _PLAIN)
@@ -132,23 +121,23 @@ def _table(suite: Mapping[str, Any], gates: list[dict[str, Any]]) -> list[Row]:
     return out
 
 
-def _cell(score: Mapping[str, Any], comp: Mapping[str, Any] | None) -> str:
-    cell = _fmt(score.get("value"))
+def _cell(score: ScoreSummary | None, comp: Comparison | None) -> str:
+    cell = num(score.value if score else None, missing="-")
     if comp is not None:
-        cell += f" ({_signed(comp.get('delta'))} [{_signed(comp.get('ci_low'))},{_signed(comp.get('ci_high'))}])"
+        delta, low, high = (signed(x, missing="-") for x in (comp.delta, comp.ci_low, comp.ci_high))
+        cell += f" ({delta} [{low},{high}])"
     return cell
 
 
-def _verdict(metrics: list[str], comps: Mapping[tuple[str, str], Mapping[str, Any]], model: str) -> tuple[str, bool]:
+def _verdict(found: Sequence[Comparison]) -> tuple[str, bool]:
     """One phrase for the model: every significant change, or 'no sig. change' with the primary p."""
-    found = [(m, comps[(model, m)]) for m in metrics if (model, m) in comps]
     if not found:
         return "-", False
-    improved = [m for m, c in found if c["verdict"] == "improved"]
-    regressed = [m for m, c in found if c["verdict"] == "regressed"]
+    improved = [c.metric for c in found if c.verdict == "improved"]
+    regressed = [c.metric for c in found if c.verdict == "regressed"]
     if not improved and not regressed:
-        p = _p(found[0][1].get("p_value"))
-        return ("no sig. change" + (f" ({p})" if p else "")), False
+        p = found[0].p_value
+        return "no sig. change" + (f" ({p_clause(p)})" if p is not None else ""), False
     if len(improved) == len(found):
         return "improved", False
     if len(regressed) == len(found):
@@ -157,12 +146,12 @@ def _verdict(metrics: list[str], comps: Mapping[tuple[str, str], Mapping[str, An
     return ", ".join(parts), bool(regressed)
 
 
-def _gate_cell(gates: list[dict[str, Any]], model: str) -> tuple[str, bool]:
-    mine = [g for g in gates if g.get("model") == model]
+def _gate_cell(gates: Sequence[GateOutcome], model: str) -> tuple[str, bool]:
+    mine = [g for g in gates if g.model == model]
     if not mine:
         return "", False
     failing = sum(1 for g in mine if _failing(g))
-    known = sum(1 for g in mine if not g["passed"] and g.get("known_failure"))
+    known = sum(1 for g in mine if not g.passed and g.known_failure)
     if failing:
         return f"{failing}/{len(mine)} FAILED", True
     if known:
@@ -170,9 +159,9 @@ def _gate_cell(gates: list[dict[str, Any]], model: str) -> tuple[str, bool]:
     return f"{len(mine)}/{len(mine)} passed", False
 
 
-def _failing(gate: Mapping[str, Any]) -> bool:
+def _failing(gate: GateOutcome) -> bool:
     """A gate that failed and is not a documented known failure."""
-    return not gate["passed"] and not gate.get("known_failure")
+    return not gate.passed and not gate.known_failure
 
 
 __all__ = ["summary_lines", "summary_rows", "suite_rows", "suite_table"]

@@ -5,6 +5,9 @@ steps on the CPU. The loss covers only the assistant answer (prompt tokens are m
 what the evaluation asks of the model. The output folder is a normal PEFT adapter plus
 `ftevals-adapter.json`, which records the fingerprint of (base weights, training data, recipe):
 `train_lora` skips training when a folder with the same fingerprint already exists.
+
+Why this ships: `ftevals models list` reads that record (`read_provenance`), and the recipe that
+writes it defines what it means; `train_lora` itself runs only from scripts/train_demo_adapters.py and tests.
 """
 
 from __future__ import annotations

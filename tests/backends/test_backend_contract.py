@@ -89,15 +89,15 @@ def test_a_backend_is_one_file_plus_one_registry_line(tmp_path, monkeypatch, reg
                        cache_dir=tmp_path / "cache", resamples=50)
     results = execute(prepare([suite], config), progress=None)
 
-    examples = results["suites"][0]["examples"]
+    examples = results.suites[0].examples
     assert len(examples) == 4
     for ex in examples:
         for model in models:
-            assert ex["outputs"][model]["text"].endswith("!")
-            assert ex["outputs"][model]["text"] == ex["outputs"][model]["text"].upper()
-    timings = results["run"]["timings"]
+            assert ex.outputs[model].text.endswith("!")
+            assert ex.outputs[model].text == ex.outputs[model].text.upper()
+    timings = results.run.timings
     assert timings["engine_start_s"] == 0.0 and timings["strategy_choices"] == {}
-    json.dumps(results)  # the results stay plain JSON
+    json.dumps(results.to_dict())  # the record is plain JSON underneath
 
 
 def test_register_backend_makes_it_buildable_and_checks_settings(tmp_path, monkeypatch, registry):

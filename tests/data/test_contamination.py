@@ -166,6 +166,7 @@ def test_suite_gate_on_contamination(files: dict[str, Path], tmp_path: Path) -> 
                        backend="replay", backend_options={"path": str(preds)}, cache_dir=tmp_path / "cache", resamples=100)
     prepared = prepare([suite], config)
     assert prepared.suites[0].contamination is not None and prepared.suites[0].contamination["rate"] == 0.5
-    result = execute(prepared)["suites"][0]
-    assert result["contamination"]["exact"] == 1 and result["contamination"]["near"] == 1
-    assert [(g["source"], g["passed"]) for g in result["gates"]] == [("contamination <= 0.25", False), ("contamination <= 0.5", True)]
+    result = execute(prepared).suites[0]
+    assert result.contamination is not None
+    assert result.contamination.exact == 1 and result.contamination.near == 1
+    assert [(g.source, g.passed) for g in result.gates] == [("contamination <= 0.25", False), ("contamination <= 0.5", True)]

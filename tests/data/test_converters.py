@@ -9,11 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.scripts import load_script
 
-from ftevals import converters
 from ftevals.data import load_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
+converters = load_script("converters")
 
 
 def test_banking77_rows_from_text_category_csv() -> None:

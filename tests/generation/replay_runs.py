@@ -60,4 +60,4 @@ def run(predictions: Path, cache_dir: Path, *, mode: CacheMode = "use", chunk_si
         backend: ReplayBackend | None = None) -> dict[str, Any]:
     config = RunConfig(models=MODELS, backend="replay", backend_options={"path": str(predictions)},
                        cache_dir=cache_dir, cache_mode=mode, chunk_size=chunk_size, resamples=200)
-    return execute(prepare([suite()], config), backend=backend)
+    return execute(prepare([suite()], config), backend=backend).to_dict()

@@ -59,7 +59,7 @@ def run_suite(tmp_path: Path, **suite: Any) -> dict[str, Any]:
     config = RunConfig(models=MODELS, backend="replay", backend_options={"path": str(predictions)},
                        cache_dir=tmp_path / "cache", resamples=50)
     spec = Suite(name="intents", task="classification", dataset=str(dataset), labels=LABELS, models=tuple(MODELS), **suite)
-    return execute(prepare([spec], config))
+    return execute(prepare([spec], config)).to_dict()
 
 
 def per_example(results: dict[str, Any], metric: str) -> dict[str, list[float]]:

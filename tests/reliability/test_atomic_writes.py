@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
+from processes import reaped
 
 from ftevals.fsutil import atomic_write_text
 from ftevals.results import read_results
@@ -36,7 +37,7 @@ from ftevals.results import dumps, write_results
 
 path, mode = Path(sys.argv[1]), sys.argv[2]
 def version(tag):
-    rows = [{"id": f"ex-{i:05d}", "text": tag * 200} for i in range(8_000)]
+    rows = [{"id": f"ex-{i:05d}", "input": tag * 200} for i in range(8_000)]
     return {"schema": "ftevals.results", "schema_version": 1, "run": {"id": tag}, "models": {},
             "suites": [{"name": "big", "models": [], "metrics": [], "scores": {}, "examples": rows}]}
 versions = [version("A"), version("B")]
@@ -58,15 +59,11 @@ def kill_while_writing(path: Path, mode: str, rng: random.Random) -> list[str]:
     seen = []
     for _ in range(KILLS):
         proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path), mode], stdout=subprocess.PIPE, text=True)
-        try:
+        with reaped(proc):
             assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
             time.sleep(rng.uniform(0.05, 0.6))
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
         try:
             seen.append(read_results(path)["run"]["id"])
         except Exception as exc:  # a torn file: the only thing that must never happen with atomic writes

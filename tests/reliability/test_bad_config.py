@@ -10,16 +10,7 @@ from __future__ import annotations
 
 import pytest
 from brokenmodels import GOOD_ADAPTER
-from miniproject import MiniProject
-
-# In-process pytester runs restore sys.modules afterwards: load what the plugin imports lazily now.
-import ftevals.backends.openai_http
-import ftevals.backends.replay
-import ftevals.backends.vllm
-import ftevals.baseline
-import ftevals.pipeline
-import ftevals.report
-import ftevals.summary  # noqa: F401
+from support.miniproject import MiniProject
 
 
 @pytest.fixture
@@ -27,22 +18,11 @@ def project(pytester: pytest.Pytester) -> MiniProject:
     return MiniProject.create(pytester)
 
 
-@pytest.fixture
-def no_engine(monkeypatch: pytest.MonkeyPatch, default_model) -> None:
-    # pytester points HOME at its own folder: keep using the converted embedded model.
-    monkeypatch.setenv("FTEVALS_CACHE_DIR", str(default_model.path.parents[1]))
-
-    def tripwire(self: object) -> None:
-        raise AssertionError("a vLLM engine was started for a run that should have been refused")
-
-    monkeypatch.setattr(ftevals.backends.vllm._Engine, "start", tripwire)
-
-
 def assert_refused(project: MiniProject, result: pytest.RunResult, message: str) -> None:
     assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str() + result.stderr.str()
     result.stderr.fnmatch_lines([message])
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
-    assert project.written() == []
+    assert project.written_files() == []
 
 
 @pytest.mark.parametrize(
@@ -121,7 +101,7 @@ def test_unknown_option_values_are_usage_errors(project: MiniProject, args: tupl
                      id="misspelt-setting"),
     ],
 )
-def test_bad_vllm_settings_stop_the_run_before_an_engine_starts(project: MiniProject, no_engine: None, option: str,
+def test_bad_vllm_settings_stop_the_run_before_an_engine_starts(project: MiniProject, no_engine: list[str], option: str,
                                                                 message: str) -> None:
     result = project.run("-o", "ftevals_backend_options=", "--ftevals-backend", "vllm",
                          "--ftevals-model", f"tuned=base+{GOOD_ADAPTER}", "--ftevals-backend-option", option)

@@ -24,13 +24,6 @@ from brokenmodels import (
     truncate,
 )
 
-# In-process pytester runs restore sys.modules afterwards: load what the plugin imports lazily now.
-import ftevals.backends.replay
-import ftevals.backends.vllm
-import ftevals.baseline
-import ftevals.pipeline
-import ftevals.report
-import ftevals.summary  # noqa: F401
 from ftevals.backends.vllm import VLLMBackend, VLLMSettings
 from ftevals.errors import ModelSpecError
 from ftevals.models import resolve_models
@@ -149,20 +142,6 @@ ROWS = [{"id": f"r{i}", "messages": [{"role": "user", "content": f"where is my c
                                      {"role": "assistant", "content": "card_arrival"}]} for i in range(3)]
 RANK_CASE = Case("rank-1024", lambda tmp, _d: ("default", lora_adapter(tmp / "adapter", rank=1024)),
                  r"adapter {adapter} has LoRA rank 1024, above vLLM's largest supported rank 512; .*")
-
-
-@pytest.fixture
-def no_engine(monkeypatch: pytest.MonkeyPatch, default_model) -> list[str]:
-    # pytester points HOME at its own folder: keep using the converted embedded model.
-    monkeypatch.setenv("FTEVALS_CACHE_DIR", str(default_model.path.parents[1]))
-    started: list[str] = []
-
-    def tripwire(self: object) -> None:
-        started.append(str(getattr(self, "base_path", "?")))
-        raise AssertionError("a vLLM engine was started for a run that should have been refused")
-
-    monkeypatch.setattr(ftevals.backends.vllm._Engine, "start", tripwire)
-    return started
 
 
 @pytest.mark.parametrize("case", [*CASES, RANK_CASE], ids=[c.name for c in [*CASES, RANK_CASE]])

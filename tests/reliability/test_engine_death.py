@@ -100,7 +100,7 @@ def test_engine_killed_mid_generation_fails_clearly_and_keeps_finished_chunks(
 
     def run() -> None:
         try:
-            outcome["results"] = execute(prepared, backend=backend)
+            outcome["results"] = execute(prepared, backend=backend).to_dict()
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             outcome["error"] = exc
             outcome["at"] = time.monotonic()

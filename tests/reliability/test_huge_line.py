@@ -14,14 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from miniproject import MiniProject
+from support.miniproject import MiniProject
 
-# In-process pytester runs restore sys.modules afterwards: load what the plugin imports lazily now.
-import ftevals.backends.replay
-import ftevals.baseline
-import ftevals.pipeline
-import ftevals.report
-import ftevals.summary  # noqa: F401
 from ftevals.cli import main
 
 SIZE = 50_000_000
@@ -51,7 +45,7 @@ def test_plugin_refuses_a_50mb_line(pytester: pytest.Pytester) -> None:
     assert time.monotonic() - started < 60
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([f"ERROR: ftevals: test_suite.py: suite 'demo': {expected(project.path / 'data.jsonl', line)}"])
-    assert project.written() == []
+    assert project.written_files() == []
 
 
 def test_cli_validate_refuses_a_50mb_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

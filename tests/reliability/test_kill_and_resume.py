@@ -16,16 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runner import run, write_predictions
+from processes import reaped
+from support import replayrun
+from support.replayrun import run, write_predictions
 
-# In-process pytester runs restore sys.modules afterwards: what the plugin imports lazily must
-# already be loaded here, or the next run imports numpy a second time.
-import ftevals.backends.replay
-import ftevals.baseline
-import ftevals.summary  # noqa: F401
 from ftevals.results import canonical
 
-RUNNER = Path(__file__).with_name("runner.py")
+RUNNER = replayrun.__file__
 LIMIT, CHUNK = 60, 10
 TOTAL = 2 * LIMIT
 
@@ -64,18 +61,14 @@ def test_sigkill_part_way_then_resume_generates_only_the_missing(tmp_path: Path)
     killed_out = tmp_path / "killed.json"
     # 120 requests in chunks of 10 at 50 ms each: 6 s of generation, killed after 3 chunks (1.5 s).
     proc = subprocess.Popen(
-        [sys.executable, str(RUNNER), str(predictions), str(cache_dir), str(killed_out),
+        [sys.executable, RUNNER, str(predictions), str(cache_dir), str(killed_out),
          "--limit", str(LIMIT), "--chunk", str(CHUNK), "--delay", "0.05"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    try:
+    with reaped(proc):
         wait_for_rows(cache_dir, 3 * CHUNK, proc)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == -signal.SIGKILL
     assert not killed_out.exists()
 
@@ -84,14 +77,14 @@ def test_sigkill_part_way_then_resume_generates_only_the_missing(tmp_path: Path)
     assert 3 * CHUNK <= done < TOTAL, committed
     assert all(n % CHUNK == 0 for n in committed.values()), committed  # whole chunks only
 
-    resumed = run(predictions, cache_dir, limit=LIMIT, chunk=CHUNK)
+    resumed = run(predictions, cache_dir, limit=LIMIT, chunk_size=CHUNK)
     t = resumed["run"]["timings"]
     assert t["generated"] == TOTAL - done
     assert t["cached"] == done
     assert t["backend_calls"] == expected_calls(committed, LIMIT, CHUNK)
     assert sum(rows_by_model(cache_dir).values()) == TOTAL
 
-    uninterrupted = run(predictions, tmp_path / "fresh-cache", limit=LIMIT, chunk=CHUNK)
+    uninterrupted = run(predictions, tmp_path / "fresh-cache", limit=LIMIT, chunk_size=CHUNK)
     assert uninterrupted["run"]["timings"]["generated"] == TOTAL
     assert canonical(resumed) == canonical(uninterrupted)
 
@@ -124,14 +117,10 @@ def test_ctrl_c_in_a_pytest_run_then_resume(pytester: pytest.Pytester) -> None:
         [sys.executable, "-m", "pytest", *PYTEST_ARGS, "--ftevals-backend-option", "delay_s=0.02"],
         cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    try:
+    with reaped(proc):
         wait_for_rows(cache_dir, 128, proc)
         proc.send_signal(signal.SIGINT)
         output, _ = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, output
     assert "KeyboardInterrupt" in output
     assert not (pytester.path / "out" / "results.json").exists()

@@ -24,15 +24,9 @@ from typing import Any
 
 import pytest
 from brokenmodels import GOOD_ADAPTER
-from miniproject import MiniProject
 from netguard import NetworkGuard
+from support.miniproject import MiniProject
 
-# In-process pytester runs restore sys.modules afterwards: load what the plugin imports lazily now.
-import ftevals.backends.replay
-import ftevals.baseline
-import ftevals.pipeline
-import ftevals.report
-import ftevals.summary  # noqa: F401
 from ftevals.backends.hf import HFSettings
 from ftevals.backends.vllm import VLLMSettings, _Engine
 from ftevals.offline import OFFLINE_DEFAULTS

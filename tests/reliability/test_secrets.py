@@ -11,18 +11,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
-from fakeopenai import FakeOpenAI, Reply
-from miniproject import MiniProject
+from support.fakeopenai import FakeOpenAI, Reply
+from support.miniproject import MiniProject
 
-# In-process pytester runs restore sys.modules afterwards: load what the plugin imports lazily now.
-import ftevals.backends.openai_http
-import ftevals.baseline
-import ftevals.pipeline
-import ftevals.report
-import ftevals.summary  # noqa: F401
 from ftevals.packets import build_packets
 from ftevals.results import read_results
 
@@ -37,13 +30,6 @@ def files_with(root: Path, needle: str) -> list[str]:
     """Files under root that hold the needle, as text or as bytes (the SQLite cache is binary)."""
     raw = needle.encode()
     return sorted(str(p.relative_to(root)) for p in every_file(root) if raw in p.read_bytes())
-
-
-@pytest.fixture
-def server() -> Any:
-    fake = FakeOpenAI()
-    with fake.running():
-        yield fake
 
 
 def run_openai(project: MiniProject, url: str, *extra: str) -> pytest.RunResult:
@@ -62,8 +48,8 @@ def test_the_api_key_is_sent_but_never_written_or_printed(pytester: pytest.Pytes
     (project.path / "preds.jsonl").unlink()  # no replay here
 
     # 1. The server echoes the key in a 500 on every first attempt, then answers: the run passes.
-    server.policy = lambda body, n, attempt: (
-        Reply(500, {"error": {"message": f"upstream rejected key {SECRET}"}}) if attempt == 1 else None)
+    server.respond = lambda body, n: (
+        Reply(500, {"error": {"message": f"upstream rejected key {SECRET}"}}) if server.attempt(body) == 1 else Reply())
     passed = run_openai(project, server.url)
     assert passed.ret == 0, passed.stdout.str() + passed.stderr.str()
     assert len(server.answered) == 40 and set(server.auth) == {f"Bearer {SECRET}"}  # the key was used
@@ -73,7 +59,7 @@ def test_the_api_key_is_sent_but_never_written_or_printed(pytester: pytest.Pytes
 
     # 2. The server rejects the key and quotes it: the run fails and prints the server's message.
     server.reset()
-    server.policy = lambda body, n, attempt: Reply(401, {"error": {"message": f"Incorrect API key provided: {SECRET}"}})
+    server.respond = lambda body, n: Reply(401, {"error": {"message": f"Incorrect API key provided: {SECRET}"}})
     failed = run_openai(project, server.url, "--ftevals-cache", "refresh", "--ftevals-results", "out/failed.json")
     assert failed.ret == pytest.ExitCode.TESTS_FAILED
     printed = failed.stdout.str() + failed.stderr.str()

@@ -8,13 +8,12 @@ tests/backends/test_openai_backend.py; this file runs `pipeline.execute` against
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fakeopenai import FakeOpenAI, Reply, answer_for
-from miniproject import banking77_rows
+from support.fakeopenai import FakeOpenAI, Reply, closed_url, label_answer
+from support.miniproject import banking77_rows
 
 from ftevals.errors import BackendError
 from ftevals.pipeline import RunConfig, execute, prepare
@@ -25,13 +24,6 @@ from ftevals.suite import Suite
 N, CHUNK = 20, 8
 TOTAL = 2 * N
 MODELS = {"base": ModelSpec("base"), "tuned": ModelSpec("tuned", adapter="adapters/tuned")}
-
-
-@pytest.fixture
-def server() -> Any:
-    fake = FakeOpenAI()
-    with fake.running():
-        yield fake
 
 
 @pytest.fixture
@@ -50,14 +42,14 @@ def run(dataset: Path, url: str, cache_dir: Path, cache_mode: str = "use", **opt
                        "timeout_s": 5.0, "api_key_env": None, **options}
     config = RunConfig(models=MODELS, backend="openai", backend_options=backend_options, cache_dir=cache_dir,
                        cache_mode=cache_mode, chunk_size=CHUNK, resamples=100)  # type: ignore[arg-type]
-    return execute(prepare([suite], config))
+    return execute(prepare([suite], config)).to_dict()
 
 
 def test_a_failure_part_way_keeps_every_answer_that_arrived(server: FakeOpenAI, dataset: Path,
                                                             tmp_path: Path) -> None:
     # The 11th request is refused for good (HTTP 400, not retried): the first chunk of 8 is done and
     # two requests of the second chunk had answers.
-    server.policy = lambda body, n, attempt: Reply(400, {"error": {"message": "prompt too long"}}) if n == 11 else None
+    server.respond = lambda body, n: Reply(400, {"error": {"message": "prompt too long"}}) if n == 11 else Reply()
     cache_dir = tmp_path / "cache"
     with pytest.raises(BackendError) as info:
         run(dataset, server.url, cache_dir)
@@ -68,7 +60,7 @@ def test_a_failure_part_way_keeps_every_answer_that_arrived(server: FakeOpenAI, 
     assert len(server.posts) == 11  # nothing queued behind the failure was sent
 
     # The server is fine again: the re-run asks for the 30 missing answers only.
-    server.policy = lambda body, n, attempt: None
+    server.respond = lambda body, n: Reply()
     asked_before = len(server.posts)
     resumed = run(dataset, server.url, cache_dir)
     timings = resumed["run"]["timings"]
@@ -81,7 +73,7 @@ def test_a_failure_part_way_keeps_every_answer_that_arrived(server: FakeOpenAI, 
 
 def test_without_a_cache_the_error_says_the_answers_are_lost(server: FakeOpenAI, dataset: Path,
                                                               tmp_path: Path) -> None:
-    server.policy = lambda body, n, attempt: Reply(400, {"error": {"message": "prompt too long"}}) if n == 11 else None
+    server.respond = lambda body, n: Reply(400, {"error": {"message": "prompt too long"}}) if n == 11 else Reply()
     with pytest.raises(BackendError) as info:
         run(dataset, server.url, tmp_path / "cache", cache_mode="off")
     assert str(info.value).endswith("; the cache is off (--ftevals-cache off), so the 10 generations finished "
@@ -92,18 +84,19 @@ def test_without_a_cache_the_error_says_the_answers_are_lost(server: FakeOpenAI,
 def test_transient_faults_are_retried_a_bounded_number_of_times(server: FakeOpenAI, dataset: Path,
                                                                 tmp_path: Path) -> None:
     # Every request: first a 429 (Retry-After 0), then a 200 whose body is not JSON, then the answer.
-    def flaky(body: dict[str, Any], n: int, attempt: int) -> Reply | None:
+    def flaky(body: dict[str, Any], n: int) -> Reply:
+        attempt = server.attempt(body)
         if attempt == 1:
             return Reply(429, {"error": {"message": "slow down"}}, {"Retry-After": "0"})
         if attempt == 2:
             return Reply(200, b"<html>502 Bad Gateway</html>")
-        return None
+        return Reply()
 
-    server.policy = flaky
+    server.respond = flaky
     results = run(dataset, server.url, tmp_path / "cache", max_retries=2)
     assert len(server.posts) == 3 * TOTAL
     outputs = [ex["outputs"]["base"]["text"] for ex in results["suites"][0]["examples"]]
-    assert outputs == [answer_for({"messages": ex["messages"]}) for ex in results["suites"][0]["examples"]]
+    assert outputs == [label_answer({"messages": ex["messages"]}) for ex in results["suites"][0]["examples"]]
 
     # One retry fewer and the malformed body is the last word: a clear error, nothing retried for ever.
     server.reset()
@@ -115,13 +108,11 @@ def test_transient_faults_are_retried_a_bounded_number_of_times(server: FakeOpen
 
 
 def test_connection_refused_names_the_server_and_keeps_nothing_half_written(dataset: Path, tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed again when the block ends: nothing listens there
+    url = closed_url()  # nothing listens there
     cache_dir = tmp_path / "cache"
     with pytest.raises(BackendError) as info:
-        run(dataset, f"http://127.0.0.1:{port}/v1", cache_dir, max_retries=1)
+        run(dataset, url, cache_dir, max_retries=1)
     message = str(info.value)
-    assert f"GET http://127.0.0.1:{port}/v1/models" in message or f"http://127.0.0.1:{port}/v1" in message
+    assert f"GET {url}/models" in message or url in message
     assert "failed after 2 attempts; last error: connection failed (ConnectionRefusedError" in message, message
     assert "Is the server up and healthy?" in message

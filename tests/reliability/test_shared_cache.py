@@ -16,12 +16,14 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from miniproject import BASE_ARGS, MiniProject
-from runner import write_predictions
+from processes import reaped
+from support import replayrun
+from support.miniproject import BASE_ARGS, MiniProject
+from support.replayrun import write_predictions
 
 from ftevals.results import canonical
 
-RUNNER = Path(__file__).with_name("runner.py")
+RUNNER = replayrun.__file__
 LIMIT, CHUNK = 60, 10
 TOTAL = 2 * LIMIT
 
@@ -31,23 +33,18 @@ def test_two_runs_at_once_generate_each_request_once(tmp_path: Path) -> None:
     cache_dir, go = tmp_path / "cache", tmp_path / "go"
     procs = [
         subprocess.Popen(
-            [sys.executable, str(RUNNER), str(predictions), str(cache_dir), str(tmp_path / f"run{i}.json"),
+            [sys.executable, RUNNER, str(predictions), str(cache_dir), str(tmp_path / f"run{i}.json"),
              "--limit", str(LIMIT), "--chunk", str(CHUNK), "--delay", "0.02", "--go", str(go)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         for i in range(2)
     ]
-    try:
+    with reaped(*procs):
         # Both are imported and waiting before either starts: they start within milliseconds.
         for p in procs:
             assert p.stdout is not None and p.stdout.readline().strip() == "ready"
         go.touch()
         outputs = [p.communicate(timeout=120)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
     assert [p.returncode for p in procs] == [0, 0], outputs
 
     # They really overlapped: each started before the other finished.
@@ -93,7 +90,7 @@ def test_two_pytest_processes_share_one_cache_folder(pytester: pytest.Pytester, 
     env = {**os.environ, "GO_FILE": str(go)}
     procs = [subprocess.Popen(args, cwd=d, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for d in dirs]
-    try:
+    with reaped(*procs):
         deadline = time.monotonic() + 120
         while len(list(tmp_path.glob("go.ready-*"))) < 2:
             assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
@@ -101,11 +98,6 @@ def test_two_pytest_processes_share_one_cache_folder(pytester: pytest.Pytester, 
             time.sleep(0.02)
         go.touch()
         outputs = [p.communicate(timeout=120)[0] for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
     assert [p.returncode for p in procs] == [0, 0], outputs
 
     results = [json.loads((d / "out" / "results.json").read_text()) for d in dirs]

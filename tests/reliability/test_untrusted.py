@@ -20,14 +20,8 @@ from pathlib import Path
 
 import pytest
 from markupsafe import escape
-from miniproject import MiniProject, banking77_rows
+from support.miniproject import MiniProject, banking77_rows
 
-# In-process pytester runs restore sys.modules afterwards: load what the plugin imports lazily now.
-import ftevals.backends.replay
-import ftevals.baseline
-import ftevals.pipeline
-import ftevals.report
-import ftevals.summary  # noqa: F401
 from ftevals.errors import ConfigError
 from ftevals.fsutil import safe_join
 from ftevals.packets import build_packets
@@ -117,7 +111,7 @@ def test_a_model_name_on_the_command_line_cannot_escape(pytester: pytest.Pyteste
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: ftevals: --ftevals-model: model name '../../evil' is not allowed: use 1-64 "
                                  "letters, digits, '.', '_' or '-', starting with a letter or digit"])
-    assert project.written() == []
+    assert project.written_files() == []
 
 
 def test_a_results_file_with_escaping_names_cannot_place_packets(pytester: pytest.Pytester, tmp_path: Path) -> None:

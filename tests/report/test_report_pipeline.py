@@ -78,7 +78,7 @@ def pipeline_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]
               gates=("gsm8k_answer >= base - 0.02",), **common),
     ]
     config = RunConfig(models=models, backend="replay", backend_options={"path": str(preds)}, cache_dir=tmp / "cache", resamples=200)
-    return execute(prepare(suites, config))
+    return execute(prepare(suites, config)).to_dict()
 
 
 def test_report_draws_every_task_from_pipeline_output(pipeline_results: dict[str, Any]) -> None:

@@ -7,31 +7,18 @@ recipe) no longer matches: these tests keep that from happening silently on a us
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from support.scripts import load_script
 
 from ftevals.data import load_dataset
 from ftevals.models import inspect_adapter
 from ftevals.training import read_provenance, training_fingerprint
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _demo_module():
-    spec = importlib.util.spec_from_file_location("train_demo_adapters", ROOT / "scripts" / "train_demo_adapters.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses look their module up in sys.modules while the class body is processed.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-DEMOS = _demo_module().DEMO_ADAPTERS
+DEMOS = load_script("train_demo_adapters").DEMO_ADAPTERS
 
 
 @pytest.mark.parametrize("demo", DEMOS, ids=[d.name for d in DEMOS])

@@ -3,6 +3,9 @@
 Playwright drives the system's Chromium (Debian's `chromium` package): its own browser download needs
 network access that CI machines do not have. Nothing here runs when a report is rendered; playwright is
 imported only when a browser is actually asked for.
+
+Why this ships: `ftevals.report` exports `measure_open_time`, and it and `save_screenshot` are documented
+(docs/report.md).
 """
 
 from __future__ import annotations

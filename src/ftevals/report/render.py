@@ -1,9 +1,10 @@
 """Render a results dict to one self-contained HTML page, and write it atomically.
 
 Safety, in layers: jinja2 autoescape is always on (model outputs and dataset text are untrusted),
-templates and static files come from this package only, and a Content-Security-Policy meta tag allows
-nothing but the page's own inline stylesheet and script (by hash) and data: images. Even an escaping
-bug could then neither run injected script nor load anything from the network.
+templates and static files come from this package (or, for a section a caller adds in code, from the
+template file its `Section` names), and a Content-Security-Policy meta tag allows nothing but the
+page's own inline stylesheet and script (by hash) and data: images. Even an escaping bug could then
+neither run injected script nor load anything from the network.
 """
 
 from __future__ import annotations
@@ -11,24 +12,39 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChainableUndefined, Environment, PackageLoader
+from jinja2 import BaseLoader, ChainableUndefined, ChoiceLoader, Environment, PackageLoader, TemplateNotFound
 from markupsafe import Markup
 
 from ..fsutil import atomic_write_text
 from .fmt import FILTERS
 from .generic import tabular
-from .view import build_report
+from .views import SECTIONS, Section, build_report
+
+
+class _FileLoader(BaseLoader):
+    """Templates named by absolute path: those of sections defined outside this package (a Section whose
+    template is a Path). Template names come from code, never from the results file."""
+
+    def get_source(self, environment: Environment, template: str) -> tuple[str, str, Callable[[], bool]]:
+        path = Path(template)
+        if not path.is_absolute() or not path.is_file():
+            raise TemplateNotFound(template)
+        mtime = path.stat().st_mtime
+        return path.read_text(encoding="utf-8"), str(path), lambda: path.is_file() and path.stat().st_mtime == mtime
+
+    def list_templates(self) -> list[str]:
+        return []  # any file, by path: nothing to list
 
 
 @functools.lru_cache(maxsize=1)
 def _environment() -> Environment:
     env = Environment(
-        loader=PackageLoader("ftevals.report", "templates"),
+        loader=ChoiceLoader([PackageLoader("ftevals.report", "templates"), _FileLoader()]),
         autoescape=True,  # always, whatever the template's file name
         trim_blocks=True,
         lstrip_blocks=True,
@@ -61,25 +77,34 @@ def content_security_policy(css: str, js: str) -> str:
     )
 
 
-def render_html(results: Mapping[str, Any], *, prices: Mapping[str, Any] | None = None) -> str:
+def render_html(
+    results: Mapping[str, Any], *, prices: Mapping[str, Any] | None = None, sections: Sequence[Section] = SECTIONS
+) -> str:
     """The HTML report for a results dict (docs/results-schema.md), as one self-contained page.
 
     A pure function: the same results (and prices) give byte-identical HTML. `prices` maps model
     names to `{"input_per_1k_tokens": x, "output_per_1k_tokens": y}` (or `..._per_token`,
-    `..._per_1m_tokens`) and adds cost per 1k examples to the cost table.
+    `..._per_1m_tokens`) and adds cost per 1k examples to the cost table. `sections` are the parts
+    of each suite's page, in order (see ftevals.report.views to add one).
     Raises ResultsError for something that is not a version-1 results dict, ConfigError for bad prices.
     """
-    report = build_report(results, prices)
+    report = build_report(results, prices, sections)
     css, js = _static("report.css"), _static("report.js")
     template = _environment().get_template("report.html.j2")
     # css and js are this package's own files, not data: the only markup passed through unescaped.
     return template.render(r=report, css=Markup(css), js=Markup(js), csp=content_security_policy(css, js))
 
 
-def write_report(results: Mapping[str, Any], path: str | Path, *, prices: Mapping[str, Any] | None = None) -> Path:
+def write_report(
+    results: Mapping[str, Any],
+    path: str | Path,
+    *,
+    prices: Mapping[str, Any] | None = None,
+    sections: Sequence[Section] = SECTIONS,
+) -> Path:
     """Render `results` and write the page to `path` atomically (old file or new file, never half)."""
     target = Path(path)
-    atomic_write_text(target, render_html(results, prices=prices))
+    atomic_write_text(target, render_html(results, prices=prices, sections=sections))
     return target
 
 

@@ -6,7 +6,8 @@ live here, next to the data they describe, because the demo adapters are trained
 rows and the suites evaluate exactly these prompts.
 
 `scripts/import_datasets.py` runs them over the copies in `../shared/datasets/` and writes `data/`.
-Nothing here is read at evaluation time except the converted files.
+Nothing here is read at evaluation time except the converted files, so this module lives with the
+script that uses it, not in the installed package (tests/data/test_converters.py loads it from here).
 """
 
 from __future__ import annotations

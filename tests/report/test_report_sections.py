@@ -1,0 +1,57 @@
+"""A report section is one view function plus one template: adding one, and the built-in registry."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ftevals.report import SECTIONS, Section, SuiteData, render_html
+
+NOTES_TEMPLATE = """{# Reviewer notes: one list item per note. #}
+{% if view %}
+<h3>Reviewer notes <small>{{ s.name }}</small></h3>
+<ul class="notes">{% for note in view %}<li>{{ note }}</li>{% endfor %}</ul>
+{% endif %}
+"""
+
+
+def reviewer_notes(data: SuiteData) -> list[str] | None:
+    """The suite's "notes" key (not part of the schema: a team's own addition), None when absent."""
+    notes = data.raw.get("notes")
+    return [str(n) for n in notes] if isinstance(notes, list) and notes else None
+
+
+def test_a_new_section_renders_escaped_in_its_place(results: dict[str, Any], tmp_path: Path, payloads: list[str]) -> None:
+    template = tmp_path / "notes.html.j2"
+    template.write_text(NOTES_TEMPLATE, encoding="utf-8")
+    suite = results["suites"][1]
+    suite["notes"] = ["check the date fields", payloads[0], payloads[1]]
+    # Before the examples browser, after everything else.
+    sections = (*SECTIONS[:-1], Section("notes", template, reviewer_notes), SECTIONS[-1])
+
+    html = render_html(results, sections=sections)
+
+    assert html.count("<h3>Reviewer notes") == 1  # only the suite with notes draws the section
+    start = html.index('<section id="s1"')
+    notes = html.index("<h3>Reviewer notes", start)
+    assert html.index("Cost and speed", start) < notes < html.index('id="s1-exs"') < html.index("</section>", start)
+    assert f"<h3>Reviewer notes <small>{suite['name']}</small></h3>" in html
+    assert "<li>check the date fields</li>" in html
+    assert "<li>&lt;script&gt;window.__pwned=1;document.title=&#34;pwned&#34;&lt;/script&gt;</li>" in html
+    assert "<li>&lt;img src=x onerror=&#34;window.__pwned=2&#34;&gt;</li>" in html
+    assert payloads[0] not in html and payloads[1] not in html
+
+
+def test_the_default_sections_are_the_registered_ones(results: dict[str, Any]) -> None:
+    assert render_html(results) == render_html(results, sections=SECTIONS)
+    names = [s.name for s in SECTIONS]
+    assert names == ["scores", "classification", "format_errors", "dropped", "usage", "human", "contamination",
+                     "baseline", "other_details", "examples"]
+    templates = resources.files("ftevals.report") / "templates"
+    for section in SECTIONS:
+        assert isinstance(section.template, str) and (templates / section.template).is_file(), section.template
+    # Without its section, a part of the page is gone and the rest is unchanged.
+    without = render_html(results, sections=[s for s in SECTIONS if s.name != "usage"])
+    assert "Cost and speed" in render_html(results) and "Cost and speed" not in without
+    assert "Errors by kind" in without and 'id="s0-exs"' in without
