@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from ftevals.baseline import BaselinePolicy, ModelRecord, Snapshot, check_baseline, read_baseline
-from ftevals.compare import ScoreSummary
+from ftevals.baseline import BaselinePolicy, ModelRecord, Snapshot, check_baseline, describe_change, read_baseline
+from ftevals.results import DatasetInfo, MetricInfo, ModelInfo, Results, RunInfo, ScoreSummary, SuiteResult
 from ftevals.errors import ConfigError, ResultsError
 
 
@@ -112,20 +113,20 @@ def test_undefined_values_added_and_removed_entries(tmp_path: Path) -> None:
     assert check_baseline(path, _snapshot(f1=None)).status == "matched"  # undefined equals undefined
     outcome = check_baseline(path, _snapshot(f1=0.3))
     assert outcome.status == "changed"
-    assert outcome.changes[0].describe() == "banking77 macro_f1: undefined -> 0.3"
+    assert describe_change(outcome.changes[0]) == "banking77 macro_f1: undefined -> 0.3"
 
     current = _snapshot(f1=None)
     current.models["banking77"].scores.pop("macro_f1")  # type: ignore[attr-defined]
     current.models["new-adapter"] = ModelRecord({}, {})  # type: ignore[index]
     outcome = check_baseline(path, current, accept_command="pytest suites/banking77 --ftevals-update-baseline")
-    assert [c.describe() for c in outcome.changes] == [
+    assert [describe_change(c) for c in outcome.changes] == [
         "banking77 macro_f1: missing from this run (was undefined)",
         "new-adapter: new model",
     ]
     assert outcome.message.endswith("accept the new values with: pytest suites/banking77 --ftevals-update-baseline")
 
     dataset = check_baseline(path, _snapshot(f1=None, dataset_fp="sha256:eee"))
-    assert [c.describe() for c in dataset.changes] == ["dataset fingerprint: sha256:ddd -> sha256:eee"]
+    assert [describe_change(c) for c in dataset.changes] == ["dataset fingerprint: sha256:ddd -> sha256:eee"]
 
 
 def test_unreadable_baseline_is_an_error_unless_updating(tmp_path: Path) -> None:
@@ -141,29 +142,31 @@ def test_unreadable_baseline_is_an_error_unless_updating(tmp_path: Path) -> None
 
 
 def test_snapshot_from_a_results_file(tmp_path: Path) -> None:
-    results = {
-        "models": {"base": {"base_fingerprint": "sha256:bbb", "adapter_fingerprint": None},
-                   "banking77": {"base_fingerprint": "sha256:bbb", "adapter_fingerprint": "sha256:aaa"}},
-        "suites": [{
-            "name": "banking77",
-            "dataset": {"fingerprint": "sha256:ddd", "n_examples": 200},
-            "models": ["base", "banking77"],
-            "scores": {"base": {"accuracy": {"value": 0.02, "ci_low": 0.005, "ci_high": 0.04},
-                                "macro_f1": {"value": 0.01, "ci_low": 0.0, "ci_high": 0.03}},
-                       "banking77": {"accuracy": {"value": 0.41, "ci_low": 0.33999999999999997, "ci_high": 0.48},
-                                     "macro_f1": {"value": 0.37, "ci_low": 0.30, "ci_high": 0.44}}},
-        }],
-    }
+    def model(name: str, adapter_fp: str | None) -> ModelInfo:
+        return ModelInfo(name, "base", base_fingerprint="sha256:bbb", adapter_fingerprint=adapter_fp)
+
+    suite = SuiteResult(
+        name="banking77",
+        dataset=DatasetInfo("banking77", "data.jsonl", "sha256:ddd", n_examples=200),
+        models=("base", "banking77"),
+        metrics=(MetricInfo("accuracy", primary=True), MetricInfo("macro_f1")),
+        scores={"base": {"accuracy": ScoreSummary(0.02, 0.005, 0.04), "macro_f1": ScoreSummary(0.01, 0.0, 0.03)},
+                "banking77": {"accuracy": ScoreSummary(0.41, 0.33999999999999997, 0.48),
+                              "macro_f1": ScoreSummary(0.37, 0.30, 0.44)}},
+        examples=(),
+    )
+    results = Results(RunInfo("run"), {"base": model("base", None), "banking77": model("banking77", "sha256:aaa")},
+                      (suite,))
     assert Snapshot.from_results(results, "banking77") == _snapshot()
-    assert Snapshot.from_suite(results["suites"][0], results["models"]) == _snapshot()
+    assert Snapshot.from_suite(suite, results.models) == _snapshot()
     with pytest.raises(ResultsError, match="no suite named 'gsm8k'"):
         Snapshot.from_results(results, "gsm8k")
     # check_baseline takes the suite entry directly (what the plugin holds), with the models section.
     path = tmp_path / "b.json"
-    assert check_baseline(path, results["suites"][0], models=results["models"]).status == "created"
+    assert check_baseline(path, suite, models=results.models).status == "created"
     assert read_baseline(path) == _snapshot()
     assert check_baseline(path, _snapshot()).status == "matched"
-    no_fingerprints = check_baseline(path, results["suites"][0])
+    no_fingerprints = check_baseline(path, suite)
     assert no_fingerprints.status == "changed" and no_fingerprints.changes[0].field == "adapter"
 
 
@@ -212,11 +215,12 @@ def test_policy_path_and_accept_command(tmp_path: Path) -> None:
 
 def test_policy_check_writes_then_compares_then_updates(tmp_path: Path) -> None:
     path = tmp_path / "demo.json"
-    entry = {"name": "banking77", "dataset": {"fingerprint": "sha256:ddd", "n_examples": 200}, "models": ["base"],
-             "scores": {"base": {"accuracy": {"value": 0.5, "ci_low": 0.4, "ci_high": 0.6}}}}
+    entry = SuiteResult(name="banking77", dataset=DatasetInfo("banking77", "d.jsonl", "sha256:ddd", n_examples=200),
+                        models=("base",), metrics=(MetricInfo("accuracy", primary=True),),
+                        scores={"base": {"accuracy": ScoreSummary(0.5, 0.4, 0.6)}}, examples=())
 
     assert BaselinePolicy().check(path, entry, {}).status == "created"
-    changed = dict(entry, scores={"base": {"accuracy": {"value": 0.6, "ci_low": 0.5, "ci_high": 0.7}}})
+    changed = replace(entry, scores={"base": {"accuracy": ScoreSummary(0.6, 0.5, 0.7)}})
     refused = BaselinePolicy(argv=("-q",)).check(path, changed, {})
     assert refused.status == "changed"
     assert refused.message.endswith("accept the new values with: pytest -q --ftevals-update-baseline")

@@ -22,11 +22,11 @@ import json
 import math
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from .compare import ScoreSummary
+from .results import BaselineChange, BaselineRecord, ModelInfo, Results, ScoreSummary, SuiteResult
 from .errors import ConfigError, ResultsError
 from .fsutil import atomic_write_text
 from .settings import UPDATE_FLAG
@@ -107,114 +107,77 @@ class Snapshot:
                                "fix it or rewrite it with --ftevals-update-baseline") from None
 
     @classmethod
-    def from_results(cls, results: Mapping[str, Any], suite: str) -> Snapshot:
-        """Build the snapshot of one suite from a whole results-file dict (docs/results-schema.md)."""
-        entry = next((s for s in results.get("suites", []) if s.get("name") == suite), None)
+    def from_results(cls, results: Results, suite: str) -> Snapshot:
+        """Build the snapshot of one suite of a whole results record."""
+        entry = results.suite(suite)
         if entry is None:
             raise ResultsError(f"the results have no suite named {suite!r}")
-        return cls.from_suite(entry, results.get("models"))
+        return cls.from_suite(entry, results.models)
 
     @classmethod
-    def from_suite(cls, entry: Mapping[str, Any], models: Mapping[str, Any] | None = None) -> Snapshot:
-        """Build a snapshot from one results-file suite entry.
+    def from_suite(cls, entry: SuiteResult, models: Mapping[str, ModelInfo] | None = None) -> Snapshot:
+        """Build a snapshot from one suite's results.
 
-        Model fingerprints live in the results file's top-level `models` section: pass it as
-        `models`; without it the baseline records no model fingerprints (only the dataset's).
+        Model fingerprints live in the results' top-level `models`: pass them as `models`; without
+        them the baseline records no model fingerprints (only the dataset's).
         """
-        dataset = entry.get("dataset") or {}
-        n = dataset.get("n_examples")
+        n = entry.dataset.n_examples if entry.dataset else None
         records: dict[str, ModelRecord] = {}
-        for name in entry.get("models", []):
+        for name in entry.models:
             fingerprints: dict[str, str | None] = {}
+            info = (models or {}).get(name)
             if models is not None:
-                info = models.get(name) or {}
-                fingerprints = {"base": info.get("base_fingerprint"), "adapter": info.get("adapter_fingerprint")}
-            scores = {
-                metric: ScoreSummary.from_dict({"n": n, **s})
-                for metric, s in ((entry.get("scores") or {}).get(name) or {}).items()
-            }
+                fingerprints = {"base": info.base_fingerprint if info else None,
+                                "adapter": info.adapter_fingerprint if info else None}
+            scores = {metric: replace(s, n=n) for metric, s in entry.scores.get(name, {}).items()}
             records[name] = ModelRecord(fingerprints, scores)
-        return cls(str(entry.get("name")), dataset.get("fingerprint"), records)
+        return cls(entry.name, entry.dataset.fingerprint if entry.dataset else None, records)
 
 
-@dataclass(frozen=True)
-class BaselineChange:
-    """One difference between the stored baseline and this run.
+def describe_change(change: BaselineChange) -> str:
+    """One line for the failure message, e.g. `banking77 accuracy: 0.4 -> 0.41 (+0.01)`.
 
     kind "value": a metric's value moved beyond tolerance; "added"/"removed": a model or metric
     (metric None for a whole model) exists only in this run / only in the baseline;
     "fingerprint": `field` ("dataset", "base", "adapter", "suite") names what changed.
     """
-
-    kind: ChangeKind
-    model: str | None
-    metric: str | None
-    baseline: Any
-    current: Any
-    field: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {"kind": self.kind, "model": self.model, "metric": self.metric,
-               "baseline": _plain(self.baseline), "current": _plain(self.current)}
-        if self.field is not None:
-            out["field"] = self.field
-        return out
-
-    def describe(self) -> str:
-        """One line for the failure message, e.g. `banking77 accuracy: 0.4 -> 0.41 (+0.01)`."""
-        if self.kind == "fingerprint":
-            what = f"{self.model} {self.field} fingerprint" if self.model else f"{self.field} fingerprint"
-            if self.field == "suite":
-                what = "suite name"
-            return f"{what}: {self.baseline} -> {self.current}"
-        who = " ".join(x for x in (self.model, self.metric) if x)
-        if self.kind == "added":
-            return f"{who}: new (now {_value(self.current)})" if self.metric else f"{who}: new model"
-        if self.kind == "removed":
-            return f"{who}: missing from this run (was {_value(self.baseline)})" if self.metric \
-                else f"{who}: model missing from this run"
-        delta = ""
-        if _finite(self.baseline) and _finite(self.current):
-            delta = f" ({self.current - self.baseline:+.3g})"
-        return f"{who}: {_value(self.baseline)} -> {_value(self.current)}{delta}"
+    c = change
+    if c.kind == "fingerprint":
+        what = f"{c.model} {c.field} fingerprint" if c.model else f"{c.field} fingerprint"
+        if c.field == "suite":
+            what = "suite name"
+        return f"{what}: {c.baseline} -> {c.current}"
+    who = " ".join(x for x in (c.model, c.metric) if x)
+    if c.kind == "added":
+        return f"{who}: new (now {_value(c.current)})" if c.metric else f"{who}: new model"
+    if c.kind == "removed":
+        return f"{who}: missing from this run (was {_value(c.baseline)})" if c.metric \
+            else f"{who}: model missing from this run"
+    delta = ""
+    if _finite(c.baseline) and _finite(c.current):
+        delta = f" ({c.current - c.baseline:+.3g})"  # type: ignore[operator]
+    return f"{who}: {_value(c.baseline)} -> {_value(c.current)}{delta}"
 
 
-@dataclass(frozen=True)
-class BaselineOutcome:
-    """The result of `check_baseline`; `to_dict` is the results file's `baseline` section.
-
-    `passed` is False only for "changed": a created baseline is a new file to review and commit,
-    which the caller may also choose to treat as a failure.
-    """
-
-    status: BaselineStatus
-    path: str
-    changes: tuple[BaselineChange, ...]
-    message: str
-
-    @property
-    def passed(self) -> bool:
-        return self.status != "changed"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "status": self.status, "changes": [c.to_dict() for c in self.changes],
-                "message": self.message}
+def _change(kind: ChangeKind, model: str | None, metric: str | None, baseline: Any, current: Any,
+            field: str | None = None) -> BaselineChange:
+    return BaselineChange(kind, model, metric, _plain(baseline), _plain(current), field)
 
 
 def check_baseline(
     path: str | Path,
-    current: Snapshot | Mapping[str, Any],
+    current: Snapshot | SuiteResult,
     *,
-    models: Mapping[str, Any] | None = None,
+    models: Mapping[str, ModelInfo] | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     use_ci: bool = False,
     update: bool = False,
     accept_command: str = DEFAULT_ACCEPT_COMMAND,
-) -> BaselineOutcome:
+) -> BaselineRecord:
     """Compare `current` with the baseline at `path`, writing the file when missing or when `update`.
 
-    `current` is a Snapshot or a results-file suite entry; for the latter pass the results file's
-    `models` section as `models` so that the model fingerprints are recorded (see `Snapshot.from_suite`).
+    `current` is a Snapshot or a suite's results; for the latter pass the results' `models` as
+    `models` so that the model fingerprints are recorded (see `Snapshot.from_suite`).
 
     A value has changed when |current - baseline| > tolerance; with `use_ci` it has changed only
     when the baseline value is also outside the current run's CI (widened by tolerance). Undefined
@@ -226,7 +189,7 @@ def check_baseline(
     shown = str(path)
     if not path.exists():
         atomic_write_text(path, current.to_json())
-        return BaselineOutcome("created", shown, (), (
+        return BaselineRecord(shown, "created", (), (
             f"baseline {shown} did not exist; wrote it with {current.n_values} values for "
             f"{len(current.models)} models: review and commit it"))
     try:
@@ -235,18 +198,18 @@ def check_baseline(
         if not update:
             raise
         atomic_write_text(path, current.to_json())
-        return BaselineOutcome("updated", shown, (), f"baseline {shown} was unreadable ({exc}); rewrote it")
+        return BaselineRecord(shown, "updated", (), f"baseline {shown} was unreadable ({exc}); rewrote it")
 
     changes = diff_snapshots(stored, current, tolerance=tolerance, use_ci=use_ci)
     if not changes:
-        return BaselineOutcome("matched", shown, (), (
+        return BaselineRecord(shown, "matched", (), (
             f"baseline {shown} matches this run ({current.n_values} values for {len(current.models)} models)"))
-    lines = "\n".join(f"  {c.describe()}" for c in changes)
+    lines = "\n".join(f"  {describe_change(c)}" for c in changes)
     if update:
         atomic_write_text(path, _merge(stored, current, changes).to_json())
-        return BaselineOutcome("updated", shown, tuple(changes),
+        return BaselineRecord(shown, "updated", tuple(changes),
                                f"baseline {shown} updated ({_count(changes)}):\n{lines}")
-    return BaselineOutcome("changed", shown, tuple(changes), (
+    return BaselineRecord(shown, "changed", tuple(changes), (
         f"baseline {shown} differs from this run ({_count(changes)}):\n{lines}\n"
         f"accept the new values with: {accept_command}"))
 
@@ -276,8 +239,8 @@ class BaselinePolicy:
         args = [a for a in self.argv if a != UPDATE_FLAG]
         return shlex.join(["pytest", *args, UPDATE_FLAG])
 
-    def check(self, path: Path, result: Mapping[str, Any], models: Mapping[str, Any]) -> BaselineOutcome:
-        """Compare (or write, or rewrite) one suite's baseline; `result` is its results-file entry."""
+    def check(self, path: Path, result: SuiteResult, models: Mapping[str, ModelInfo]) -> BaselineRecord:
+        """Compare (or write, or rewrite) one suite's baseline with the suite's results."""
         return check_baseline(path, result, models=models, update=self.update, accept_command=self.accept_command())
 
     def skip_reason(self, ps: PreparedSuite) -> str | None:
@@ -321,30 +284,30 @@ def diff_snapshots(
         raise ValueError(f"baseline tolerance must be a finite number >= 0, got {tolerance!r}")
     changes: list[BaselineChange] = []
     if stored.suite != current.suite:
-        changes.append(BaselineChange("fingerprint", None, None, stored.suite, current.suite, "suite"))
+        changes.append(_change("fingerprint", None, None, stored.suite, current.suite, "suite"))
     if stored.dataset_fingerprint != current.dataset_fingerprint:
-        changes.append(BaselineChange("fingerprint", None, None, stored.dataset_fingerprint,
+        changes.append(_change("fingerprint", None, None, stored.dataset_fingerprint,
                                       current.dataset_fingerprint, "dataset"))
     for model in sorted(set(stored.models) | set(current.models)):
         old, new = stored.models.get(model), current.models.get(model)
         if old is None:
-            changes.append(BaselineChange("added", model, None, None, None))
+            changes.append(_change("added", model, None, None, None))
             continue
         if new is None:
-            changes.append(BaselineChange("removed", model, None, None, None))
+            changes.append(_change("removed", model, None, None, None))
             continue
         for key in sorted(set(old.fingerprints) | set(new.fingerprints)):
             if old.fingerprints.get(key) != new.fingerprints.get(key):
-                changes.append(BaselineChange("fingerprint", model, None, old.fingerprints.get(key),
+                changes.append(_change("fingerprint", model, None, old.fingerprints.get(key),
                                               new.fingerprints.get(key), key))
         for metric in sorted(set(old.scores) | set(new.scores)):
             before, after = old.scores.get(metric), new.scores.get(metric)
             if before is None:
-                changes.append(BaselineChange("added", model, metric, None, after.value if after else None))
+                changes.append(_change("added", model, metric, None, after.value if after else None))
             elif after is None:
-                changes.append(BaselineChange("removed", model, metric, before.value, None))
+                changes.append(_change("removed", model, metric, before.value, None))
             elif _value_changed(before.value, after, tolerance, use_ci):
-                changes.append(BaselineChange("value", model, metric, before.value, after.value))
+                changes.append(_change("value", model, metric, before.value, after.value))
     return changes
 
 
@@ -400,7 +363,8 @@ __all__ = [
     "DEFAULT_ACCEPT_COMMAND",
     "DEFAULT_TOLERANCE",
     "BaselineChange",
-    "BaselineOutcome",
+    "BaselineRecord",
+    "describe_change",
     "BaselinePolicy",
     "BaselineStatus",
     "ModelRecord",

@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -37,6 +37,9 @@ from .errors import FtevalsError
 from .session import USAGE_ERRORS, Evaluation, SuiteResults, display_path
 from .settings import INI_KEYS, Values, declared_options, read_settings
 from .suite import Suite, collection_targets, known_failure
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .results import ModelInfo, Results, SuiteResult
 
 GROUP = "ftevals"
 _WORKER_OUTPUT_KEY = "ftevals"
@@ -132,7 +135,7 @@ class _SuiteItem(pytest.Item):
     def _evaluation(self) -> Evaluation:
         return self.config.stash[SESSION_KEY].evaluation
 
-    def _suite_result(self) -> dict[str, Any]:
+    def _suite_result(self) -> SuiteResult:
         return self._evaluation().suite_result(self.suite.name)
 
     def reportinfo(self) -> tuple[Path, int, str]:
@@ -168,13 +171,13 @@ class GateItem(_SuiteItem):
 
     def runtest(self) -> None:
         result = self._suite_result()
-        rows = [g for g in result["gates"] if g.get("source") == self.gate_text and g.get("model") == self.model]
+        rows = [g for g in result.gates if g.source == self.gate_text and g.model == self.model]
         if not rows:
             who = f" for model {self.model!r}" if self.model else ""
             raise GateFailed(f"gate {self.gate_text!r} was not evaluated{who} in suite {self.suite.name!r}")
         for g in rows:
-            self.user_properties.append(("ftevals_gate", g["message"]))
-        failed = [g["message"] for g in rows if not g["passed"]]
+            self.user_properties.append(("ftevals_gate", g.message))
+        failed = [g.message for g in rows if not g.passed]
         if failed:
             raise GateFailed("\n".join(failed))
 
@@ -188,9 +191,9 @@ class BaselineItem(_SuiteItem):
 
     def runtest(self) -> None:
         outcome = self._evaluation().check_baseline(self.suite, self.path.parent)
-        self.user_properties.append(("ftevals_baseline", outcome.message))
+        self.user_properties.append(("ftevals_baseline", outcome.message or ""))
         if outcome.status == "changed":
-            raise GateFailed(outcome.message)
+            raise GateFailed(outcome.message or f"baseline {outcome.path} changed")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,7 +353,7 @@ def _suites_needed_by(item: pytest.Item) -> list[Suite]:
 # fixtures: read-only views of the session's results, for hand-written tests in suite files
 
 
-def _session_results(request: pytest.FixtureRequest) -> dict[str, Any]:
+def _session_results(request: pytest.FixtureRequest) -> Results:
     ev = request.config.stash[SESSION_KEY].evaluation
     if ev.error is not None:
         raise ev.error
@@ -361,21 +364,21 @@ def _session_results(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def ftevals_results(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """The whole results record of this session (docs/results-schema.md); treat it as read-only."""
+def ftevals_results(request: pytest.FixtureRequest) -> Results:
+    """The whole results record of this session (`ftevals.results.Results`, docs/results-schema.md)."""
     return _session_results(request)
 
 
 @pytest.fixture(scope="session")
-def ftevals_models(request: pytest.FixtureRequest) -> dict[str, dict[str, Any]]:
+def ftevals_models(request: pytest.FixtureRequest) -> dict[str, ModelInfo]:
     """Model name -> provenance (base, adapter, fingerprints, rank) for every model that ran."""
-    return dict(_session_results(request)["models"])
+    return dict(_session_results(request).models)
 
 
 @pytest.fixture(scope="session")
 def ftevals_suites(request: pytest.FixtureRequest) -> dict[str, SuiteResults]:
     """Suite name -> `SuiteResults` for every suite evaluated in this session."""
-    return {s["name"]: SuiteResults(s) for s in _session_results(request)["suites"]}
+    return {s.name: SuiteResults(s) for s in _session_results(request).suites}
 
 
 @pytest.fixture

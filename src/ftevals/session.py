@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,8 @@ from .settings import Settings
 from .suite import Suite
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .baseline import BaselineOutcome, BaselinePolicy
+    from .baseline import BaselinePolicy
+    from .results import BaselineRecord, Comparison, DatasetInfo, ExampleResult, GateOutcome, Results, ScoreSummary, SuiteResult
 
 # Heavier modules (the pipeline, baselines, results: numpy) load when first needed, not when
 # pytest loads the plugin in a session that may never see a suite.
@@ -44,11 +46,11 @@ class Evaluation:
         #: Selected suites in collection order, with the file each came from.
         self.suites: dict[str, tuple[Suite, Path]] = {}
         self.prepared: Any = None
-        self.results: dict[str, Any] | None = None
+        self.results: Results | None = None
         #: An evaluation failure (engine crash, bug): every suite test fails with it.
         self.error: BaseException | None = None
-        #: Suite name -> the `baseline` section of the results file, filled as baselines are checked.
-        self.baselines: dict[str, dict[str, Any]] = {}
+        #: Suite name -> how it compared with its baseline, filled as baselines are checked.
+        self.baselines: dict[str, BaselineRecord] = {}
         #: Suite name -> why its baseline is not compared in this run.
         self.baseline_skips: dict[str, str] = {}
         #: The usage error (as reported) that stopped this process, for the xdist controller.
@@ -104,39 +106,39 @@ class Evaluation:
         from .pipeline import execute
 
         try:
-            # Plain JSON data from here on: it crosses to the xdist controller and gets its baseline
-            # sections filled in before the results file is written.
-            self.results = execute(self.prepared, progress=progress, argv=["pytest", *self.argv]).to_dict()
+            self.results = execute(self.prepared, progress=progress, argv=["pytest", *self.argv])
         except USAGE_ERRORS:
             raise
         except Exception as exc:
             self.error = exc
 
-    def suite_result(self, name: str) -> dict[str, Any]:
+    def suite_result(self, name: str) -> SuiteResult:
         if self.error is not None:
             raise self.error
         if self.results is None:
             raise FtevalsError("the suites were not evaluated (collection only, or evaluation did not run)")
-        for suite in self.results["suites"]:
-            if suite["name"] == name:
-                return suite
-        raise FtevalsError(f"suite {name!r} has no results")
+        suite = self.results.suite(name)
+        if suite is None:
+            raise FtevalsError(f"suite {name!r} has no results")
+        return suite
 
-    def check_baseline(self, suite: Suite, folder: Path) -> BaselineOutcome:
+    def check_baseline(self, suite: Suite, folder: Path) -> BaselineRecord:
         """Compare the suite's numbers with its baseline file next to the suite file (`folder`)."""
         result = self.suite_result(suite.name)
         assert self.results is not None
         path = Path(display_path(self.baseline.path(folder, suite.name)))
-        outcome = self.baseline.check(path, result, self.results["models"])
-        self.baselines[suite.name] = outcome.to_dict()
-        result["baseline"] = self.baselines[suite.name]
+        outcome = self.baseline.check(path, result, self.results.models)
+        self.baselines[suite.name] = outcome
+        self.results = _with_baselines(self.results, {suite.name: outcome})
         return outcome
 
     # -- session end: workers ship, the controller (or a plain session) writes ------------------
 
     def worker_payload(self) -> str:
         """What an xdist worker hands the controller."""
-        return json.dumps({"results": self.results, "baselines": self.baselines, "usage_error": self.usage_error,
+        return json.dumps({"results": None if self.results is None else self.results.to_dict(),
+                           "baselines": {name: b.to_dict() for name, b in self.baselines.items()},
+                           "usage_error": self.usage_error,
                            "error": None if self.error is None else f"{type(self.error).__name__}: {self.error}"})
 
     def merge_worker_payload(self, text: str) -> str | None:
@@ -149,10 +151,12 @@ class Evaluation:
         if payload["error"] and self.error is None:
             self.error = FtevalsError(payload["error"])
         # Each worker ran only some baseline items; their outcomes together are the run's.
-        self.baselines.update(payload["baselines"])
-        worker_results = payload["results"]
-        if worker_results is None:
+        from .results import BaselineRecord, from_data
+
+        self.baselines.update({name: BaselineRecord.from_dict(b) for name, b in payload["baselines"].items()})
+        if payload["results"] is None:
             return None
+        worker_results = from_data(payload["results"], "<xdist worker results>")
         if self.results is None:
             # Every worker evaluated every suite from the same cache: any one of them is the answer.
             self.results = worker_results
@@ -161,12 +165,11 @@ class Evaluation:
         return None
 
     def write_outputs(self) -> None:
-        from .results import write_results
+        from .results import save
 
         assert self.results is not None
-        for suite in self.results["suites"]:
-            suite["baseline"] = self.baselines.get(suite["name"], suite.get("baseline"))
-        self.written_results = write_results(self.settings.results, self.results)
+        self.results = _with_baselines(self.results, self.baselines)
+        self.written_results = save(self.settings.results, self.results)
         if self.settings.report is None:
             return
         try:
@@ -197,79 +200,80 @@ class Evaluation:
 
 
 class SuiteResults:
-    """One suite's entry of the results file (docs/results-schema.md), with accessors.
+    """One suite's results (a `SuiteResult` record, docs/results-schema.md), with accessors that
+    name what exists when asked for what does not.
 
-    `score("tuned", "accuracy")` -> 0.8; `comparison("tuned", "accuracy")["verdict"]` ->
-    "improved"; `outputs("tuned")` -> {example id: text}. `data` is the raw dict.
+    `score("tuned", "accuracy")` -> 0.8; `comparison("tuned", "accuracy").verdict` -> "improved";
+    `outputs("tuned")` -> {example id: text}. `record` is the typed record itself.
     """
 
-    def __init__(self, data: dict[str, Any]) -> None:
-        self.data = data
+    def __init__(self, record: SuiteResult) -> None:
+        self.record = record
 
     @property
     def name(self) -> str:
-        return str(self.data["name"])
+        return self.record.name
 
     @property
     def models(self) -> list[str]:
-        return list(self.data["models"])
+        return list(self.record.models)
 
     @property
     def reference(self) -> str:
-        return str(self.data["reference"])
+        return self.record.reference
 
     @property
     def metrics(self) -> list[str]:
-        return [m["name"] for m in self.data["metrics"]]
+        return [m.name for m in self.record.metrics]
 
     @property
-    def dataset(self) -> dict[str, Any]:
-        return dict(self.data["dataset"])
+    def dataset(self) -> DatasetInfo | None:
+        return self.record.dataset
 
     @property
-    def examples(self) -> list[dict[str, Any]]:
-        return list(self.data["examples"])
+    def examples(self) -> list[ExampleResult]:
+        return list(self.record.examples)
 
     @property
-    def gates(self) -> list[dict[str, Any]]:
-        return list(self.data["gates"])
+    def gates(self) -> list[GateOutcome]:
+        return list(self.record.gates)
 
     def score(self, model: str, metric: str) -> float | None:
         """The point estimate (None when undefined, e.g. F1 with no positives)."""
-        return self._summary(model, metric)["value"]
+        return self._summary(model, metric).value
 
     def ci(self, model: str, metric: str) -> tuple[float | None, float | None]:
-        """The 95% bootstrap interval of the score."""
+        """The bootstrap interval of the score."""
         s = self._summary(model, metric)
-        return s["ci_low"], s["ci_high"]
+        return s.ci_low, s.ci_high
 
-    def comparison(self, model: str, metric: str) -> dict[str, Any]:
+    def comparison(self, model: str, metric: str) -> Comparison:
         """`model` against the reference on `metric`: delta, CI, p_value, verdict, flips."""
-        for c in self.data["comparisons"]:
-            if c["model"] == model and c["metric"] == metric:
-                return c
-        raise KeyError(f"suite {self.name!r} has no comparison for model {model!r} and metric {metric!r} "
-                       f"(compared models: {', '.join(m for m in self.models if m != self.reference)})")
+        found = self.record.comparison(model, metric)
+        if found is None:
+            raise KeyError(f"suite {self.name!r} has no comparison for model {model!r} and metric {metric!r} "
+                           f"(compared models: {', '.join(m for m in self.models if m != self.reference)})")
+        return found
 
     def outputs(self, model: str) -> dict[str, str]:
         """The model's generated text per example id."""
         self._check_model(model)
-        return {ex["id"]: ex["outputs"][model]["text"] for ex in self.data["examples"]}
+        return {ex.id: ex.outputs[model].text for ex in self.record.examples}
 
     def per_example(self, model: str, metric: str) -> dict[str, float | None]:
         """The metric's per-example value for the model, per example id."""
         self._summary(model, metric)
-        return {ex["id"]: ex["outputs"][model]["scores"].get(metric) for ex in self.data["examples"]}
+        return {ex.id: ex.outputs[model].scores.get(metric) for ex in self.record.examples}
 
-    def _summary(self, model: str, metric: str) -> dict[str, Any]:
+    def _summary(self, model: str, metric: str) -> ScoreSummary:
         self._check_model(model)
-        by_metric = self.data["scores"][model]
-        if metric not in by_metric:
+        found = self.record.score(model, metric)
+        if found is None:
             raise KeyError(f"suite {self.name!r} has no metric {metric!r} (metrics: {', '.join(self.metrics)})")
-        return by_metric[metric]
+        return found
 
     def _check_model(self, model: str) -> None:
-        if model not in self.data["models"]:
+        if model not in self.record.models:
             raise KeyError(f"suite {self.name!r} did not run model {model!r} (models: {', '.join(self.models)})")
 
     def __repr__(self) -> str:
@@ -285,7 +289,13 @@ def _locate(exc: FtevalsError, suite: Suite, path: Path) -> str:
     return f"{display_path(path)}: {prefix}: {message}"
 
 
-def _comparable(results: dict[str, Any]) -> dict[str, Any]:
+def _with_baselines(results: Results, baselines: dict[str, BaselineRecord]) -> Results:
+    """The results with each named suite's `baseline` replaced by its checked outcome."""
+    suites = tuple(replace(s, baseline=baselines[s.name]) if s.name in baselines else s for s in results.suites)
+    return replace(results, suites=suites)
+
+
+def _comparable(results: Results) -> dict[str, Any]:
     """What two workers must agree on: everything but volatile values and baseline outcomes."""
     from .results import canonical
 

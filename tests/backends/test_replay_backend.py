@@ -18,7 +18,7 @@ MSGS = (Message("user", "Where is my card?"),)
 
 
 def results_record() -> dict:
-    """The parts of a results file (docs/results-schema.md) that export reads, two suites sharing an example."""
+    """A minimal valid results file (docs/results-schema.md): two suites sharing an example."""
 
     def example(ex_id: str, base: str, tuned: str) -> dict:
         return {
@@ -32,12 +32,17 @@ def results_record() -> dict:
             },
         }
 
+    def suite(name: str, examples: list[dict]) -> dict:
+        return {"name": name, "models": ["base", "tuned"], "metrics": [], "scores": {}, "examples": examples}
+
     return {
         "schema": "ftevals.results",
         "schema_version": 1,
+        "run": {"id": "r1"},
+        "models": {},
         "suites": [
-            {"name": "s1", "examples": [example("ex-1", "Card location", "card_arrival"), example("ex-2", "", "lost_card")]},
-            {"name": "s2", "examples": [example("ex-2", "", "lost_card")]},
+            suite("s1", [example("ex-1", "Card location", "card_arrival"), example("ex-2", "", "lost_card")]),
+            suite("s2", [example("ex-2", "", "lost_card")]),
         ],
     }
 
@@ -71,7 +76,7 @@ def test_export_only_some_models_and_refuse_conflicts(tmp_path):
     record["suites"][1]["examples"][0]["outputs"]["tuned"]["text"] = "something else"
     with pytest.raises(ResultsError, match="suites 's1' and 's2' hold different outputs of model 'tuned'"):
         export_predictions(record, tmp_path / "q.jsonl")
-    with pytest.raises(ResultsError, match="cannot read the results file"):
+    with pytest.raises(ResultsError, match="no such results file"):
         export_predictions(tmp_path / "nope.json", tmp_path / "q.jsonl")
 
 

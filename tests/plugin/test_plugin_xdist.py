@@ -31,7 +31,7 @@ def _log(event):
 
 
 _generate = ReplayBackend.generate
-_write_results = ftevals.results.write_results
+_write_results = ftevals.results.save
 
 
 def generate(self, requests):
@@ -45,7 +45,7 @@ def write_results(path, results):
 
 
 ReplayBackend.generate = generate
-ftevals.results.write_results = write_results
+ftevals.results.save = write_results
 
 
 def pytest_collection_finish(session):

@@ -26,6 +26,7 @@ from typing import Any
 from ..data import Message
 from ..errors import BackendError, ConfigError, DatasetError, Problem, ResultsError
 from ..fsutil import atomic_write_text
+from ..results import Results, from_data, load
 from ..specs import ModelSpec
 from .base import BackendDefaults, Generation, GenerationRequest
 
@@ -167,48 +168,42 @@ def _parse_row(line: str) -> tuple[tuple[tuple[str, str], Generation] | None, st
 # Results file -> predictions file
 
 
-def predictions_from_results(results: Mapping[str, Any], models: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def predictions_from_results(results: Results | Mapping[str, Any], models: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Rows for a predictions file from a results record (`suites[].examples[].outputs[model]`).
 
     An example evaluated by several suites appears once. If two suites hold different outputs for
     the same (model, id) (same data, different sampling), a replay could not tell them apart, so
     that is refused rather than one of them silently picked.
     """
-    if not isinstance(results, Mapping) or not isinstance(results.get("suites"), list):
-        raise ResultsError("not an ftevals results record: expected a 'suites' list (see docs/results-schema.md)")
+    record = from_data(results)
     wanted = set(models) if models is not None else None
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     where: dict[tuple[str, str], str] = {}
-    for suite in results["suites"]:
-        suite_name = str(suite.get("name", "?"))
-        for ex in suite.get("examples") or []:
-            for model, out in (ex.get("outputs") or {}).items():
+    for suite in record.suites:
+        for ex in suite.examples:
+            for model, out in ex.outputs.items():
                 if wanted is not None and model not in wanted:
                     continue
-                key = (str(model), str(ex["id"]))
-                row = {"model": key[0], "id": key[1], "text": out.get("text") or ""}
-                for name in ("tokens_in", "tokens_out", "finish_reason", "latency_s"):
-                    if out.get(name) is not None:
-                        row[name] = out[name]
+                key = (model, ex.id)
+                row: dict[str, Any] = {"model": model, "id": ex.id, "text": out.text,
+                                       "tokens_in": out.tokens_in, "tokens_out": out.tokens_out}
+                if out.finish_reason is not None:
+                    row["finish_reason"] = out.finish_reason
                 if key in rows and rows[key]["text"] != row["text"]:
                     raise ResultsError(
-                        f"suites {where[key]!r} and {suite_name!r} hold different outputs of model {key[0]!r} for "
-                        f"example {key[1]!r}; export them separately with models=... or from separate runs"
+                        f"suites {where[key]!r} and {suite.name!r} hold different outputs of model {model!r} for "
+                        f"example {ex.id!r}; export them separately with models=... or from separate runs"
                     )
                 rows.setdefault(key, row)
-                where.setdefault(key, suite_name)
+                where.setdefault(key, suite.name)
     return [rows[k] for k in sorted(rows)]
 
 
-def export_predictions(results: str | Path | Mapping[str, Any], out: str | Path, models: Sequence[str] | None = None) -> int:
+def export_predictions(results: str | Path | Results | Mapping[str, Any], out: str | Path,
+                       models: Sequence[str] | None = None) -> int:
     """Write the predictions in a results file (or record) as replay JSONL; return the row count."""
-    if not isinstance(results, Mapping):
-        path = Path(results)
-        try:
-            results = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ResultsError(f"cannot read the results file {path}: {exc}") from None
-    rows = predictions_from_results(results, models)  # type: ignore[arg-type]
+    record = results if isinstance(results, (Results, Mapping)) else load(results)
+    rows = predictions_from_results(record, models)
     atomic_write_text(Path(out), "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows))
     return len(rows)
 

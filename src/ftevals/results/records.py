@@ -298,6 +298,11 @@ class BaselineRecord(Record):
     changes: tuple[BaselineChange, ...] = ()
     message: str | None = omit_none()
 
+    @property
+    def passed(self) -> bool:
+        """False only for "changed": a created baseline is a new file to review and commit."""
+        return self.status != "changed"
+
 
 @dataclass(frozen=True)
 class Usage(Record):
