@@ -211,9 +211,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_packet(args: argparse.Namespace) -> int:
     from .packets import build_packets
-    from .results import read_results
+    from .results import load
 
-    results = read_results(args.results)
+    results = load(args.results)
     manifest = build_packets(results, args.out, suites=args.suite, n_per_suite=args.n, raters=args.raters,
                              raters_per_item=args.raters_per_item, seed=args.seed, models=args.model,
                              overwrite=args.overwrite)
@@ -228,10 +228,10 @@ def cmd_ratings(args: argparse.Namespace) -> int:
     print(human.summary())
     if args.results:
         from .report import write_report
-        from .results import read_results, write_results
+        from .results import load, save
 
-        merged = merge_into_results(read_results(args.results), human)
-        write_results(args.results, merged)
+        merged = merge_into_results(load(args.results), human)
+        save(args.results, merged)
         report = write_report(merged, Path(args.results).with_name("report.html"))
         print(f"merged into {args.results}; report: {report}")
     return 0

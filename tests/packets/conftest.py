@@ -110,9 +110,19 @@ def _comparisons(examples: list[dict[str, Any]], reference: str, models: list[st
             pairs = [(e["id"], e["outputs"][m]["scores"].get(name), e["outputs"][reference]["scores"].get(name))
                      for e in examples]
             pairs = [(i, a, b) for i, a, b in pairs if a is not None and b is not None]
+            model_value = sum(a for _, a, _ in pairs) / len(pairs) if pairs else None
+            reference_value = sum(b for _, _, b in pairs) / len(pairs) if pairs else None
+            delta = None if model_value is None else model_value - reference_value
+            binary = metric["kind"] == "binary"
+            # Every key a comparison has in a results file (the packets only read the example lists;
+            # the statistics are plausible placeholders).
             comp = {"model": m, "reference": reference, "metric": name, "kind": metric["kind"],
-                    "higher_is_better": True, "n": len(pairs), "verdict": "improved", "alpha": 0.05}
-            if metric["kind"] == "binary":
+                    "higher_is_better": True, "model_value": model_value, "reference_value": reference_value,
+                    "delta": delta, "ci_low": None if delta is None else delta - 0.1,
+                    "ci_high": None if delta is None else delta + 0.1, "n": len(pairs),
+                    "test": "mcnemar-exact" if binary else "paired-bootstrap", "p_value": 0.01, "resamples": 2000,
+                    "bootstrap_seed": 0, "alpha": 0.05, "verdict": "improved"}
+            if binary:
                 comp["fixes"] = [i for i, a, b in pairs if a > b]
                 comp["regressions"] = [i for i, a, b in pairs if a < b]
             else:

@@ -16,6 +16,7 @@ import pytest
 
 from ftevals.errors import ConfigError, ResultsError
 from ftevals.packets import build_packets, default_rubric, load_rubric, packaged_rubrics
+from ftevals.results import from_data
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -202,12 +203,28 @@ def test_bad_options(results: dict[str, Any], tmp_path: Path, kwargs: dict[str, 
         build_packets(results, tmp_path / "p", **kwargs)
 
 
-def test_bad_results(tmp_path: Path) -> None:
-    with pytest.raises(ResultsError, match="schema_version"):
+def test_bad_results(results: dict[str, Any], tmp_path: Path) -> None:
+    with pytest.raises(ResultsError, match="schema version 9"):
         build_packets({"schema": "ftevals.results", "schema_version": 9, "suites": []}, tmp_path / "p")
+    with pytest.raises(ResultsError, match="not an ftevals results file"):
+        build_packets({"suites": []}, tmp_path / "p")
+    with pytest.raises(ResultsError, match=r"suites\[0\]\.examples\[0\]\.outputs\.base"):
+        broken = json.loads(json.dumps(results))
+        broken["suites"][0]["examples"][0]["outputs"]["base"]["text"] = 3
+        build_packets(broken, tmp_path / "p")
+    with pytest.raises(ResultsError, match="results must be"):
+        build_packets([results], tmp_path / "p")  # type: ignore[arg-type]
+    for suite in results["suites"]:
+        suite["models"] = ["base"]
     with pytest.raises(ConfigError, match="no suite can be rated"):
-        build_packets({"schema": "ftevals.results", "schema_version": 1, "suites": [{"name": "x", "models": ["base"]}]},
-                      tmp_path / "p")
+        build_packets(results, tmp_path / "p")
+    assert not (tmp_path / "p").exists()
+
+
+def test_records_and_dicts_give_the_same_packet(results: dict[str, Any], tmp_path: Path) -> None:
+    build_packets(results, tmp_path / "a", n_per_suite=8, seed=4)
+    build_packets(from_data(results), tmp_path / "b", n_per_suite=8, seed=4)
+    assert _tree(tmp_path / "a") == _tree(tmp_path / "b")
 
 
 # -- selection ---------------------------------------------------------------------------------
@@ -254,7 +271,7 @@ def test_disagreement_stratum(results: dict[str, Any], tmp_path: Path) -> None:
 
 
 def test_models_option_and_missing_outputs(results: dict[str, Any], tmp_path: Path) -> None:
-    results["suites"][0]["examples"][0]["outputs"]["tone-r8"]["text"] = None  # a failed generation
+    del results["suites"][0]["examples"][0]["outputs"]["tone-r8"]  # no output to compare
     m = build_packets(results, tmp_path / "p", n_per_suite=50, models=["tone-r8"], suites=["dialogsum"])
     assert m.parts[0].models == ("base", "tone-r8")  # the reference is always shown
     assert m.parts[0].n_candidates == 39 and m.parts[0].n_items == 39

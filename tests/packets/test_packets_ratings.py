@@ -8,6 +8,7 @@ import io
 import itertools
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss
 
 from ftevals.errors import RatingsError, ResultsError
 from ftevals.packets import HumanResults, build_packets, import_ratings, merge_into_results
+from ftevals.results import HumanRatings, Results, from_data, load, save
 
 
 def _round_trip(results: dict[str, Any], tmp: Path, sim: Any, raters: list[Any], per_item: int, **kw: Any) -> HumanResults:
@@ -189,20 +191,33 @@ def test_merge_into_results(results: dict[str, Any], tmp_path: Path, sim: Any, t
     before = json.dumps(results, sort_keys=True)
     merged = merge_into_results(results, human)
     assert json.dumps(results, sort_keys=True) == before, "the input must not be modified"
-    for suite in merged["suites"]:
-        block = suite["human"]
-        assert block["schema"] == "ftevals.human" and block["version"] == 1
-        assert block == human.suites[suite["name"]]
-        assert set(block) >= {"scores", "preferences", "agreement", "flags", "comments", "rubric", "methods"}
-    json.dumps(merged, allow_nan=False)
+    assert isinstance(merged, Results)
+    for suite in merged.suites:
+        assert isinstance(suite.human, HumanRatings)
+        assert suite.human.schema == "ftevals.human" and suite.human.version == 1
+        assert suite.human.models == tuple(human.suites[suite.name]["models"])
+        assert suite.human.to_dict() == human.suites[suite.name]
+    # What the CLI does: save, and the file reads back as the same results.
+    path = save(tmp_path / "merged.json", merged)
+    assert load(path).to_dict() == merged.to_dict()
+    assert load(path).suite("dialogsum").human.preferences == human.suites["dialogsum"]["preferences"]
+
+    # A record goes in just as well, and is left as it was.
+    records = from_data(results)
+    assert merge_into_results(records, human).to_dict() == merged.to_dict()
+    assert all(s.human is None for s in records.suites)
 
     other = dict(results, run=dict(results["run"], id="another-run"))
     with pytest.raises(ResultsError, match="run 'another-run'"):
         merge_into_results(other, human)
-    assert merge_into_results(other, human, allow_other_run=True)["suites"][0]["human"]
+    assert merge_into_results(other, human, allow_other_run=True).suites[0].human is not None
     fewer = dict(results, suites=results["suites"][:1])
     with pytest.raises(ResultsError, match="no suite 'banking77'"):
         merge_into_results(fewer, human)
+    rated = human.ratings[0]
+    suites = [replace(s, examples=tuple(e for e in s.examples if e.id != rated.example)) for s in records.suites]
+    with pytest.raises(ResultsError, match=f"lacks rated example.*{rated.example}"):
+        merge_into_results(replace(records, suites=tuple(suites)), human)
 
 
 def test_partial_returns(results: dict[str, Any], tmp_path: Path, sim: Any, three_raters: list[Any]) -> None:

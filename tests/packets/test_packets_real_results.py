@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from ftevals.packets import build_packets, import_ratings, merge_into_results
+from ftevals.results import load, save
 
 RESULTS = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "real_results.json"
 
@@ -54,7 +55,14 @@ def test_real_results_round_trip(real_results: dict[str, Any], tmp_path: Path, s
                 assert pref["win_rate"] > 0.6, (part.suite, model, pref)
 
     merged = merge_into_results(real_results, human)
-    json.dumps(merged, allow_nan=False)
     rated = {p.suite for p in manifest.parts}
-    for suite in merged["suites"]:
-        assert (suite.get("human") is not None) == (suite["name"] in rated)
+    for suite in merged.suites:
+        assert (suite.human is not None) == (suite.name in rated)
+    # The merged results are a valid results file, written and read back unchanged.
+    path = save(tmp_path / "merged.json", merged)
+    assert load(path).to_dict() == merged.to_dict()
+    # Only the `human` blocks differ from the input file.
+    unrated = merged.to_dict()
+    for suite in unrated["suites"]:
+        suite["human"] = None
+    assert unrated == real_results

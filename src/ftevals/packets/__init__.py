@@ -4,7 +4,10 @@ Public stages, each a pure function of its inputs (no model, no clock, no global
 
     build_packets(results, out_dir, ...)  -> PacketManifest   writes the packet folder
     import_ratings(packet_dir, sheets)    -> HumanResults     validates, unblinds, computes statistics
-    merge_into_results(results, human)    -> results          a copy with suite["human"] filled in
+    merge_into_results(results, human)    -> Results          a copy with each rated suite's `human` set
+
+`results` is a `ftevals.results.Results` record (from `load`) or the dict of a results file, which
+is validated and read into records once at the entry point; inside, the stages read attributes.
 
 One module per stage, in the order data flows through them::
 

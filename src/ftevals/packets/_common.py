@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ResultsError
+from ..results import Results, SuiteResult, from_data
 from .rubrics import Rubric
 
 PACKET_FORMAT = "ftevals.packet"
@@ -101,7 +102,7 @@ class Rating:
 
 @dataclass(frozen=True)
 class HumanResults:
-    """Imported ratings and their statistics; `suites[name]` is the JSON block for `suite["human"]`."""
+    """Imported ratings and their statistics; `suites[name]` is the JSON form of the suite's `HumanRatings`."""
 
     packet_id: str
     source_run: str | None
@@ -156,7 +157,7 @@ class _Item:
 class _Part:
     part: str
     number: int
-    suite: Mapping[str, Any]
+    suite: SuiteResult
     rubric: Rubric
     models: tuple[str, ...]
     selected: tuple[tuple[str, str], ...]  # (example id, stratum)
@@ -185,19 +186,16 @@ def _dumps(obj: Any, indent: int | None = None) -> str:
     return text + "\n" if indent else text
 
 
-def _check_results(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    if not isinstance(results, Mapping):
-        raise ResultsError(f"results must be the dict of a results file, got {type(results).__name__}")
-    if results.get("schema", "ftevals.results") != "ftevals.results":
-        raise ResultsError(f"not an ftevals results file (schema {results.get('schema')!r})")
-    if results.get("schema_version", 1) != 1:
-        raise ResultsError(
-            f"results schema_version {results.get('schema_version')!r} is not supported; this ftevals reads version 1"
-        )
-    suites = results.get("suites")
-    if not isinstance(suites, list) or not all(isinstance(s, Mapping) and "name" in s for s in suites):
-        raise ResultsError("results['suites'] must be a list of suite objects with a 'name'")
-    repeated = sorted(n for n, c in Counter(str(s["name"]) for s in suites).items() if c > 1)
+def _as_results(results: Results | Mapping[str, Any]) -> Results:
+    """The results as records: a Mapping (a parsed file) is migrated and validated once, here.
+
+    Suite names must also be unique, which the schema cannot say: parts, the key and the merge
+    all find a suite by its name.
+    """
+    if not isinstance(results, (Results, Mapping)):
+        raise ResultsError(f"results must be a Results record or the dict of a results file, got {type(results).__name__}")
+    records = from_data(results)
+    repeated = sorted(n for n, c in Counter(s.name for s in records.suites).items() if c > 1)
     if repeated:
         raise ResultsError(f"suite names must be unique in a results file; repeated: {', '.join(repeated)}")
-    return suites
+    return records

@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import ConfigError, Problem, RatingsError
 from ..fsutil import atomic_write_text, safe_join
+from ..results import Results
 from ._common import FORMAT_VERSION, PACKET_FORMAT, STRATA, Rating, _dumps, _Item, _Part, sheet_columns
 from .rubrics import Rubric, _parse_rubric
 
@@ -29,7 +30,7 @@ KEY_FORMAT = "ftevals.packet-key"
 
 
 def _answer_key(
-    results: Mapping[str, Any],
+    results: Results,
     parts: Sequence[_Part],
     items: Sequence[_Item],
     raters: Sequence[str],
@@ -42,9 +43,8 @@ def _answer_key(
 
     Its `packet_id` is a hash of everything else in it, so the same inputs and seed give the same id.
     """
-    run = results.get("run") or {}
     key = {
-        "source": {"run_id": run.get("id"), "schema_version": results.get("schema_version", 1)},
+        "source": {"run_id": results.run.id, "schema_version": results.schema_version},
         "seed": seed,
         "settings": {
             "n_per_suite": n_per_suite,
@@ -54,8 +54,8 @@ def _answer_key(
         },
         "parts": {
             p.part: {
-                "suite": str(p.suite["name"]),
-                "task": str(p.suite.get("task", "custom")),
+                "suite": p.suite.name,
+                "task": p.suite.task,
                 "reference": p.models[0],
                 "models": list(p.models),
                 "letters": list(p.letters),

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..fsutil import atomic_write_text, safe_join
+from ..results import ExampleResult, Results, SuiteResult
 from ..specs import check_name
 from ._common import (
     FORMAT_VERSION,
@@ -27,7 +28,7 @@ from ._common import (
     STRATA,
     PacketManifest,
     PartSummary,
-    _check_results,
+    _as_results,
     _dumps,
     _Item,
     _Part,
@@ -50,7 +51,7 @@ def _rng(seed: int, *purpose: str) -> random.Random:
 
 
 def build_packets(
-    results: Mapping[str, Any],
+    results: Results | Mapping[str, Any],
     out_dir: str | Path,
     *,
     suites: Sequence[str] | None = None,
@@ -62,7 +63,10 @@ def build_packets(
     rubrics: Mapping[str, Mapping[str, Any] | str] | None = None,
     overwrite: bool = False,
 ) -> PacketManifest:
-    """Write blinded rating packets for `results` (a results-file dict) into `out_dir`.
+    """Write blinded rating packets for `results` into `out_dir`.
+
+    `results` is a `Results` record or the dict of a results file (validated and read into
+    records first; ResultsError if it is not a valid results file).
 
     - `suites`: names to include (default: every suite with examples and at least two models).
     - `n_per_suite`: examples per suite, stratified over regressions, fixes, metric disagreements
@@ -89,18 +93,19 @@ def build_packets(
         raise ConfigError(f"n_per_suite must be a whole number >= 1, got {n_per_suite!r}")
     if not isinstance(seed, int):
         raise ConfigError(f"seed must be an int, got {seed!r}")
+    records = _as_results(results)
 
-    parts = _plan_parts(results, suites=suites, models=models, rubrics=rubrics or {}, n=n_per_suite, seed=seed)
+    parts = _plan_parts(records, suites=suites, models=models, rubrics=rubrics or {}, n=n_per_suite, seed=seed)
     items = _plan_items(parts, rater_names, raters_per_item, seed)
 
     out = Path(out_dir)
     _prepare_out_dir(out, overwrite)
 
-    key = _answer_key(results, parts, items, rater_names, seed, n_per_suite, raters_per_item, models)
+    key = _answer_key(records, parts, items, rater_names, seed, n_per_suite, raters_per_item, models)
     packet_id = key["packet_id"]
 
     by_code = {it.code: it for it in items}
-    examples = {p.part: {str(e.get("id")): e for e in p.suite.get("examples") or []} for p in parts}
+    examples = {p.part: {e.id: e for e in p.suite.examples} for p in parts}
     rater_files: dict[str, tuple[Path, ...]] = {}
     hashes: dict[str, str] = {}
     assignments: dict[str, dict[str, list[str]]] = {}
@@ -139,8 +144,8 @@ def build_packets(
         parts=tuple(
             PartSummary(
                 part=p.part,
-                suite=str(p.suite["name"]),
-                task=str(p.suite.get("task", "custom")),
+                suite=p.suite.name,
+                task=p.suite.task,
                 rubric=p.rubric.name,
                 models=p.models,
                 n_items=len(p.selected),
@@ -172,7 +177,7 @@ def _rater_names(raters: int | Sequence[str]) -> list[str]:
 
 
 def _plan_parts(
-    results: Mapping[str, Any],
+    results: Results,
     *,
     suites: Sequence[str] | None,
     models: Sequence[str] | None,
@@ -180,8 +185,8 @@ def _plan_parts(
     n: int,
     seed: int,
 ) -> list[_Part]:
-    all_suites = _check_results(results)
-    by_name = {str(s["name"]): s for s in all_suites}
+    all_suites = results.suites
+    by_name = {s.name: s for s in all_suites}
     if suites is not None:
         unknown = [s for s in suites if s not in by_name]
         if unknown:
@@ -190,7 +195,7 @@ def _plan_parts(
     else:
         chosen = list(all_suites)
     if models is not None:
-        known = {m for s in chosen for m in s.get("models") or []}
+        known = {m for s in chosen for m in s.models}
         unknown = [m for m in models if m not in known]
         if unknown:
             raise ConfigError(f"unknown model(s) {', '.join(unknown)}; the chosen suites have {', '.join(sorted(known))}")
@@ -201,10 +206,9 @@ def _plan_parts(
     parts: list[_Part] = []
     skipped: list[str] = []
     for suite in chosen:
-        name = check_name("suite", str(suite["name"]))
-        reference = suite.get("reference", "base")
-        suite_models = [m for m in suite.get("models") or [] if isinstance(m, str)]
-        shown = [reference] + [m for m in suite_models if m != reference and (models is None or m in models)]
+        name = check_name("suite", suite.name)
+        reference = suite.reference
+        shown = [reference] + [m for m in suite.models if m != reference and (models is None or m in models)]
         candidates = _eligible_examples(suite, shown)
         if len(shown) < 2 or not candidates:
             why = "fewer than two models to compare" if len(shown) < 2 else "no example has an output from every model"
@@ -214,8 +218,7 @@ def _plan_parts(
             continue
         if len(shown) > 26:
             raise ConfigError(f"suite {name!r} has {len(shown)} models; packets show at most 26 (A-Z); pass models=")
-        rubric = load_rubric(rubrics.get(name, suite.get("rubric")), task=str(suite.get("task", "custom")),
-                             where=f"suite {name!r} rubric")
+        rubric = load_rubric(rubrics.get(name, suite.rubric), task=suite.task, where=f"suite {name!r} rubric")
         selected = _select_examples(suite, shown, candidates, n, seed)
         number = len(parts) + 1
         parts.append(_Part(f"part-{number}", number, suite, rubric, tuple(shown), tuple(selected), len(candidates)))
@@ -227,47 +230,44 @@ def _plan_parts(
     return parts
 
 
-def _eligible_examples(suite: Mapping[str, Any], shown: Sequence[str]) -> list[Mapping[str, Any]]:
-    """Examples where every shown model produced a text (a failed generation cannot be rated)."""
-    out = []
-    for ex in suite.get("examples") or []:
-        outputs = ex.get("outputs") or {}
-        if "id" in ex and all(isinstance((outputs.get(m) or {}).get("text"), str) for m in shown):
-            out.append(ex)
-    return sorted(out, key=lambda e: str(e["id"]))
+def _eligible_examples(suite: SuiteResult, shown: Sequence[str]) -> list[ExampleResult]:
+    """Examples with an output from every shown model (one without an output cannot be compared)."""
+    out = [ex for ex in suite.examples if all(m in ex.outputs for m in shown)]
+    return sorted(out, key=lambda e: e.id)
 
 
-def _number(x: Any) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
-        return None
-    return float(x)
+def _number(x: float | None) -> float | None:
+    """A finite score, or None for a missing or undefined one (null in the file, NaN in memory)."""
+    return None if x is None or not math.isfinite(x) else float(x)
 
 
-def _stratum_of(suite: Mapping[str, Any], shown: Sequence[str]) -> dict[str, str]:
+def _stratum_of(suite: SuiteResult, shown: Sequence[str]) -> dict[str, str]:
     """Example id -> stratum, from per-example scores and the comparison lists of the results."""
     reference = shown[0]
-    metrics = [m for m in suite.get("metrics") or [] if isinstance(m, Mapping) and "name" in m]
-    primary = next((m["name"] for m in metrics if m.get("primary")), metrics[0]["name"] if metrics else None)
-    direction = {m["name"]: (1.0 if m.get("higher_is_better", True) else -1.0) for m in metrics}
+    primary_info = suite.primary_metric
+    primary = primary_info.name if primary_info is not None else None
+    direction = {m.name: (1.0 if m.higher_is_better else -1.0) for m in suite.metrics}
 
     listed: dict[str, set[str]] = {"regression": set(), "fix": set()}
-    for comp in suite.get("comparisons") or []:
-        if comp.get("model") not in shown[1:] or comp.get("reference", reference) != reference:
+    for comp in suite.comparisons:
+        if comp.model not in shown[1:] or comp.reference != reference:
             continue
-        listed["regression"].update(map(str, comp.get("regressions") or []))
-        listed["fix"].update(map(str, comp.get("fixes") or []))
-        for drop in comp.get("largest_drops") or []:
-            if isinstance(drop, Mapping) and (_number(drop.get("delta")) or 0.0) < 0:
-                listed["regression"].add(str(drop.get("id")))
+        listed["regression"].update(comp.regressions)
+        listed["fix"].update(comp.fixes)
+        for drop in comp.largest_drops:
+            if (_number(drop.delta) or 0.0) < 0:
+                listed["regression"].add(drop.id)
 
+    no_scores: Mapping[str, float | None] = {}
     strata: dict[str, str] = {}
-    for ex in suite.get("examples") or []:
-        eid = str(ex.get("id"))
-        outputs = ex.get("outputs") or {}
-        ref_scores = (outputs.get(reference) or {}).get("scores") or {}
+    for ex in suite.examples:
+        eid = ex.id
+        ref_output = ex.outputs.get(reference)
+        ref_scores = ref_output.scores if ref_output is not None else no_scores
         worse = better = disagree = False
         for model in shown[1:]:
-            scores = (outputs.get(model) or {}).get("scores") or {}
+            output = ex.outputs.get(model)
+            scores = output.scores if output is not None else no_scores
             signs = set()
             for metric, sign in direction.items():
                 a, b = _number(scores.get(metric)), _number(ref_scores.get(metric))
@@ -292,12 +292,12 @@ def _stratum_of(suite: Mapping[str, Any], shown: Sequence[str]) -> dict[str, str
 
 
 def _select_examples(
-    suite: Mapping[str, Any], shown: Sequence[str], candidates: Sequence[Mapping[str, Any]], n: int, seed: int
+    suite: SuiteResult, shown: Sequence[str], candidates: Sequence[ExampleResult], n: int, seed: int
 ) -> list[tuple[str, str]]:
     """Up to n (example id, stratum) pairs: a quarter each from the targeted strata, then random."""
-    rng = _rng(seed, "select", str(suite["name"]))
+    rng = _rng(seed, "select", suite.name)
     strata = _stratum_of(suite, shown)
-    ids = [str(e["id"]) for e in candidates]
+    ids = [e.id for e in candidates]
     quota = math.ceil(n / 4)
     chosen: list[tuple[str, str]] = []
     taken: set[str] = set()
@@ -358,7 +358,7 @@ def _plan_items(parts: Sequence[_Part], raters: Sequence[str], per_item: int, se
         together: Counter[tuple[str, str]] = Counter()
         for (eid, stratum), order in zip(p.selected, orders):
             chosen = _pick_raters(raters, per_item, load, together, assign_rng)
-            items.append(_Item(next(codes), p.part, str(p.suite["name"]), eid, stratum, order, chosen))
+            items.append(_Item(next(codes), p.part, p.suite.name, eid, stratum, order, chosen))
     return items
 
 

@@ -14,27 +14,21 @@ from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import Any
 
+from ..results import ExampleResult
 from ._common import ID_COLUMNS, _Item, _Part
 
 
 def _display(value: Any) -> str:
+    """A reference as text: references may be any JSON (labels, extracted fields)."""
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, indent=2)
 
 
-def _context(example: Mapping[str, Any]) -> list[dict[str, str]]:
+def _context(example: ExampleResult) -> list[dict[str, str]]:
     """Earlier turns of a multi-turn example (not the system prompt, not the final user turn)."""
-    messages = [m for m in example.get("messages") or [] if isinstance(m, Mapping)]
-    turns = [m for m in messages if m.get("role") in ("user", "assistant")]
+    turns = [m for m in example.messages if m.get("role") in ("user", "assistant")]
     if turns and turns[-1].get("role") == "user":
         turns = turns[:-1]
-    return [{"role": str(m["role"]), "content": _display(m.get("content", ""))} for m in turns]
-
-
-def _input_text(example: Mapping[str, Any]) -> str:
-    if example.get("input") is not None:
-        return _display(example["input"])
-    users = [m for m in example.get("messages") or [] if isinstance(m, Mapping) and m.get("role") == "user"]
-    return _display(users[-1].get("content", "")) if users else ""
+    return [{"role": m["role"], "content": m.get("content", "")} for m in turns]
 
 
 def _template():
@@ -53,7 +47,7 @@ def _render_html(
     parts: Sequence[_Part],
     orders: Mapping[str, list[str]],
     by_code: Mapping[str, _Item],
-    examples: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    examples: Mapping[str, Mapping[str, ExampleResult]],
 ) -> str:
     view_parts = []
     for p in parts:
@@ -61,15 +55,15 @@ def _render_html(
         for code in orders[p.part]:
             it = by_code[code]
             ex = examples[p.part][it.example]
-            reference = ex.get("reference") if p.rubric.show_reference else None
+            reference = ex.reference if p.rubric.show_reference else None
             view_items.append(
                 {
                     "code": code,
                     "context": _context(ex),
-                    "input": _input_text(ex),
+                    "input": ex.input,
                     "reference": None if reference is None else _display(reference),
                     "responses": [
-                        {"letter": letter, "text": ex["outputs"][model]["text"]}
+                        {"letter": letter, "text": ex.outputs[model].text}
                         for letter, model in zip(p.letters, it.order)
                     ],
                 }
