@@ -601,8 +601,8 @@ def hostile(results: dict[str, Any]) -> dict[str, Any]:
                 details["json_valid"]["error_kinds"][PAYLOADS[0]] = 1
                 details["json_valid"]["examples"][PAYLOADS[0]] = [PAYLOADS[1]]
         if s.get("human"):
-            s["human"]["packet"] = PAYLOADS[3]
-            s["human"]["notes"] = {"why": PAYLOADS[8], "list": PAYLOADS}
+            s["human"]["packet_id"] = PAYLOADS[3]
+            s["human"]["methods"]["notes"] = {"why": PAYLOADS[8], "list": PAYLOADS}  # free-form: shown generically
     return r
 
 

@@ -19,6 +19,7 @@ import pytest
 from ftevals.errors import ConfigError, ResultsError
 from ftevals.report import content_security_policy, render_html, write_report
 from ftevals.report.render import _environment
+from ftevals.results import from_data
 
 FOUR = ("base", "banking77", "base-fewshot", "banking77-r32")
 
@@ -237,20 +238,27 @@ def test_human_ratings(results: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize(
-    "human",
+    "parts",
     [
-        {"per_model": [{"model": "banking77", "helpfulness": 4.2}], "agreement": 0.4, "weird": [[1, [2, {"x": None}]]]},
+        # The statistical blocks are free-form JSON (their keys follow the rubric and the raters).
+        {"agreement": {"per_model": [{"model": "banking77", "helpfulness": 4.2}], "weird": [[1, [2, {"x": None}]]]},
+         "methods": {"level": 0.4}},
         {"scores": {"banking77": {"helpfulness": 4.2}}, "preferences": {"banking77": {"wins": 3}}},
-        {"scores": None, "rubric": "generation", "agreement": {"krippendorff_alpha": None}, "flags": {"items": [None]}},
+        {"scores": {"base": None}, "rubric": {"criteria": "generation"}, "agreement": {"krippendorff_alpha": None},
+         "flags": {"items": [None]}, "comments": [{"text": None}]},
         {},
     ],
 )
-def test_human_ratings_of_other_shapes_still_render(results: dict[str, Any], human: Any) -> None:
-    _suite(results, "generation")["human"] = human
+def test_human_ratings_of_other_shapes_still_render(results: dict[str, Any], parts: dict[str, Any]) -> None:
+    # The record's header is fixed by the schema; everything else may be missing or odd.
+    header = {"schema": "ftevals.human", "version": 1, "packet_id": "p1", "part": "part-1", "source_run": None,
+              "rubric": {}, "reference": "base", "models": ["base", "banking77"], "raters": [], "n_items": 0,
+              "n_ratings": 0}
+    _suite(results, "generation")["human"] = {**header, **parts}
     html = render_html(results)
     assert "<h3>Human ratings" in html
-    if human.get("per_model"):
-        assert "helpfulness" in html and "weird" in html
+    if "methods" in parts:  # unrecognised parts are shown as they are, not dropped
+        assert "helpfulness" in html and "weird" in html and "level" in html
 
 
 def test_provenance_footer(results: dict[str, Any]) -> None:
@@ -288,18 +296,17 @@ def test_missing_optional_keys(results: dict[str, Any]) -> None:
     assert "not compared" in html
     no_examples = copy.deepcopy(results)
     for s in no_examples["suites"]:
-        s.pop("examples")
-        s.pop("metrics")
-        s.pop("scores")
+        s.update(examples=[], metrics=[], scores={})  # required keys, but they may be empty
     assert "gsm8k-forgetting" in render_html(no_examples)
-    assert "ftevals report" in render_html({"schema": "ftevals.results", "schema_version": 1, "suites": []})
+    empty = {"schema": "ftevals.results", "schema_version": 1, "run": {"id": "r"}, "models": {}, "suites": []}
+    assert "ftevals report" in render_html(empty)
 
 
 def test_duplicate_and_odd_example_ids_keep_anchors_unique(results: dict[str, Any]) -> None:
     s = results["suites"][0]
     s["examples"][1]["id"] = s["examples"][0]["id"]
     s["examples"][2]["id"] = 'x" onmouseover="alert(1)'
-    s["examples"][3].pop("id")
+    s["examples"][3]["id"] = ""
     page = parse(render_html(results))
     ids = [a["id"] for _, a in page.tags if a.get("id")]
     assert len(ids) == len(set(ids))
@@ -308,14 +315,18 @@ def test_duplicate_and_odd_example_ids_keep_anchors_unique(results: dict[str, An
 def test_nulls_and_odd_values(results: dict[str, Any]) -> None:
     s = results["suites"][0]
     s["scores"]["base"]["accuracy"] = {"value": None, "ci_low": None, "ci_high": None}
-    s["comparisons"][0].update(delta=None, ci_low=None, p_value=None, verdict="unknown-verdict")
+    s["comparisons"][0].update(delta=None, ci_low=None, p_value=None)
     s["details"]["base"]["macro_f1"]["confusion_matrix"] = [[1, 2]]  # wrong shape: skipped, not fatal
     s["examples"][0]["outputs"].pop("banking77")
     s["examples"][1]["reference"] = {"a": 1}
-    s["usage"]["base"] = {"requests": 0, "tokens_in": None}
-    s["gates"][0]["passed"] = None
+    s["usage"]["base"] = {"requests": 0}
     html = render_html(results)
-    assert "no output" in html and "unknown-verdict" in html
+    assert "no output" in html
+    comparison = html[html.index("<h4>Changes against base</h4>") :]
+    assert '<td class="n" data-v="—">—</td><td class="ci"></td>' in comparison  # undefined delta, no CI
+
+
+_HEAD = {"schema": "ftevals.results", "schema_version": 1, "run": {"id": "r"}, "models": {}}
 
 
 @pytest.mark.parametrize(
@@ -323,13 +334,30 @@ def test_nulls_and_odd_values(results: dict[str, Any]) -> None:
     [
         ([], "JSON object"),
         ({"schema": "something.else", "suites": []}, "not an ftevals results file"),
-        ({"schema": "ftevals.results", "schema_version": 2, "suites": []}, "schema_version 2"),
-        ({"schema": "ftevals.results", "schema_version": 1, "suites": {}}, '"suites" must be a list'),
+        ({**_HEAD, "schema_version": 2, "suites": []}, "schema version 2.*upgrade ftevals"),
+        ({**_HEAD, "suites": {}}, "suites: .* is not of type 'array'"),
+        ({"schema": "ftevals.results", "schema_version": 1, "suites": []}, "'run' is a required property"),
     ],
 )
 def test_not_a_results_file(results_value: Any, message: str) -> None:
     with pytest.raises(ResultsError, match=message):
         render_html(results_value)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda s: s["comparisons"][0].update(verdict="unknown-verdict"), r"suites\[0\]\.comparisons\[0\]\.verdict: 'unknown-verdict'"),
+        (lambda s: s["gates"][0].update(passed=None), r"suites\[0\]\.gates\[0\]\.passed: None is not of type 'boolean'"),
+        (lambda s: s["usage"]["base"].update(tokens_in=None), r"suites\[0\]\.usage\.base\.tokens_in"),
+        (lambda s: s["examples"][0].pop("id"), r"suites\[0\]\.examples\[0\]: 'id' is a required property"),
+    ],
+)
+def test_a_bad_results_dict_is_refused_where_it_is_bad(results: dict[str, Any], change: Any, message: str) -> None:
+    # The report reads only valid files: the validator's message names the bad place.
+    change(results["suites"][0])
+    with pytest.raises(ResultsError, match=message):
+        render_html(results)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -398,6 +426,7 @@ def test_same_results_same_bytes(results: dict[str, Any]) -> None:
     roundtrip = json.loads(json.dumps(results))
     assert render_html(roundtrip, prices=prices) == first
     assert render_html(copy.deepcopy(results), prices=dict(prices)) == first
+    assert render_html(from_data(results), prices=prices) == first  # the records, as the pipeline passes them
 
 
 def test_write_report_is_atomic_and_returns_path(results: dict[str, Any], tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -16,19 +17,22 @@ NOTES_TEMPLATE = """{# Reviewer notes: one list item per note. #}
 """
 
 
-def reviewer_notes(data: SuiteData) -> list[str] | None:
-    """The suite's "notes" key (not part of the schema: a team's own addition), None when absent."""
-    notes = data.raw.get("notes")
-    return [str(n) for n in notes] if isinstance(notes, list) and notes else None
+def reviewer_notes(notes: Mapping[str, list[str]]) -> Callable[[SuiteData], list[str] | None]:
+    """A view function drawing a team's own review notes (kept outside the results file), by suite name."""
+
+    def build(data: SuiteData) -> list[str] | None:
+        return notes.get(data.suite.name) or None
+
+    return build
 
 
 def test_a_new_section_renders_escaped_in_its_place(results: dict[str, Any], tmp_path: Path, payloads: list[str]) -> None:
     template = tmp_path / "notes.html.j2"
     template.write_text(NOTES_TEMPLATE, encoding="utf-8")
     suite = results["suites"][1]
-    suite["notes"] = ["check the date fields", payloads[0], payloads[1]]
+    notes = {suite["name"]: ["check the date fields", payloads[0], payloads[1]]}
     # Before the examples browser, after everything else.
-    sections = (*SECTIONS[:-1], Section("notes", template, reviewer_notes), SECTIONS[-1])
+    sections = (*SECTIONS[:-1], Section("notes", template, reviewer_notes(notes)), SECTIONS[-1])
 
     html = render_html(results, sections=sections)
 

@@ -24,11 +24,11 @@ def _scalar(x: Any) -> bool:
 
 
 def _record(x: Any) -> bool:
-    # A record: a non-empty mapping whose values are scalars or short lists of scalars.
+    # (Lists may arrive as tuples: the typed records keep their arrays immutable.) A record: a non-empty mapping whose values are scalars or short lists of scalars.
     return (
         isinstance(x, Mapping)
         and bool(x)
-        and all(_scalar(v) or (isinstance(v, list) and len(v) <= 10 and all(map(_scalar, v))) for v in x.values())
+        and all(_scalar(v) or (isinstance(v, (list, tuple)) and len(v) <= 10 and all(map(_scalar, v))) for v in x.values())
     )
 
 
@@ -36,7 +36,7 @@ def tabular(x: Any) -> Table | None:
     """A table for {name: record} or [record, ...] with at most MAX_COLUMNS distinct keys, else None."""
     if isinstance(x, Mapping) and len(x) >= 2 and all(_record(v) for v in x.values()):
         items = [(str(k), v) for k, v in x.items()]
-    elif isinstance(x, list) and len(x) >= 1 and all(_record(v) for v in x):
+    elif isinstance(x, (list, tuple)) and len(x) >= 1 and all(_record(v) for v in x):
         items = [(str(i + 1), v) for i, v in enumerate(x)]
     else:
         return None

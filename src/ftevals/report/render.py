@@ -1,4 +1,4 @@
-"""Render a results dict to one self-contained HTML page, and write it atomically.
+"""Render results (records, or a results dict) to one self-contained HTML page, and write it atomically.
 
 Safety, in layers: jinja2 autoescape is always on (model outputs and dataset text are untrusted),
 templates and static files come from this package (or, for a section a caller adds in code, from the
@@ -21,6 +21,7 @@ from jinja2 import BaseLoader, ChainableUndefined, ChoiceLoader, Environment, Pa
 from markupsafe import Markup
 
 from ..fsutil import atomic_write_text
+from ..results import Results
 from .fmt import FILTERS
 from .generic import tabular
 from .views import SECTIONS, Section, build_report
@@ -48,7 +49,8 @@ def _environment() -> Environment:
         autoescape=True,  # always, whatever the template's file name
         trim_blocks=True,
         lstrip_blocks=True,
-        # Results files miss optional keys routinely; a missing key renders empty instead of crashing.
+        # An optional part of the records may be None (a suite without a dataset, a run without a
+        # backend): reading an attribute through it renders as missing instead of crashing.
         undefined=ChainableUndefined,
     )
     env.filters.update(FILTERS)
@@ -78,15 +80,22 @@ def content_security_policy(css: str, js: str) -> str:
 
 
 def render_html(
-    results: Mapping[str, Any], *, prices: Mapping[str, Any] | None = None, sections: Sequence[Section] = SECTIONS
+    results: Results | Mapping[str, Any],
+    *,
+    prices: Mapping[str, Any] | None = None,
+    sections: Sequence[Section] = SECTIONS,
 ) -> str:
-    """The HTML report for a results dict (docs/results-schema.md), as one self-contained page.
+    """The HTML report for a run's results, as one self-contained page.
+
+    `results` is a `Results` record or a results dict (docs/results-schema.md), which is read into
+    records once (`ftevals.results.from_data`: migrated, then validated against the shipped schema).
 
     A pure function: the same results (and prices) give byte-identical HTML. `prices` maps model
     names to `{"input_per_1k_tokens": x, "output_per_1k_tokens": y}` (or `..._per_token`,
     `..._per_1m_tokens`) and adds cost per 1k examples to the cost table. `sections` are the parts
     of each suite's page, in order (see ftevals.report.views to add one).
-    Raises ResultsError for something that is not a version-1 results dict, ConfigError for bad prices.
+    Raises ResultsError (naming the bad place) for something that is not a valid results file,
+    ConfigError for bad prices.
     """
     report = build_report(results, prices, sections)
     css, js = _static("report.css"), _static("report.js")
@@ -96,7 +105,7 @@ def render_html(
 
 
 def write_report(
-    results: Mapping[str, Any],
+    results: Results | Mapping[str, Any],
     path: str | Path,
     *,
     prices: Mapping[str, Any] | None = None,

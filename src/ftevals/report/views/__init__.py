@@ -1,9 +1,9 @@
-"""From a results dict (docs/results-schema.md) to the plain records the templates draw.
+"""From the results records (ftevals.results.records) to the small view records the templates draw.
 
 All decisions about *what* the report shows live here, as small pure functions; the templates only
 lay records out. One module per section of a suite's page, in page order:
 
-    base.py            defensive readers; records every section shares (SuiteData, Section, SuiteView, Report)
+    base.py            records every section shares (SuiteData, Section, SuiteView, Report); readers for free-form JSON
     build.py           build_report, and SECTIONS: the sections in page order (the one registration point)
     scores.py          verdicts and prompting (summary card); metric table, changes, charts
     classification.py  most confused pairs, confusion heat maps, per-class F1
@@ -17,7 +17,7 @@ lay records out. One module per section of a suite's page, in page order:
 Adding a section is one view function and one template:
 
 1. a function `(SuiteData) -> view` returning a record of what to draw (None or empty when the suite
-   has nothing for it), in a module here;
+   has nothing for it), in a module here; it reads the suite's SuiteResult record as `data.suite`;
 2. a template in ftevals/report/templates/ that draws `view` (the suite's SuiteView is `s`, the macros
    are `m`) inside `{% if view %}...{% endif %}`;
 3. `Section(name, template, function)` in SECTIONS (build.py), where it belongs in page order.

@@ -1,9 +1,13 @@
-"""What every section shares: the defensive readers, the records of a suite and of the whole report,
-and `Section`, the one extension point (a view function plus the template that draws its result).
+"""What every section shares: the records of a suite and of the whole report, readers for the
+free-form JSON parts, and `Section`, the one extension point (a view function plus the template that
+draws its result).
 
-Results files are data written by other versions and other people's suites, so every optional key may
-be missing or null: the readers below turn anything unexpected into an empty value, and a missing part
-simply is not shown. Text stays raw (escaping is the template engine's job, with autoescape on).
+The results file arrives as typed records (ftevals.results.records), validated once by `from_data`,
+so the sections read attributes, never keys. Only the free-form parts the schema leaves open (a
+metric's `details` breakdown, the statistics inside human ratings, `sampling`, `metadata`, ...) are
+plain JSON whose shape varies by metric and by writer: the small readers below turn anything
+unexpected there into an empty value, so an odd breakdown is simply not shown. Text stays raw
+(escaping is the template engine's job, with autoescape on).
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...results import (BaselineRecord, Contamination, DatasetInfo, GateOutcome, MetricInfo, ModelInfo, RunInfo,
+                        ScoreSummary, SuiteResult)
+
 if TYPE_CHECKING:
     from .scores import Prompting, VerdictRow
 
 
 # ---------------------------------------------------------------------------------------------------
-# Defensive readers (shared by the section modules of this package)
+# Readers for the free-form JSON parts of the records (shared by the section modules of this package)
 
 
 def _d(x: Any) -> Mapping[str, Any]:
@@ -47,17 +54,12 @@ def _text(x: Any) -> str:
     return _s(x)
 
 
+#: A score the suite does not have (a model or metric without a value): drawn as a dash.
+NO_SCORE = ScoreSummary(value=None)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Records shared by several sections
-
-
-@dataclass(frozen=True)
-class MetricInfo:
-    name: str
-    higher_is_better: bool
-    kind: str
-    primary: bool
-    value_range: list[float] | None
 
 
 @dataclass(frozen=True)
@@ -68,23 +70,32 @@ class Link:
 
 @dataclass(frozen=True)
 class SuiteData:
-    """One suite of the results file, read once: what every section's view function receives."""
+    """One suite of the results file and what the report derives from it once: what every section's
+    view function receives. Read the suite's own parts from `suite` (a SuiteResult record)."""
 
-    raw: Mapping[str, Any]  # the suite as in the file, for the keys only one section reads
+    suite: SuiteResult
     anchor: str  # the suite's HTML id; example row j is f"{anchor}-e{j}"
-    models: list[str]  # the reference first
-    reference: str
-    metrics: list[MetricInfo]
-    primary: MetricInfo | None
-    scores: Mapping[str, Any]
-    comparisons: list[Mapping[str, Any]]  # in file order
-    by_key: Mapping[tuple[str, str], Mapping[str, Any]]  # (model, metric) -> comparison
-    details: Mapping[str, Any]
-    examples: list[Mapping[str, Any]]
+    models: list[str]  # the reference first, then the suite's other models in its order
     anchors: Mapping[str, str]  # example id -> anchor of its first row
-    model_info: Mapping[str, Any]  # the results file's "models" (names, adapters, fingerprints)
+    model_info: Mapping[str, ModelInfo]  # the run's models (adapters, fingerprints), by name
     prices: Mapping[str, tuple[float, float]]  # model -> (input, output) cost per token
     run_id: str
+
+    @property
+    def reference(self) -> str:
+        return self.suite.reference
+
+    @property
+    def metrics(self) -> tuple[MetricInfo, ...]:
+        return self.suite.metrics
+
+    @property
+    def primary(self) -> MetricInfo | None:
+        return self.suite.primary_metric
+
+    def score(self, model: str, metric: str) -> ScoreSummary:
+        """The model's score on the metric, NO_SCORE when the suite has none (a table cell either way)."""
+        return self.suite.score(model, metric) or NO_SCORE
 
 
 @dataclass(frozen=True)
@@ -117,18 +128,18 @@ class SuiteView:
     anchor: str
     task: str
     description: str
-    dataset: Mapping[str, Any]
+    dataset: DatasetInfo | None
     sampling: Mapping[str, Any]
     reference: str
     models: list[str]
-    metrics: list[MetricInfo]
+    metrics: tuple[MetricInfo, ...]
     primary: MetricInfo | None
     verdicts: list[VerdictRow]
-    gates: list[Mapping[str, Any]]
+    gates: list[GateOutcome]  # failing first
     n_failing: int
     prompting: Prompting | None
-    contamination: Mapping[str, Any] | None
-    baseline: Mapping[str, Any] | None
+    contamination: Contamination | None
+    baseline: BaselineRecord | None
     n_examples: int
     sections: list[SectionView]
 
@@ -137,15 +148,14 @@ class SuiteView:
 class GateRef:
     suite: str
     anchor: str
-    gate: Mapping[str, Any]
+    gate: GateOutcome
 
 
 @dataclass(frozen=True)
 class Report:
     title: str
-    run: Mapping[str, Any]
-    run_extra: dict[str, Any]
-    models: list[Mapping[str, Any]]
+    run: RunInfo
+    models: Mapping[str, ModelInfo]
     suites: list[SuiteView]
     failing_gates: list[GateRef]
     n_gates: int
@@ -154,4 +164,4 @@ class Report:
     n_known: int = 0
 
 
-__all__ = ["Link", "MetricInfo", "Report", "Section", "SectionView", "SuiteData", "SuiteView"]
+__all__ = ["Link", "NO_SCORE", "Report", "Section", "SectionView", "SuiteData", "SuiteView"]

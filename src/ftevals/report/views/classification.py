@@ -1,4 +1,8 @@
-"""Classification: the most confused pairs, a heat map of the most confused classes, per-class F1."""
+"""Classification: the most confused pairs, a heat map of the most confused classes, per-class F1.
+
+All of it comes from the metrics' `details` breakdowns (free-form JSON: the shape is the metric's),
+hence the defensive readers.
+"""
 
 from __future__ import annotations
 
@@ -112,7 +116,7 @@ def _heat_css(count: int, row_total: int, diagonal: bool) -> str:
 
 def classification(data: SuiteData) -> Classification | None:
     """Drawn when any model's details carry a confusion matrix or per-class scores."""
-    names, reference, details = data.models, data.reference, data.details
+    names, reference, details = data.models, data.reference, data.suite.details
     confusions: list[Confusion] = []
     per_class: dict[str, Mapping[str, Any]] = {}
     for m in names:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..fmt import num
-from .base import Link, SuiteData, _d, _index, _l, _s, _text
+from .base import Link, SuiteData, _index, _text
 
 
 @dataclass(frozen=True)
@@ -26,25 +26,32 @@ class Dropped:
 
 def dropped(data: SuiteData) -> list[Dropped]:
     """Per model, on the primary metric: its regressions (binary) or largest drops (continuous)."""
-    primary, anchors = data.primary, data.anchors
-    if data.raw.get("task") != "forgetting" or primary is None:
+    suite, primary, anchors = data.suite, data.primary, data.anchors
+    if suite.task != "forgetting" or primary is None:
         return []
-    by_id = {_s(e.get("id")): e for e in data.examples}
+    by_id = {}
+    for e in suite.examples:
+        by_id.setdefault(e.id, e)  # an id that repeats: its first row, like the links
     out = []
-    for c in data.comparisons:
-        if c.get("metric") != primary.name:
+    for c in suite.comparisons:
+        if c.metric != primary.name:
             continue
-        model = _s(c.get("model"))
-        if c.get("kind") == "binary" or primary.kind == "binary" or _l(c.get("regressions")):
-            lost = [(_s(x), "") for x in _l(c.get("regressions"))]
+        if c.kind == "binary" or primary.kind == "binary" or c.regressions:
+            lost = [(x, "") for x in c.regressions]
         else:
-            lost = [(_s(_d(x).get("id")), num(_d(x).get("delta"))) for x in _l(c.get("largest_drops"))]
+            lost = [(x.id, num(x.delta)) for x in c.largest_drops]
         items = []
         for xid, note in lost:
-            e = by_id.get(xid, {})
-            output = _s(_d(_d(e.get("outputs")).get(model)).get("text"))
-            items.append(DroppedItem(Link(xid, anchors.get(xid)), _s(e.get("input")), _text(e.get("reference")), output, note))
-        out.append(Dropped(model, primary.name, items))
+            e = by_id.get(xid)
+            output = e.outputs.get(c.model) if e is not None else None
+            items.append(DroppedItem(
+                Link(xid, anchors.get(xid)),
+                e.input if e is not None else "",
+                _text(e.reference) if e is not None else "",
+                output.text if output is not None else "",
+                note,
+            ))
+        out.append(Dropped(c.model, primary.name, items))
     out.sort(key=lambda d: _index(data.models, d.model))
     return out
 

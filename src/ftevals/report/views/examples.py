@@ -9,9 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ...results import ExampleResult
 from ..diff import Segment, changed_words, word_diff
 from ..fmt import is_number, num
-from .base import MetricInfo, SuiteData, _d, _l, _s, _text
+from .base import SuiteData, _s, _text
 from .format_errors import invalid_label, invalid_outputs
 
 
@@ -49,36 +50,31 @@ class Examples:
 
 
 def examples(data: SuiteData) -> Examples:
-    names, reference, metrics, primary = data.models, data.reference, data.metrics, data.primary
+    names, primary = data.models, data.primary
     idx = {m: i for i, m in enumerate(names)}
     regs: dict[str, dict[int, list[str]]] = {}
     fixes: dict[str, dict[int, list[str]]] = {}
     drops: dict[str, dict[int, list[str]]] = {}
-    for c in data.comparisons:
-        i = idx.get(_s(c.get("model")))
+    for c in data.suite.comparisons:
+        i = idx.get(c.model)
         if i is None:
             continue
-        metric = _s(c.get("metric"))
-        for x in _l(c.get("regressions")):
-            regs.setdefault(_s(x), {}).setdefault(i, []).append(metric)
-        for x in _l(c.get("fixes")):
-            fixes.setdefault(_s(x), {}).setdefault(i, []).append(metric)
-        for d in _l(c.get("largest_drops")):
-            d = _d(d)
-            drops.setdefault(_s(d.get("id")), {}).setdefault(i, []).append(f"{metric} {num(d.get('delta'))}")
-    invalid = invalid_outputs(data)
-    classification = data.raw.get("task") == "classification"
-    rows = [
-        _example(e, f"{data.anchor}-e{j}", names, reference, metrics, primary, classification, regs, fixes, drops, invalid)
-        for j, e in enumerate(data.examples)
-    ]
+        for x in c.regressions:
+            regs.setdefault(x, {}).setdefault(i, []).append(c.metric)
+        for x in c.fixes:
+            fixes.setdefault(x, {}).setdefault(i, []).append(c.metric)
+        for d in c.largest_drops:
+            drops.setdefault(d.id, {}).setdefault(i, []).append(f"{c.metric} {num(d.delta)}")
+    flags = _Flags(regs, fixes, drops, invalid_outputs(data))
+    classification = data.suite.task == "classification"
+    rows = [_example(e, f"{data.anchor}-e{j}", data, classification, flags) for j, e in enumerate(data.suite.examples)]
     labels: dict[str, int] = {}
     for r in rows:
         if r.label is not None:
             labels[r.label] = labels.get(r.label, 0) + 1
     counts = {key: sum(1 for r in rows if r.attrs.get(attr)) for key, attr in (("reg", "data-r"), ("fix", "data-f"), ("drop", "data-x"), ("bad", "data-b"))}
     counts["all"] = len(rows)
-    kinds = {k for per in invalid.values() for ks in per.values() for k in ks}
+    kinds = {k for per in flags.invalid.values() for ks in per.values() for k in ks}
     return Examples(
         rows=rows,
         counts=counts,
@@ -89,57 +85,53 @@ def examples(data: SuiteData) -> Examples:
     )
 
 
+@dataclass(frozen=True)
+class _Flags:
+    """example id -> model index -> what marks it: regressed/fixed/dropped metrics, malformed kinds."""
+
+    regs: Mapping[str, Mapping[int, list[str]]]
+    fixes: Mapping[str, Mapping[int, list[str]]]
+    drops: Mapping[str, Mapping[int, list[str]]]
+    invalid: Mapping[str, Mapping[int, list[str]]]
+
+
 def _score_text(value: Any, kind: str) -> str:
     if kind == "binary" and value in (0, 1):
         return "1" if value else "0"
     return num(value)
 
 
-def _example(
-    e: Mapping[str, Any],
-    anchor: str,
-    names: list[str],
-    reference: str,
-    metrics: list[MetricInfo],
-    primary: MetricInfo | None,
-    classification: bool,
-    regs: Mapping[str, Mapping[int, list[str]]],
-    fixes: Mapping[str, Mapping[int, list[str]]],
-    drops: Mapping[str, Mapping[int, list[str]]],
-    invalid: Mapping[str, Mapping[int, list[str]]],
-) -> Example:
-    xid = _s(e.get("id"))
-    outputs = _d(e.get("outputs"))
-    ref_out = outputs.get(reference)
-    ref_text = _s(_d(ref_out).get("text")) if isinstance(ref_out, Mapping) else None
-    ref_primary = _d(_d(ref_out).get("scores")).get(primary.name) if primary else None
-    reg, fix, drop, bad = regs.get(xid, {}), fixes.get(xid, {}), drops.get(xid, {}), invalid.get(xid, {})
+def _example(e: ExampleResult, anchor: str, data: SuiteData, classification: bool, flags: _Flags) -> Example:
+    names, metrics, primary = data.models, data.metrics, data.primary
+    xid = e.id
+    ref_out = e.outputs.get(data.reference)
+    ref_text = ref_out.text if ref_out is not None else None
+    ref_primary = ref_out.scores.get(primary.name) if ref_out is not None and primary else None
+    reg, fix, drop, bad = (f.get(xid, {}) for f in (flags.regs, flags.fixes, flags.drops, flags.invalid))
     views, deltas = [], {}
     for i, m in enumerate(names):
-        o = outputs.get(m)
-        missing = not isinstance(o, Mapping)
-        o = _d(o)
-        text = _s(o.get("text"))
+        o = e.outputs.get(m)
+        text = o.text if o is not None else ""
+        scores = o.scores if o is not None else {}
         segments = None
-        if i and ref_text is not None and not missing:
+        if i and ref_text is not None and o is not None:
             diff = word_diff(ref_text, text)
             segments = diff if changed_words(diff) else None
-        scores = _d(o.get("scores"))
         shown = [(x.name, _score_text(scores.get(x.name), x.kind)) for x in metrics if scores.get(x.name) is not None]
-        flags = [("reg", f"regression: {', '.join(reg[i])}")] if i in reg else []
-        flags += [("fix", f"fix: {', '.join(fix[i])}")] if i in fix else []
-        flags += [("drop", f"largest drop: {', '.join(drop[i])}")] if i in drop else []
-        flags += [("bad", ", ".join(bad[i]))] if i in bad else []
-        finish = o.get("finish_reason")
-        if finish not in (None, "stop"):
-            flags.append(("fin", f"finish: {finish}"))
-        views.append(Output(i, m, text, segments, shown, flags, missing))
+        marks = [("reg", f"regression: {', '.join(reg[i])}")] if i in reg else []
+        marks += [("fix", f"fix: {', '.join(fix[i])}")] if i in fix else []
+        marks += [("drop", f"largest drop: {', '.join(drop[i])}")] if i in drop else []
+        marks += [("bad", ", ".join(bad[i]))] if i in bad else []
+        if o is not None and o.finish_reason not in (None, "stop"):
+            marks.append(("fin", f"finish: {o.finish_reason}"))
+        views.append(Output(i, m, text, segments, shown, marks, o is None))
         mine = scores.get(primary.name) if primary else None
         if i and is_number(mine) and is_number(ref_primary):
             deltas[i] = mine - ref_primary
     label = None
     if classification:
-        label = _s(_d(e.get("metadata")).get("label") or e.get("reference")) or None
+        # The gold label: metadata's when the dataset names one (references may be phrased), else the reference.
+        label = _s(e.metadata.get("label") or e.reference) or None
     attrs = {
         "data-r": _ids(reg),
         "data-f": _ids(fix),
@@ -153,8 +145,8 @@ def _example(
     return Example(
         anchor=anchor,
         id=xid,
-        input=_s(e.get("input")),
-        reference=_text(e.get("reference")),
+        input=e.input,
+        reference=_text(e.reference),
         label=label,
         outputs=views,
         attrs={k: v for k, v in attrs.items() if v},

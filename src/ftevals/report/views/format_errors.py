@@ -7,13 +7,14 @@ What each kind means belongs to the metrics (ftevals.metrics.format); this modul
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ...metrics.format import INVALID_KINDS, JSON_KINDS
+from ...results import MetricInfo, ScoreSummary
 from ..fmt import is_number
-from .base import Link, MetricInfo, SuiteData, _d, _index, _l, _s
+from .base import Link, SuiteData, _d, _index, _l, _s
 
 #: How many example ids to show per cell before "and N more".
 IDS_PER_CELL = 12
@@ -30,31 +31,31 @@ class ErrorKind:
 class ErrorView:
     metric: str
     models: list[str]
-    scores: list[Mapping[str, Any]]
+    scores: list[ScoreSummary]  # the metric's score per model (NO_SCORE when missing)
     kinds: list[ErrorKind]
     extras: list[tuple[str, list[Any]]]  # further breakdowns (schema_errors, missing, per_field) per model
 
 
 def format_errors(data: SuiteData) -> list[ErrorView]:
     """One table body per metric that classifies failures."""
-    return [_error_view(m, data.models, data.details, data.scores, data.anchors) for m in error_metrics(data.details, data.metrics)]
+    return [_error_view(data, m) for m in error_metrics(data.suite.details, data.metrics)]
 
 
-def error_metrics(details: Mapping[str, Any], metrics: list[MetricInfo]) -> list[str]:
+def error_metrics(details: Mapping[str, Mapping[str, Any]], metrics: Sequence[MetricInfo]) -> list[str]:
     """Metrics whose details classify failures (`error_kinds`), in the suite's metric order."""
     found: list[str] = []
     for per_model in details.values():
         for metric, entry in _d(per_model).items():
-            if isinstance(_d(entry).get("error_kinds"), Mapping) and _s(metric) not in found:
-                found.append(_s(metric))
+            if isinstance(_d(entry).get("error_kinds"), Mapping) and metric not in found:
+                found.append(metric)
     order = [m.name for m in metrics]
     return sorted(found, key=lambda m: _index(order, m))
 
 
-def _error_view(
-    metric: str, names: list[str], details: Mapping[str, Any], scores: Mapping[str, Any], anchors: Mapping[str, str]
-) -> ErrorView:
-    entries = {m: _d(_d(details.get(m)).get(metric)) for m in names}
+def _error_view(data: SuiteData, metric: str) -> ErrorView:
+    names, anchors = data.models, data.anchors
+    # The breakdowns are the metric's own JSON (ftevals.metrics.format documents them), read defensively.
+    entries = {m: _d(_d(data.suite.details.get(m)).get(metric)) for m in names}
     counts = {m: _d(e.get("error_kinds")) for m, e in entries.items()}
     kinds: list[str] = []
     for c in counts.values():
@@ -77,12 +78,12 @@ def _error_view(
     for e in entries.values():
         extra_keys += [_s(k) for k in e if k not in _ERROR_KEYS and _s(k) not in extra_keys]
     extras = [(k, [entries[m].get(k) for m in names]) for k in extra_keys]
-    return ErrorView(metric, names, [_d(_d(scores.get(m)).get(metric)) for m in names], rows, extras)
+    return ErrorView(metric, names, [data.score(m, metric) for m in names], rows, extras)
 
 
 def invalid_outputs(data: SuiteData) -> dict[str, dict[int, list[str]]]:
     """example id -> model index -> the kinds of malformed output it has (e.g. ["not_json"])."""
-    details, examples = data.details, data.examples
+    details, examples = data.suite.details, data.suite.examples
     checked = error_metrics(details, data.metrics)
     found: dict[str, dict[int, set[str]]] = {}
     for i, m in enumerate(data.models):
@@ -97,10 +98,10 @@ def invalid_outputs(data: SuiteData) -> dict[str, dict[int, list[str]]]:
             hit = {_s(k): v for k, v in _d(entry.get("error_kinds")).items() if is_number(v) and v > 0}
             if len(hit) != 1 or not set(hit) <= INVALID_KINDS:
                 continue
-            zeros = [e for e in examples if _d(_d(_d(e.get("outputs")).get(m)).get("scores")).get(metric) == 0]
+            zeros = [e for e in examples if (o := e.outputs.get(m)) is not None and o.scores.get(metric) == 0]
             if len(zeros) == next(iter(hit.values())):
                 for e in zeros:
-                    found.setdefault(_s(e.get("id")), {}).setdefault(i, set()).update(hit)
+                    found.setdefault(e.id, {}).setdefault(i, set()).update(hit)
     return {x: {i: sorted(kinds) for i, kinds in per.items()} for x, per in found.items()}
 
 

@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import ConfigError
+from ...results import Usage as UsageRecord
 from ..fmt import is_number
-from .base import SuiteData, _d
+from .base import SuiteData
 
 _PRICE_KEYS = {"per_token": 1.0, "per_1k_tokens": 1e-3, "per_1m_tokens": 1e-6}
 
@@ -18,7 +19,7 @@ _PRICE_KEYS = {"per_token": 1.0, "per_1k_tokens": 1e-3, "per_1m_tokens": 1e-6}
 @dataclass(frozen=True)
 class UsageRow:
     model: str
-    u: Mapping[str, Any]
+    u: UsageRecord  # the suite's record for the model; the template reads its fields by name
     in_per_request: float | None
     out_per_request: float | None
     cost_per_1k: float | None
@@ -66,30 +67,24 @@ def _unit_price(model: Any, entry: Mapping[str, Any], side: str) -> float:
 
 def usage(data: SuiteData) -> Usage | None:
     """None when the suite recorded no usage for any of its models."""
-    rows = _usage(data.models, _d(data.raw.get("usage")), data.prices, data.raw)
-    return Usage(rows, any(u.cost_per_1k is not None for u in rows)) if rows else None
-
-
-def _usage(names: list[str], usage: Mapping[str, Any], prices: Mapping[str, tuple[float, float]], suite: Mapping[str, Any]) -> list[UsageRow]:
+    suite = data.suite
     rows = []
-    for m in names:
-        u = usage.get(m)
-        if not isinstance(u, Mapping):
+    for m in data.models:
+        u = suite.usage.get(m)
+        if u is None:
             continue
-        requests = u.get("requests")
-        if not (is_number(requests) and requests > 0):
-            requests = _d(suite.get("dataset")).get("n_examples")
-        tin, tout = u.get("tokens_in"), u.get("tokens_out")
-        per = is_number(requests) and requests > 0
-        in_per = tin / requests if per and is_number(tin) else None
-        out_per = tout / requests if per and is_number(tout) else None
+        requests = u.requests
+        if requests <= 0:  # no request counted (an older writer): per example of the sample instead
+            requests = suite.dataset.n_examples if suite.dataset is not None else 0
+        in_per = u.tokens_in / requests if requests > 0 else None
+        out_per = u.tokens_out / requests if requests > 0 else None
         cost_1k = cost_total = None
-        if m in prices and in_per is not None and out_per is not None:
-            p_in, p_out = prices[m]
+        if m in data.prices and in_per is not None and out_per is not None:
+            p_in, p_out = data.prices[m]
             cost_1k = 1000 * (in_per * p_in + out_per * p_out)
-            cost_total = tin * p_in + tout * p_out
+            cost_total = u.tokens_in * p_in + u.tokens_out * p_out
         rows.append(UsageRow(m, u, in_per, out_per, cost_1k, cost_total))
-    return rows
+    return Usage(rows, any(r.cost_per_1k is not None for r in rows)) if rows else None
 
 
 __all__ = ["Usage", "UsageRow", "normalize_prices", "usage"]
