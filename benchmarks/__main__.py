@@ -91,7 +91,9 @@ def scenario(*args: str, label: str) -> dict[str, Any]:
 def bench_scoring(pairs: int = 10_000) -> dict[str, Any]:
     """ROUGE-1/2/L on `pairs` prediction/reference pairs: ftevals vs a plain rouge-score loop."""
     from ftevals.data import load_dataset
-    from ftevals.metrics.rouge_fast import reference_rouge_scores, rouge_scores
+    from ftevals.metrics.rouge_fast import rouge_scores
+
+    from .rouge_reference import reference_rouge_scores
 
     ds = load_dataset(ROOT / "data/dialogsum/test.jsonl")
     refs = [e.reference for e in ds.examples]

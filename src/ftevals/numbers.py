@@ -17,6 +17,10 @@ MISSING = "n/a"
 #: Below this a p-value prints as `<0.001`: more digits would claim a precision the tests do not have.
 P_FLOOR = 0.001
 
+#: Smaller magnitudes are float summation noise (a delta of two equal means can come out -1.4e-17):
+#: they print as zero rather than as a number that looks like a finding.
+NOISE = 1e-12
+
 
 def is_number(x: Any) -> bool:
     """A finite int or float (bool is an int subclass, but True is not a score)."""
@@ -30,6 +34,8 @@ def num(x: Any, digits: int = 3, *, missing: str = MISSING) -> str:
         return missing if x is None or isinstance(x, (int, float)) else str(x)
     if isinstance(x, int):
         return f"{x:,}"
+    if abs(x) < NOISE:
+        x = 0.0
     if x == 0.0 or 10.0 ** -digits <= abs(x) < 1e6:
         return f"{x:,.{digits}f}"
     return f"{x:.3g}"

@@ -30,7 +30,7 @@ from .models import resolve_models, unverified_models
 from .results import ModelInfo, Results, RunInfo, new_run_info, utc_now
 from .score import score_suite
 from .specs import ModelSpec
-from .suite import SUITE_VALUES, Suite, check_known_failures, gate_targets
+from .suite import SUITE_VALUES, Suite, check_known_failures, gate_targets, suite_model_names, unused_candidates
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -46,6 +46,8 @@ class RunConfig:
     limit: int | None = None
     resamples: int = 2000
     alpha: float = 0.05
+    #: Models that join every suite whose reference shares their base (`suite.suite_model_names`).
+    candidates: tuple[str, ...] = ()
     chunk_size: int = 128
 
 
@@ -96,26 +98,42 @@ def prepare(suites: Sequence[Suite], config: RunConfig) -> PreparedRun:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"suite names must be unique; {', '.join(dupes)} is used more than once")
-    return PreparedRun(config, [_prepare_suite(s, config) for s in suites])
+    prepared = PreparedRun(config, [prepare_suite(s, config) for s in suites])
+    check_candidates(suites, config)
+    return prepared
 
 
-def _prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
+def check_candidates(suites: Sequence[Suite], config: RunConfig) -> None:
+    """Refuse a candidate that joins no suite: a CI job's adapter must not silently go unevaluated."""
+    unused = unused_candidates(suites, config.models, config.candidates)
+    if not unused:
+        return
+    table = config.models
+    bases = sorted({f"{s.name}: reference {s.reference!r} on {table[s.reference].base}"
+                    + ("" if s.candidates else " (candidates=False)") for s in suites if s.reference in table})
+    raise ConfigError(
+        "; ".join(f"model {c!r} (a candidate: added with --ftevals-model or ini ftevals_candidates) joins no "
+                  f"selected suite: its base is {table[c].base}" for c in unused)
+        + f". A candidate joins the suites whose reference model has the same base ({'; '.join(bases) or 'no suite selected'}). "
+        "Fix: give it an adapter of one of those bases, select a suite it belongs to, or add it to a suite's models"
+    )
+
+
+def prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
     labels = suite.label_set()
     full = load_dataset(suite.path(suite.dataset), labels=labels)
     limit = min(x for x in (suite.limit, config.limit) if x is not None) if (suite.limit or config.limit) else None
     dataset = full.sample(limit, seed=suite.seed)
 
     table = dict(config.models)
-    wanted = list(suite.models) or list(table)
-    if suite.reference not in wanted:
-        wanted.insert(0, suite.reference)
+    wanted = suite_model_names(suite, table, config.candidates)
     unknown = [m for m in wanted if m not in table]
     if unknown:
         raise ConfigError(
             f"suite {suite.name!r} names unknown model(s) {', '.join(unknown)}; known models: {', '.join(table) or 'none'} "
             "(define them with ftevals_models in pyproject.toml/pytest.ini or --ftevals-model NAME=SPEC)"
         )
-    models = [table[m] for m in [suite.reference] + [m for m in wanted if m != suite.reference]]
+    models = [table[m] for m in wanted]
 
     shots: list[Example] = []
     if suite.fewshot is not None:
@@ -133,8 +151,7 @@ def _prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
             exclude_inputs=[e.user_text for e in full.examples],
             distinct_labels=suite.fewshot.distinct_labels,
         )
-        ref = table[suite.reference]
-        models.append(ModelSpec(suite.fewshot.model_name(suite.reference), ref.base, ref.adapter, suite.fewshot.k))
+        models.append(suite.fewshot.contender(table[suite.reference]))
 
     metrics = [get_metric(name) for name in suite.metric_names]
     for metric in metrics:

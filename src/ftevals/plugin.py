@@ -110,9 +110,9 @@ class SuiteCollector(pytest.Collector):
     def collect(self) -> Iterator[pytest.Item]:
         if not self.suite.gates:
             yield EvaluateItem.from_parent(self, name="evaluate", suite=self.suite)
-        table = self.config.stash[SESSION_KEY].evaluation.settings.models
+        settings = self.config.stash[SESSION_KEY].evaluation.settings
         for text in self.suite.gates:
-            for target in collection_targets(self.suite, text, table):
+            for target in collection_targets(self.suite, text, settings.models, settings.candidates):
                 item = GateItem.from_parent(self, name=f"gate[{target.label}]", suite=self.suite, gate_text=text,
                                             model=target.model)
                 reason = known_failure(self.suite, target)

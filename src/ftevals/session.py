@@ -82,15 +82,16 @@ class Evaluation:
     def prepare(self) -> None:
         """Validate every selected suite before any model runs (ConfigError names the suite and its
         file), and decide which baselines this run compares."""
-        from .pipeline import PreparedRun, prepare
+        from .pipeline import PreparedRun, check_candidates, prepare_suite
 
         cfg = self.settings.run_config()
         prepared = []
         for suite, path in self.suites.values():
             try:
-                prepared += prepare([suite], cfg).suites
+                prepared.append(prepare_suite(suite, cfg))
             except FtevalsError as exc:
                 raise ConfigError(_locate(exc, suite, path)) from None
+        check_candidates([suite for suite, _ in self.suites.values()], cfg)
         self.prepared = PreparedRun(cfg, prepared)
         self.prepared.model_specs()  # a few-shot contender's name may clash with a model of the table
         for ps in prepared:

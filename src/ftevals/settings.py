@@ -117,6 +117,8 @@ def declared_options() -> tuple[Option, ...]:
 INI_KEYS: tuple[IniKey, ...] = (
     IniKey("ftevals_models", "model table, one 'NAME = SPEC' per line "
                              "(SPEC: base, base+ADAPTER_DIR, MODEL_DIR[+ADAPTER_DIR])", [], "linelist"),
+    IniKey("ftevals_candidates", "model names that join every suite whose reference shares their base "
+                                 "(as every --ftevals-model does)", [], "linelist"),
     IniKey("ftevals_backend", "generation backend", DEFAULT_BACKEND),
     IniKey("ftevals_backend_options", "KEY=VALUE backend settings", [], "linelist"),
     IniKey("ftevals_results", "results file path (relative to the ini file)", DEFAULT_RESULTS),
@@ -184,13 +186,15 @@ class Settings:
     update_baseline: bool = False
     #: Baseline folder, relative to each suite file's folder.
     baseline_dir: str = "baselines"
+    #: Models that join every suite they can (see `suite.suite_model_names`): the CI candidates.
+    candidates: tuple[str, ...] = ()
 
     def run_config(self) -> Any:
         from .pipeline import RunConfig  # lazily: the pipeline imports numpy
 
         return RunConfig(models=self.models, backend=self.backend, backend_options=self.backend_options,
                          cache_dir=self.cache_dir, cache_mode=self.cache_mode, seed=self.seed,
-                         limit=self.limit, resamples=self.resamples)
+                         limit=self.limit, resamples=self.resamples, candidates=self.candidates)
 
 
 def read_settings(values: Values) -> Settings:
@@ -204,8 +208,9 @@ def read_settings(values: Values) -> Settings:
     if backend not in names:
         raise ConfigError(f"ini ftevals_backend: unknown backend {backend!r}; expected one of {', '.join(names)}")
     seed, resamples = values.get("--ftevals-seed"), values.get("--ftevals-resamples")
+    table = model_table(values)
     settings = Settings(
-        models=model_table(values),
+        models=table,
         backend=backend,
         backend_options=backend_options(values),
         cache_dir=values.path("--ftevals-cache-dir", "ftevals_cache_dir") or (cache_dir() / "generations"),
@@ -217,6 +222,7 @@ def read_settings(values: Values) -> Settings:
         cache_mode=values.get("--ftevals-cache"),
         update_baseline=bool(values.get(UPDATE_FLAG)),
         baseline_dir=values.get("ftevals_baseline_dir"),
+        candidates=candidate_names(values, table),
     )
     check_conflicts(values, settings)
     return settings
@@ -249,6 +255,26 @@ def model_table(values: Values) -> dict[str, ModelSpec]:
             raise ConfigError(f"{source}: {exc}") from None
         table[spec.name] = _anchor_paths(spec, folder)
     return table
+
+
+def candidate_names(values: Values, table: Mapping[str, ModelSpec]) -> tuple[str, ...]:
+    """The run's candidates: every new model given with --ftevals-model (a CI job adding the adapter
+    to promote), plus the table models the ini lists under `ftevals_candidates`."""
+    names: list[str] = []
+    for line in values.get("ftevals_candidates"):
+        for name in line.replace(",", " ").split():
+            if name not in table:
+                raise ConfigError(f"ini ftevals_candidates: {name!r} is not in the model table "
+                                  f"(known: {', '.join(table)}); define it in ftevals_models or with --ftevals-model")
+            names.append(name)
+    # A command-line model that redefines an ini model (or `base`) replaces it where it already runs;
+    # only a new name is a candidate.
+    in_ini = {"base"} | {line.partition("=")[0].strip() for line in values.get("ftevals_models")}
+    for item in values.get("--ftevals-model"):
+        name = item.partition("=")[0].strip()
+        if name and name not in in_ini:
+            names.append(name)
+    return tuple(dict.fromkeys(names))
 
 
 def backend_options(values: Values) -> dict[str, Any]:
@@ -303,6 +329,7 @@ __all__ = [
     "Settings",
     "Values",
     "backend_options",
+    "candidate_names",
     "check_conflicts",
     "declared_options",
     "int_at_least",

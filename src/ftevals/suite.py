@@ -22,13 +22,14 @@ Relative paths are resolved against the folder of the suite file.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from .errors import ConfigError, FtevalsError
-from .specs import ModelSpec, SamplingSpec, check_name
+from .specs import DEFAULT_BASE, ModelSpec, SamplingSpec, check_name
 
 if TYPE_CHECKING:  # pragma: no cover
     from .gate import Gate
@@ -84,6 +85,7 @@ class Suite:
     task: Task = "custom"
     description: str = ""
     #: Model names from the model table (pyproject `ftevals_models`, `--ftevals-model`); empty = all.
+    #: The run's candidates join a suite that lists its models too (see `candidates`).
     models: tuple[str, ...] = ()
     reference: str = "base"
     metrics: tuple[str, ...] = ()
@@ -104,6 +106,9 @@ class Suite:
     train_files: tuple[str, ...] = ()
     #: Rubric for human raters (see docs/packets.md); None = the task's default rubric.
     rubric: Mapping[str, Any] | None = None
+    #: Whether the run's candidates (models added with --ftevals-model, or ini ftevals_candidates)
+    #: join this suite when they share its reference's base model. False: only `models` run here.
+    candidates: bool = True
     #: Folder against which relative paths resolve; set by the plugin from the suite file.
     root: str = ""
 
@@ -153,6 +158,37 @@ class Suite:
 
     def with_root(self, root: str | Path) -> Suite:
         return replace(self, root=str(root))
+
+
+def suite_model_names(suite: Suite, table: Mapping[str, ModelSpec], candidates: Sequence[str] = ()) -> list[str]:
+    """The models a suite evaluates, reference first: the one rule, used at collection and preparation.
+
+    The suite's `models` (every model of the table when it lists none), plus each candidate that
+    shares the reference's base model (an adapter of the same base, or the same base prompted
+    differently) unless the suite opts out with `candidates=False`. Names missing from the table
+    are kept: preparation refuses them by name.
+    """
+    wanted = list(suite.models) or list(table)
+    if suite.reference not in wanted:
+        wanted.insert(0, suite.reference)
+    reference = table.get(suite.reference)
+    if suite.candidates and reference is not None:
+        wanted += [c for c in candidates if c not in wanted and c in table and same_base(table[c], reference)]
+    return [suite.reference] + [m for m in wanted if m != suite.reference]
+
+
+def same_base(a: ModelSpec, b: ModelSpec) -> bool:
+    """Whether two specs run on the same base weights (folders compared after resolving links)."""
+    def where(base: str) -> str:
+        return base if base == DEFAULT_BASE else os.path.realpath(base)
+
+    return where(a.base) == where(b.base)
+
+
+def unused_candidates(suites: Sequence[Suite], table: Mapping[str, ModelSpec], candidates: Sequence[str]) -> list[str]:
+    """Candidates that join none of `suites`: a CI job's adapter that would silently not run."""
+    used = {m for s in suites for m in suite_model_names(s, table, candidates)}
+    return [c for c in candidates if c not in used]
 
 
 def gated_model_names(suite: Suite, models: Sequence[Any]) -> list[str]:
@@ -210,7 +246,8 @@ def check_known_failures(suite: Suite, targets: Sequence[GateTarget]) -> None:
         )
 
 
-def collection_targets(suite: Suite, text: str, table: Mapping[str, ModelSpec]) -> list[GateTarget]:
+def collection_targets(suite: Suite, text: str, table: Mapping[str, ModelSpec],
+                       candidates: Sequence[str] = ()) -> list[GateTarget]:
     """`gate_targets` before preparation, from the model table: the plugin's test items for one gate.
 
     Items must exist at collection time (for -k, --co and xdist scheduling). A gate that does not
@@ -224,7 +261,7 @@ def collection_targets(suite: Suite, text: str, table: Mapping[str, ModelSpec]) 
         gate = parse_gate(text)
     except FtevalsError:
         return [GateTarget(None, text, text)]
-    specs = [table[n] for n in (list(suite.models) or list(table)) if n in table]
+    specs = [table[n] for n in suite_model_names(suite, table, candidates) if n in table]
     if suite.fewshot is not None and suite.reference in table:
         specs.append(suite.fewshot.contender(table[suite.reference]))
     return gate_targets(suite, specs, gate) or [GateTarget(None, text, text)]
@@ -242,4 +279,7 @@ __all__ = [
     "gate_targets",
     "gated_model_names",
     "known_failure",
+    "same_base",
+    "suite_model_names",
+    "unused_candidates",
 ]

@@ -14,7 +14,7 @@ scores exactly, to the last bit of the float, and only changes how they are comp
 - ROUGE-Lsum (summary-level LCS, sentences split on newlines) needs *which* LCS was found, not just
   its length, so it keeps the table and back-tracks with rouge-score's exact tie-breaking.
 
-`reference_rouge_scores` runs plain rouge-score and is what tests and benchmarks compare against.
+benchmarks/rouge_reference.py runs plain rouge-score: what tests and benchmarks compare against.
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def _lsum_f(target_sents: list[list[int]], prediction_sents: list[list[int]]) ->
 # Public entry points
 
 
-def _check_types(types: Iterable[str]) -> tuple[str, ...]:
+def check_types(types: Iterable[str]) -> tuple[str, ...]:
     out = tuple(types)
     for t in out:
         m = _ROUGE_N.match(t)
@@ -205,7 +205,7 @@ def _check_types(types: Iterable[str]) -> tuple[str, ...]:
     return out
 
 
-def _as_reference_lists(references: References) -> list[list[str]]:
+def reference_lists(references: References) -> list[list[str]]:
     out: list[list[str]] = []
     for i, ref in enumerate(references):
         refs = [ref] if isinstance(ref, str) else list(ref)
@@ -257,8 +257,8 @@ def rouge_scores(
     `workers > 1` spreads large inputs over that many processes (results are identical).
     Returns {type: float array with one value per prediction}.
     """
-    types = _check_types(types)
-    refs = _as_reference_lists(references)
+    types = check_types(types)
+    refs = reference_lists(references)
     if len(refs) != len(predictions):
         raise ValueError(f"got {len(predictions)} predictions but {len(refs)} references; expected one per prediction")
     preds = list(predictions)
@@ -274,23 +274,4 @@ def rouge_scores(
     return {t: np.asarray(v, dtype=float) for t, v in scores.items()}
 
 
-def reference_rouge_scores(
-    predictions: Sequence[str],
-    references: References,
-    types: Sequence[str] = DEFAULT_TYPES,
-    stemmer: bool = True,
-) -> dict[str, np.ndarray]:
-    """The same scores computed by a plain rouge-score loop: the yardstick for tests and benchmarks."""
-    from rouge_score import rouge_scorer
-
-    types = _check_types(types)
-    scorer = rouge_scorer.RougeScorer(list(types), use_stemmer=stemmer)
-    out: dict[str, list[float]] = {t: [] for t in types}
-    for pred, ref in zip(predictions, _as_reference_lists(references)):
-        result = scorer.score(ref[0], pred) if len(ref) == 1 else scorer.score_multi(ref, pred)
-        for t in types:
-            out[t].append(result[t].fmeasure)
-    return {t: np.asarray(v, dtype=float) for t, v in out.items()}
-
-
-__all__ = ["DEFAULT_TYPES", "lcs_length", "reference_rouge_scores", "rouge_scores"]
+__all__ = ["DEFAULT_TYPES", "References", "check_types", "lcs_length", "reference_lists", "rouge_scores"]
