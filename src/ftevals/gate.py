@@ -470,6 +470,9 @@ def _relative(gate: Gate, model: str, c: Comparison) -> GateResult:
             requirement = f"required {gate.op} {margin}"
     elif m == 0.0:
         stats += f", {p_clause(c.p_value)}"
+        if c.p_adjusted is not None:
+            # The verdict (and so this gate) reads the p-value adjusted over the suite's comparisons.
+            stats += f", {c.adjustment}-adjusted {p_clause(c.p_adjusted)} over {c.family_size} comparisons"
         want = 1 if floor else -1
         passed = c.significant_direction == want
         observed = c.delta

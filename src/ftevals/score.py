@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import compare as cmp
-from .gate import evaluate_gate
 from .fsutil import display_path
+from .gate import evaluate_gate
 from .generate import GenerationOutcome, Plan
 from .metrics import Scored
+from .multiplicity import adjust_family
 from .results.records import (Comparison, Contamination, DatasetInfo, ExampleResult, FewShotInfo, ForgettingResult,
                               GateOutcome, MetricInfo, Output, PromptingResult, ScoreSummary, SuiteResult, Usage)
 from .suite import gate_targets, known_failure
@@ -48,10 +49,10 @@ def score_suite(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, confi
     summaries = {
         m: {name: _summary(scored, config) for name, scored in by_metric.items()} for m, by_metric in scores.items()
     }
-    comparisons: list[Comparison] = cmp.compare_models(
+    comparisons: list[Comparison] = adjust_family(cmp.compare_models(
         scores, reference=suite.reference, metrics=ps.metrics, ids=ids,
         resamples=config.resamples, seed=config.seed, alpha=config.alpha,
-    )
+    ), suite.multiplicity)
     contamination = Contamination.from_dict(ps.contamination) if ps.contamination else None
     suite_values = {"contamination": contamination.rate if contamination else None}
     gates = []

@@ -109,6 +109,9 @@ class Suite:
     #: Whether the run's candidates (models added with --ftevals-model, or ini ftevals_candidates)
     #: join this suite when they share its reference's base model. False: only `models` run here.
     candidates: bool = True
+    #: How the suite's significance calls (every contender x metric) are adjusted together:
+    #: "holm" (default), "bonferroni" or "none" (see ftevals/multiplicity.py, docs/gates.md).
+    multiplicity: Literal["holm", "bonferroni", "none"] = "holm"
     #: Folder against which relative paths resolve; set by the plugin from the suite file.
     root: str = ""
 
@@ -122,6 +125,9 @@ class Suite:
                 object.__setattr__(self, attr, tuple(value))
         if self.task not in DEFAULT_METRICS:
             raise ConfigError(f"suite {self.name!r}: unknown task {self.task!r}; expected one of {', '.join(DEFAULT_METRICS)}")
+        if self.multiplicity not in ("holm", "bonferroni", "none"):
+            raise ConfigError(f"suite {self.name!r}: multiplicity must be 'holm', 'bonferroni' or 'none', "
+                              f"got {self.multiplicity!r}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"suite {self.name!r}: limit must be >= 1, got {self.limit}")
         if self.reference in self.models[1:] and self.models and self.models[0] != self.reference:

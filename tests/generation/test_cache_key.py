@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ import pytest
 
 from ftevals.backends.openai_http import OpenAIBackend, OpenAISettings
 from ftevals.backends.replay import ReplayBackend, ReplaySettings
-from ftevals.backends.vllm import VLLMBackend, VLLMSettings
+from ftevals.backends.vllm import VLLMBackend, VLLMSettings, is_cpu_platform
 from ftevals.cache import cache_key
 from ftevals.data import Example, Message
 from ftevals.generate import Plan
@@ -88,6 +88,31 @@ def test_vllm_identity_keys_numerics_not_memory_or_progress() -> None:
     for other in (VLLMSettings(dtype="bfloat16"), VLLMSettings(dtype="float32", tensor_parallel_size=2),
                   VLLMSettings(dtype="float32", max_model_len=4096)):
         assert VLLMBackend({}, other).identity() != a.identity()
+
+
+@pytest.mark.parametrize("change", [
+    {"dtype": "bfloat16"}, {"max_model_len": 4096}, {"tensor_parallel_size": 2}, {"pipeline_parallel_size": 2},
+    {"trust_remote_code": True}, {"strategy": "merged"}, {"strategy": "auto"}, {"enforce_eager": True},
+    {"enforce_eager": False}, {"engine_args": {"quantization": "fp8"}}, {"engine_args": {"kv_cache_dtype": "fp8"}},
+])
+def test_every_vllm_setting_that_can_change_outputs_misses_the_cache(change: dict[str, Any]) -> None:
+    base = VLLMSettings(dtype="float32")
+    changed = VLLMSettings(**{**asdict(base), **change})
+    def key(settings: VLLMSettings) -> str:
+        return cache_key(backend=VLLMBackend({}, settings).identity(), base_fingerprint="sha256:b",
+                         adapter_fingerprint=None, prompt="p", sampling={"max_tokens": 8})
+
+    if changed == base or VLLMBackend({}, changed).identity() == VLLMBackend({}, base).identity():
+        # enforce_eager=None resolves to eager on the CPU: naming the default is not a change.
+        assert change == {"enforce_eager": is_cpu_platform()}
+        return
+    assert key(changed) != key(base)
+
+
+def test_engine_args_are_keyed_in_any_order() -> None:
+    one = VLLMSettings(engine_args={"a": 1, "b": [2, 3]})
+    two = VLLMSettings(engine_args={"b": [2, 3], "a": 1})
+    assert VLLMBackend({}, one).identity() == VLLMBackend({}, two).identity()
 
 
 def _predictions(tmp_path: Path, name: str, text: str) -> Path:

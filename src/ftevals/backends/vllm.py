@@ -16,6 +16,7 @@ small KV cache.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -114,6 +115,11 @@ def quiet_engine_logs() -> None:
     os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
 
 
+def resolve_eager(settings: VLLMSettings) -> bool:
+    """Eager unless asked otherwise on the CPU (compilation costs more than it saves there), compiled on GPUs."""
+    return is_cpu_platform() if settings.enforce_eager is None else settings.enforce_eager
+
+
 def resolve_dtype(settings: VLLMSettings) -> str:
     if settings.dtype != "auto":
         return settings.dtype
@@ -165,7 +171,7 @@ class _Engine:
             "tensor_parallel_size": self.settings.tensor_parallel_size,
             "pipeline_parallel_size": self.settings.pipeline_parallel_size,
             "trust_remote_code": self.settings.trust_remote_code,
-            "enforce_eager": cpu if self.settings.enforce_eager is None else self.settings.enforce_eager,
+            "enforce_eager": resolve_eager(self.settings),
             "seed": 0,
         }
         if not cpu:
@@ -392,6 +398,11 @@ class VLLMBackend(BackendDefaults):
             # Merged weights and the LoRA path round differently; they are not interchangeable
             # cache entries even though greedy outputs agreed on every benchmark prompt.
             "strategy": s["strategy"],
+            # Compiled (inductor, CUDA graphs) and eager kernels fuse and round differently.
+            "enforce_eager": resolve_eager(self.settings),
+            # Passed to vllm.LLM unchanged, so any of them may change outputs (quantization, a
+            # kv-cache dtype, a compilation config...): all of them are keyed, canonically ordered.
+            "engine_args": json.loads(json.dumps(s["engine_args"], sort_keys=True, default=str)),
         }
 
     def tokenizer(self, model: ModelSpec) -> Any:

@@ -182,6 +182,12 @@ class Comparison(Record):
     fixes: tuple[str, ...] = ()
     regressions: tuple[str, ...] = ()
     largest_drops: tuple[ExampleDelta, ...] = ()
+    #: The p-value adjusted over the suite's family of comparisons (multiplicity.py); absent when
+    #: nothing was adjusted (a single comparison, or multiplicity="none"). The verdict uses it.
+    p_adjusted: float | None = omit_none()
+    #: "holm" or "bonferroni", with `family_size` comparisons adjusted together.
+    adjustment: str | None = omit_none()
+    family_size: int | None = omit_none()
 
     @property
     def significant_direction(self) -> int:
