@@ -9,13 +9,18 @@ from types import SimpleNamespace
 
 import pytest
 
-from ftevals.baseline import BaselinePolicy, ModelRecord, Snapshot, check_baseline, describe_change, read_baseline
-from ftevals.results import DatasetInfo, MetricInfo, ModelInfo, Results, RunInfo, ScoreSummary, SuiteResult
+from ftevals.baseline import (BaselinePolicy, ModelRecord, Snapshot, check_baseline, describe_change, environment_of,
+                              read_baseline)
+from ftevals.results import BackendInfo, DatasetInfo, MetricInfo, ModelInfo, Results, RunInfo, ScoreSummary, SuiteResult
 from ftevals.errors import ConfigError, ResultsError
 
 
+#: Where the snapshots' numbers "came from": equal environments compare exactly.
+HERE = {"backend": "vllm", "dtype": "float32", "hardware": "cpu:x86_64:avx2"}
+
+
 def _snapshot(acc: float = 0.41, f1: float | None = 0.37, adapter_fp: str = "sha256:aaa",
-              dataset_fp: str = "sha256:ddd") -> Snapshot:
+              dataset_fp: str = "sha256:ddd", environment: dict[str, str] | None = HERE) -> Snapshot:
     return Snapshot(
         "banking77",
         dataset_fp,
@@ -27,6 +32,7 @@ def _snapshot(acc: float = 0.41, f1: float | None = 0.37, adapter_fp: str = "sha
                                      {"accuracy": ScoreSummary(acc, acc - 0.07, acc + 0.07, 200),
                                       "macro_f1": ScoreSummary(f1, 0.30, 0.44, 200)}),
         },
+        environment,
     )
 
 
@@ -39,14 +45,16 @@ def test_workflow_create_match_change_update_match(tmp_path: Path) -> None:
 
     matched = check_baseline(path, _snapshot())
     assert matched.status == "matched" and matched.passed and matched.changes == ()
-    assert matched.message == f"baseline {path} matches this run (4 values for 2 models)"
+    assert matched.message == (f"baseline {path} matches this run (4 values for 2 models; compared exactly: "
+                               "same dtype and hardware, float32 on cpu:x86_64:avx2 (vllm))")
 
     before = path.read_bytes()
     changed = check_baseline(path, _snapshot(acc=0.43, adapter_fp="sha256:ccc"))
     assert changed.status == "changed" and not changed.passed
     assert path.read_bytes() == before  # a failing check never rewrites the file
     assert changed.message == (
-        f"baseline {path} differs from this run (2 changes):\n"
+        f"baseline {path} differs from this run (2 changes; compared exactly: same dtype and hardware, "
+        "float32 on cpu:x86_64:avx2 (vllm)):\n"
         "  banking77 adapter fingerprint: sha256:aaa -> sha256:ccc\n"
         "  banking77 accuracy: 0.41 -> 0.43 (+0.02)\n"
         "accept the new values with: pytest suites/ --ftevals-update-baseline"
@@ -74,7 +82,7 @@ def test_file_is_deterministic_and_diffs_cleanly(tmp_path: Path) -> None:
     reordered = Snapshot(shuffled.suite, shuffled.dataset_fingerprint,
                          {name: ModelRecord(dict(reversed(list(rec.fingerprints.items()))),
                                             dict(reversed(list(rec.scores.items()))))
-                          for name, rec in reversed(list(shuffled.models.items()))})
+                          for name, rec in reversed(list(shuffled.models.items()))}, shuffled.environment)
     check_baseline(path_b, reordered)
     text = path_a.read_text()
     assert path_b.read_text() == text
@@ -155,18 +163,19 @@ def test_snapshot_from_a_results_file(tmp_path: Path) -> None:
                               "macro_f1": ScoreSummary(0.37, 0.30, 0.44)}},
         examples=(),
     )
-    results = Results(RunInfo("run"), {"base": model("base", None), "banking77": model("banking77", "sha256:aaa")},
-                      (suite,))
+    run = RunInfo("run", backend=BackendInfo("vllm", {"dtype": "float32"}), hardware="cpu:x86_64:avx2")
+    results = Results(run, {"base": model("base", None), "banking77": model("banking77", "sha256:aaa")}, (suite,))
     assert Snapshot.from_results(results, "banking77") == _snapshot()
-    assert Snapshot.from_suite(suite, results.models) == _snapshot()
+    assert Snapshot.from_suite(suite, results.models, environment_of(results)) == _snapshot()
+    assert Snapshot.from_suite(suite, results.models) == _snapshot(environment=None)
     with pytest.raises(ResultsError, match="no suite named 'gsm8k'"):
         Snapshot.from_results(results, "gsm8k")
     # check_baseline takes the suite entry directly (what the plugin holds), with the models section.
     path = tmp_path / "b.json"
-    assert check_baseline(path, suite, models=results.models).status == "created"
+    assert check_baseline(path, suite, models=results.models, environment=HERE).status == "created"
     assert read_baseline(path) == _snapshot()
     assert check_baseline(path, _snapshot()).status == "matched"
-    no_fingerprints = check_baseline(path, suite)
+    no_fingerprints = check_baseline(path, suite, environment=HERE)
     assert no_fingerprints.status == "changed" and no_fingerprints.changes[0].field == "adapter"
 
 
@@ -219,9 +228,31 @@ def test_policy_check_writes_then_compares_then_updates(tmp_path: Path) -> None:
                         models=("base",), metrics=(MetricInfo("accuracy", primary=True),),
                         scores={"base": {"accuracy": ScoreSummary(0.5, 0.4, 0.6)}}, examples=())
 
-    assert BaselinePolicy().check(path, entry, {}).status == "created"
+    def results(suite: SuiteResult, hardware: str = "cpu:x86_64:avx2") -> Results:
+        return Results(RunInfo("r", backend=BackendInfo("vllm", {"dtype": "float32"}), hardware=hardware), {}, (suite,))
+
+    assert BaselinePolicy().check(path, entry, results(entry)).status == "created"
     changed = replace(entry, scores={"base": {"accuracy": ScoreSummary(0.6, 0.5, 0.7)}})
-    refused = BaselinePolicy(argv=("-q",)).check(path, changed, {})
-    assert refused.status == "changed"
+    refused = BaselinePolicy(argv=("-q",)).check(path, changed, results(changed))
+    assert refused.status == "changed" and "compared exactly: same dtype and hardware" in refused.message
     assert refused.message.endswith("accept the new values with: pytest -q --ftevals-update-baseline")
-    assert BaselinePolicy(update=True).check(path, changed, {}).status == "updated"
+    # The same numbers from another kind of machine: 0.5 lies inside this run's CI 0.5..0.7.
+    elsewhere = BaselinePolicy().check(path, changed, results(changed, "cpu:x86_64:avx512_bf16"))
+    assert elsewhere.status == "matched"
+    assert "compared within this run's confidence intervals: the baseline was recorded with float32 on " \
+           "cpu:x86_64:avx2 (vllm), this run used float32 on cpu:x86_64:avx512_bf16 (vllm)" in (elsewhere.message or "")
+    assert BaselinePolicy(use_ci=False).check(path, changed, results(changed, "cpu:x86_64:avx512_bf16")).status == "changed"
+    assert BaselinePolicy(tolerance=0.2).check(path, changed, results(changed)).status == "matched"
+    assert BaselinePolicy(update=True).check(path, changed, results(changed)).status == "updated"
+
+
+def test_a_baseline_without_a_recorded_environment_is_compared_within_the_ci(tmp_path: Path) -> None:
+    path = tmp_path / "old.json"
+    check_baseline(path, _snapshot(environment=None))
+    moved = check_baseline(path, _snapshot(acc=0.45))  # 0.41 is inside 0.38..0.52
+    assert moved.status == "matched" and "recorded with an unrecorded dtype and hardware" in (moved.message or "")
+    far = check_baseline(path, _snapshot(acc=0.60))  # 0.41 is outside 0.53..0.67
+    assert far.status == "changed" and "compared within this run's confidence intervals" in (far.message or "")
+    # Updating from another environment writes this run's values (and environment) wholesale.
+    check_baseline(path, _snapshot(acc=0.45), update=True)
+    assert read_baseline(path) == _snapshot(acc=0.45)

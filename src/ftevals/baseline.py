@@ -58,6 +58,9 @@ class Snapshot:
     suite: str
     dataset_fingerprint: str | None
     models: Mapping[str, ModelRecord]
+    #: What the numbers were computed on: {"backend", "dtype", "hardware"} (None: not recorded,
+    #: as in baselines written before ftevals recorded it). Exact comparison needs equal ones.
+    environment: Mapping[str, str | None] | None = None
 
     @property
     def n_values(self) -> int:
@@ -68,6 +71,7 @@ class Snapshot:
             "schema": SCHEMA,
             "schema_version": SCHEMA_VERSION,
             "suite": self.suite,
+            **({"environment": dict(self.environment)} if self.environment is not None else {}),
             "dataset_fingerprint": self.dataset_fingerprint,
             "models": {
                 name: {
@@ -101,7 +105,9 @@ class Snapshot:
                 for name, rec in data["models"].items()
             }
             fp = data.get("dataset_fingerprint")
-            return cls(str(data["suite"]), None if fp is None else str(fp), models)
+            env = data.get("environment")
+            environment = None if env is None else {str(k): (None if v is None else str(v)) for k, v in env.items()}
+            return cls(str(data["suite"]), None if fp is None else str(fp), models, environment)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ResultsError(f"{path}: malformed baseline file ({type(exc).__name__}: {exc}); "
                                "fix it or rewrite it with --ftevals-update-baseline") from None
@@ -112,10 +118,11 @@ class Snapshot:
         entry = results.suite(suite)
         if entry is None:
             raise ResultsError(f"the results have no suite named {suite!r}")
-        return cls.from_suite(entry, results.models)
+        return cls.from_suite(entry, results.models, environment_of(results))
 
     @classmethod
-    def from_suite(cls, entry: SuiteResult, models: Mapping[str, ModelInfo] | None = None) -> Snapshot:
+    def from_suite(cls, entry: SuiteResult, models: Mapping[str, ModelInfo] | None = None,
+                   environment: Mapping[str, str | None] | None = None) -> Snapshot:
         """Build a snapshot from one suite's results.
 
         Model fingerprints live in the results' top-level `models`: pass them as `models`; without
@@ -131,7 +138,21 @@ class Snapshot:
                                 "adapter": info.adapter_fingerprint if info else None}
             scores = {metric: replace(s, n=n) for metric, s in entry.scores.get(name, {}).items()}
             records[name] = ModelRecord(fingerprints, scores)
-        return cls(entry.name, entry.dataset.fingerprint if entry.dataset else None, records)
+        return cls(entry.name, entry.dataset.fingerprint if entry.dataset else None, records, environment)
+
+
+def environment_of(results: Results) -> dict[str, str | None]:
+    """The backend, dtype and hardware class a run's numbers were computed with."""
+    backend = results.run.backend
+    dtype = backend.settings.get("dtype") if backend is not None else None
+    return {"backend": backend.name if backend is not None else None,
+            "dtype": None if dtype is None else str(dtype), "hardware": results.run.hardware}
+
+
+def describe_environment(env: Mapping[str, str | None] | None) -> str:
+    if not env:
+        return "an unrecorded dtype and hardware"
+    return f"{env.get('dtype') or '?'} on {env.get('hardware') or '?'} ({env.get('backend') or '?'})"
 
 
 def describe_change(change: BaselineChange) -> str:
@@ -169,22 +190,26 @@ def check_baseline(
     current: Snapshot | SuiteResult,
     *,
     models: Mapping[str, ModelInfo] | None = None,
+    environment: Mapping[str, str | None] | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
-    use_ci: bool = False,
+    use_ci: bool | None = None,
     update: bool = False,
     accept_command: str = DEFAULT_ACCEPT_COMMAND,
 ) -> BaselineRecord:
     """Compare `current` with the baseline at `path`, writing the file when missing or when `update`.
 
-    `current` is a Snapshot or a suite's results; for the latter pass the results' `models` as
-    `models` so that the model fingerprints are recorded (see `Snapshot.from_suite`).
+    `current` is a Snapshot or a suite's results; for the latter pass the results' `models` (model
+    fingerprints) and `environment` (`environment_of(results)`) so that both are recorded.
 
     A value has changed when |current - baseline| > tolerance; with `use_ci` it has changed only
     when the baseline value is also outside the current run's CI (widened by tolerance). Undefined
-    values (null) equal each other and differ from any number.
+    values (null) equal each other and differ from any number. `use_ci=None` (the default) decides
+    per file: exact when the baseline was recorded with this run's backend, dtype and hardware
+    class, within the CI otherwise (greedy outputs differ at near-ties across them). The outcome's
+    message says which comparison applied.
     """
     if not isinstance(current, Snapshot):
-        current = Snapshot.from_suite(current, models)
+        current = Snapshot.from_suite(current, models, environment)
     path = Path(path)
     shown = str(path)
     if not path.exists():
@@ -200,18 +225,38 @@ def check_baseline(
         atomic_write_text(path, current.to_json())
         return BaselineRecord(shown, "updated", (), f"baseline {shown} was unreadable ({exc}); rewrote it")
 
-    changes = diff_snapshots(stored, current, tolerance=tolerance, use_ci=use_ci)
+    within_ci, how = comparison_mode(stored, current, use_ci)
+    changes = diff_snapshots(stored, current, tolerance=tolerance, use_ci=within_ci)
+    if update and stored.environment != current.environment:
+        # Accepting this run's values from other hardware or dtype: record them (and where they
+        # come from) wholesale, so that the next run here compares exactly.
+        atomic_write_text(path, current.to_json())
+        return BaselineRecord(shown, "updated", tuple(changes), (
+            f"baseline {shown} re-recorded with {describe_environment(current.environment)} "
+            f"(it held values from {describe_environment(stored.environment)}; {_count(changes)} beyond its CI)"))
     if not changes:
         return BaselineRecord(shown, "matched", (), (
-            f"baseline {shown} matches this run ({current.n_values} values for {len(current.models)} models)"))
+            f"baseline {shown} matches this run ({current.n_values} values for {len(current.models)} models; {how})"))
     lines = "\n".join(f"  {describe_change(c)}" for c in changes)
     if update:
         atomic_write_text(path, _merge(stored, current, changes).to_json())
         return BaselineRecord(shown, "updated", tuple(changes),
-                               f"baseline {shown} updated ({_count(changes)}):\n{lines}")
+                              f"baseline {shown} updated ({_count(changes)}; {how}):\n{lines}")
     return BaselineRecord(shown, "changed", tuple(changes), (
-        f"baseline {shown} differs from this run ({_count(changes)}):\n{lines}\n"
+        f"baseline {shown} differs from this run ({_count(changes)}; {how}):\n{lines}\n"
         f"accept the new values with: {accept_command}"))
+
+
+def comparison_mode(stored: Snapshot, current: Snapshot, use_ci: bool | None) -> tuple[bool, str]:
+    """(compare within the run's CI?, the phrase that says which comparison applied and why)."""
+    if use_ci is True:
+        return True, "compared within this run's confidence intervals (use_ci)"
+    if use_ci is False:
+        return False, "compared exactly (use_ci off)"
+    if stored.environment is not None and stored.environment == current.environment:
+        return False, f"compared exactly: same dtype and hardware, {describe_environment(current.environment)}"
+    return True, (f"compared within this run's confidence intervals: the baseline was recorded with "
+                  f"{describe_environment(stored.environment)}, this run used {describe_environment(current.environment)}")
 
 
 @dataclass(frozen=True)
@@ -230,6 +275,11 @@ class BaselinePolicy:
     limit: int | None = None
     #: The invocation's arguments: the accept command is this very run plus the update flag.
     argv: Sequence[str] = ()
+    #: |current - baseline| above this is a change (ini ftevals_baseline_tolerance).
+    tolerance: float = DEFAULT_TOLERANCE
+    #: None: exact on the same dtype and hardware, within the run's CI otherwise; True/False force
+    #: one (ini ftevals_baseline_use_ci = auto | true | false).
+    use_ci: bool | None = None
 
     def path(self, suite_folder: Path, suite: str) -> Path:
         return suite_folder / self.folder / f"{suite}.json"
@@ -239,9 +289,11 @@ class BaselinePolicy:
         args = [a for a in self.argv if a != UPDATE_FLAG]
         return shlex.join(["pytest", *args, UPDATE_FLAG])
 
-    def check(self, path: Path, result: SuiteResult, models: Mapping[str, ModelInfo]) -> BaselineRecord:
+    def check(self, path: Path, result: SuiteResult, results: Results) -> BaselineRecord:
         """Compare (or write, or rewrite) one suite's baseline with the suite's results."""
-        return check_baseline(path, result, models=models, update=self.update, accept_command=self.accept_command())
+        return check_baseline(path, result, models=results.models, environment=environment_of(results),
+                              tolerance=self.tolerance, use_ci=self.use_ci, update=self.update,
+                              accept_command=self.accept_command())
 
     def skip_reason(self, ps: PreparedSuite) -> str | None:
         """Why the suite's baseline is not compared in this run (None: it is compared)."""
@@ -325,7 +377,12 @@ def _value_changed(stored: float | None, current: ScoreSummary, tolerance: float
 
 
 def _merge(stored: Snapshot, current: Snapshot, changes: list[BaselineChange]) -> Snapshot:
-    """The current snapshot, but keeping the stored entry of every value that did not change."""
+    """The current snapshot, but keeping the stored entry of every value that did not change.
+
+    Recorded on other hardware or dtype, the stored values are not kept: the next run here
+    compares exactly, against values computed here."""
+    if stored.environment is None or stored.environment != current.environment:
+        return current
     changed = {(c.model, c.metric) for c in changes if c.kind == "value"}
     models: dict[str, ModelRecord] = {}
     for name, rec in current.models.items():
@@ -336,7 +393,7 @@ def _merge(stored: Snapshot, current: Snapshot, changes: list[BaselineChange]) -
                 if metric in scores and (name, metric) not in changed:
                     scores[metric] = summary
         models[name] = ModelRecord(rec.fingerprints, scores)
-    return Snapshot(current.suite, current.dataset_fingerprint, models)
+    return Snapshot(current.suite, current.dataset_fingerprint, models, current.environment)
 
 
 def _count(changes: list[BaselineChange]) -> str:
@@ -370,6 +427,9 @@ __all__ = [
     "ModelRecord",
     "Snapshot",
     "check_baseline",
+    "comparison_mode",
+    "describe_environment",
     "diff_snapshots",
+    "environment_of",
     "read_baseline",
 ]

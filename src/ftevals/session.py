@@ -65,7 +65,8 @@ class Evaluation:
         from .baseline import BaselinePolicy
 
         s = self.settings
-        return BaselinePolicy(s.baseline_dir, s.update_baseline, s.limit, self.argv)
+        return BaselinePolicy(s.baseline_dir, s.update_baseline, s.limit, self.argv, s.baseline_tolerance,
+                              s.baseline_use_ci)
 
     # -- selection and preparation ----------------------------------------------------------------
 
@@ -128,7 +129,7 @@ class Evaluation:
         result = self.suite_result(suite.name)
         assert self.results is not None
         path = Path(display_path(self.baseline.path(folder, suite.name)))
-        outcome = self.baseline.check(path, result, self.results.models)
+        outcome = self.baseline.check(path, result, self.results)
         self.baselines[suite.name] = outcome
         self.results = _with_baselines(self.results, {suite.name: outcome})
         return outcome

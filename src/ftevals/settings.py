@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,13 +119,17 @@ INI_KEYS: tuple[IniKey, ...] = (
     IniKey("ftevals_models", "model table, one 'NAME = SPEC' per line "
                              "(SPEC: base, base+ADAPTER_DIR, MODEL_DIR[+ADAPTER_DIR])", [], "linelist"),
     IniKey("ftevals_candidates", "model names that join every suite whose reference shares their base "
-                                 "(as every --ftevals-model does)", [], "linelist"),
+                                 "(as models added on the command line do)", [], "linelist"),
     IniKey("ftevals_backend", "generation backend", DEFAULT_BACKEND),
     IniKey("ftevals_backend_options", "KEY=VALUE backend settings", [], "linelist"),
     IniKey("ftevals_results", "results file path (relative to the ini file)", DEFAULT_RESULTS),
     IniKey("ftevals_report", "HTML report path (relative to the ini file)", DEFAULT_REPORT),
     IniKey("ftevals_cache_dir", "generation cache folder (relative to the ini file)"),
     IniKey("ftevals_baseline_dir", "baseline folder, relative to each suite file's folder", "baselines"),
+    IniKey("ftevals_baseline_tolerance", "a baseline value changed when it moved by more than this (default 1e-9)"),
+    IniKey("ftevals_baseline_use_ci", "auto (default): compare baselines exactly on the same dtype and hardware, "
+                                      "within the run's CI otherwise; true: always within the CI; false: always exactly"),
+    IniKey("ftevals_alpha", "significance level of comparisons and gates (default 0.05: 95% intervals)"),
 )
 
 #: `ftevals run` flag -> the pytest option it passes on, in the order they are passed.
@@ -188,13 +193,17 @@ class Settings:
     baseline_dir: str = "baselines"
     #: Models that join every suite they can (see `suite.suite_model_names`): the CI candidates.
     candidates: tuple[str, ...] = ()
+    baseline_tolerance: float = 1e-9
+    #: None: exact on the same dtype and hardware, within the run's CI otherwise.
+    baseline_use_ci: bool | None = None
+    alpha: float = 0.05
 
     def run_config(self) -> Any:
         from .pipeline import RunConfig  # lazily: the pipeline imports numpy
 
         return RunConfig(models=self.models, backend=self.backend, backend_options=self.backend_options,
                          cache_dir=self.cache_dir, cache_mode=self.cache_mode, seed=self.seed,
-                         limit=self.limit, resamples=self.resamples, candidates=self.candidates)
+                         limit=self.limit, resamples=self.resamples, candidates=self.candidates, alpha=self.alpha)
 
 
 def read_settings(values: Values) -> Settings:
@@ -223,6 +232,9 @@ def read_settings(values: Values) -> Settings:
         update_baseline=bool(values.get(UPDATE_FLAG)),
         baseline_dir=values.get("ftevals_baseline_dir"),
         candidates=candidate_names(values, table),
+        baseline_tolerance=_ini_number(values, "ftevals_baseline_tolerance", 1e-9, low=0.0),
+        baseline_use_ci=_ini_use_ci(values),
+        alpha=_ini_number(values, "ftevals_alpha", 0.05, low=0.0, high=1.0),
     )
     check_conflicts(values, settings)
     return settings
@@ -255,6 +267,29 @@ def model_table(values: Values) -> dict[str, ModelSpec]:
             raise ConfigError(f"{source}: {exc}") from None
         table[spec.name] = _anchor_paths(spec, folder)
     return table
+
+
+def _ini_number(values: Values, key: str, default: float, *, low: float, high: float | None = None) -> float:
+    """A number from the ini: >= low (and < high when given); ConfigError names the key and the value."""
+    text = str(values.get(key) or "").strip()
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < low or (high is not None and not low < value < high):
+        bounds = f"between {low:g} and {high:g} (exclusive)" if high is not None else f"a number >= {low:g}"
+        raise ConfigError(f"ini {key}: {text!r} is not {bounds}")
+    return value
+
+
+def _ini_use_ci(values: Values) -> bool | None:
+    text = str(values.get("ftevals_baseline_use_ci") or "auto").strip().lower()
+    choices = {"auto": None, "true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    if text not in choices:
+        raise ConfigError(f"ini ftevals_baseline_use_ci: {text!r} is not auto, true or false")
+    return choices[text]
 
 
 def candidate_names(values: Values, table: Mapping[str, ModelSpec]) -> tuple[str, ...]:

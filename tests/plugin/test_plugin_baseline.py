@@ -26,7 +26,7 @@ def test_baseline_workflow_create_match_change_update_match(project):
     written = baseline.read_bytes()
     second = project.run()
     second.assert_outcomes(passed=2)
-    second.stdout.fnmatch_lines(["  baseline baselines/demo.json matches this run (4 values for 2 models)"])
+    second.stdout.fnmatch_lines(["  baseline baselines/demo.json matches this run (4 values for 2 models; compared exactly: *"])
     assert baseline.read_bytes() == written
 
     # 3. The adapter changed (it now gets 14 right, not 16): the baseline test fails, lists the
@@ -37,7 +37,7 @@ def test_baseline_workflow_create_match_change_update_match(project):
     assert third.ret == pytest.ExitCode.TESTS_FAILED
     third.stdout.fnmatch_lines([
         "*_ demo::baseline _*",
-        "baseline baselines/demo.json differs from this run (2 changes):",
+        "baseline baselines/demo.json differs from this run (2 changes; compared exactly: *):",
         "  tuned accuracy: 0.8 -> 0.7 (-0.1)",
         "  tuned macro_f1: * -> * (-*)",
         # This very invocation (pytester adds --basetemp) plus the flag.
@@ -51,7 +51,7 @@ def test_baseline_workflow_create_match_change_update_match(project):
     # 4. Accepting: the file is rewritten and the test passes.
     fourth = project.run("--ftevals-update-baseline")
     fourth.assert_outcomes(passed=2)
-    fourth.stdout.fnmatch_lines(["  baseline baselines/demo.json updated (2 changes):"])
+    fourth.stdout.fnmatch_lines(["  baseline baselines/demo.json updated (2 changes; compared exactly: *):"])
     stored = json.loads(baseline.read_text(encoding="utf-8"))
     assert stored["models"]["tuned"]["metrics"]["accuracy"]["value"] == pytest.approx(0.7)
     # Unchanged values keep their stored entries, so the git diff shows only the real change.
@@ -60,7 +60,7 @@ def test_baseline_workflow_create_match_change_update_match(project):
     # 5. Back to green.
     fifth = project.run()
     fifth.assert_outcomes(passed=2)
-    fifth.stdout.fnmatch_lines(["  baseline baselines/demo.json matches this run (4 values for 2 models)"])
+    fifth.stdout.fnmatch_lines(["  baseline baselines/demo.json matches this run (4 values for 2 models; compared exactly: *"])
     assert project.results()["suites"][0]["baseline"]["status"] == "matched"
 
 
@@ -87,7 +87,7 @@ def test_a_limit_that_keeps_the_whole_sample_still_compares(project):
     result = project.run("--ftevals-limit", "50")
 
     result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(["  baseline baselines/demo.json matches this run (4 values for 2 models)"])
+    result.stdout.fnmatch_lines(["  baseline baselines/demo.json matches this run (4 values for 2 models; compared exactly: *"])
 
 
 def test_baseline_folder_is_configurable(project):

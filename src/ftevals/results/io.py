@@ -23,6 +23,7 @@ from typing import Any
 from .. import __version__
 from ..errors import ResultsError
 from ..fsutil import atomic_write_text
+from ..hardware import hardware_class
 from .codec import RecordError, from_json, to_json
 from .records import SCHEMA, SCHEMA_VERSION, Results
 
@@ -80,6 +81,7 @@ def new_run_info(*, seed: int, backend: dict[str, Any], argv: list[str] | None =
         "backend": backend,
         "argv": list(argv if argv is not None else sys.argv),
         "timings": {},
+        "hardware": hardware_class(),
     }
 
 
