@@ -59,3 +59,18 @@ def test_the_default_sections_are_the_registered_ones(results: dict[str, Any]) -
     without = render_html(results, sections=[s for s in SECTIONS if s.name != "usage"])
     assert "Cost and speed" in render_html(results) and "Cost and speed" not in without
     assert "Errors by kind" in without and 'id="s0-exs"' in without
+
+
+def test_the_banner_fails_when_a_baseline_changed(results: dict[str, Any]) -> None:
+    # pytest fails the run on a changed baseline: the page must not read green beside it.
+    for other in results["suites"]:
+        for g in other["gates"]:
+            g["passed"], g["known_failure"] = True, None
+    suite = results["suites"][0]
+    suite["baseline"] = {"path": "suites/baselines/x.json", "status": "changed", "changes": [],
+                         "message": "baseline suites/baselines/x.json differs from this run (1 change; compared exactly)\n  a b: 1 -> 2"}
+    html = render_html(results)
+    assert '<div class="banner fail"><strong>1 baseline changed</strong>' in html
+    assert "baseline suites/baselines/x.json differs from this run (1 change; compared exactly)</li>" in html
+    suite["baseline"]["status"] = "matched"
+    assert '<div class="banner fail">' not in render_html(results)

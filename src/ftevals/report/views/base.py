@@ -152,6 +152,13 @@ class GateRef:
 
 
 @dataclass(frozen=True)
+class BaselineRef:
+    suite: str
+    anchor: str
+    message: str
+
+
+@dataclass(frozen=True)
 class Report:
     title: str
     run: RunInfo
@@ -162,6 +169,9 @@ class Report:
     price_notes: list[str] = field(default_factory=list)
     #: Gates that failed as documented in the suite's known_failures (expected failures).
     n_known: int = 0
+    #: Suites whose committed baseline differs from this run: a failed pytest test each, so the
+    #: banner must not read green while the run failed on them.
+    changed_baselines: list[BaselineRef] = field(default_factory=list)
 
 
-__all__ = ["Link", "NO_SCORE", "Report", "Section", "SectionView", "SuiteData", "SuiteView"]
+__all__ = ["BaselineRef", "Link", "NO_SCORE", "Report", "Section", "SectionView", "SuiteData", "SuiteView"]

@@ -12,7 +12,7 @@ from typing import Any
 
 from ...errors import ResultsError
 from ...results import GateOutcome, ModelInfo, Results, SuiteResult, from_data
-from .base import GateRef, Report, Section, SectionView, SuiteData, SuiteView
+from .base import BaselineRef, GateRef, Report, Section, SectionView, SuiteData, SuiteView
 from .classification import classification
 from .details import baseline, contamination, other_details
 from .dropped import dropped
@@ -68,6 +68,9 @@ def build_report(
         n_gates=sum(len(s.gates) for s in suites),
         price_notes=notes,
         n_known=sum(1 for s in suites for g in s.gates if not g.passed and g.known_failure),
+        changed_baselines=[BaselineRef(s.name, s.anchor, (s.baseline.message or "").splitlines()[0] if s.baseline.message
+                                       else f"baseline {s.baseline.path} changed")
+                           for s in suites if s.baseline is not None and s.baseline.status == "changed"],
     )
 
 
