@@ -1,0 +1,107 @@
+"""The flagship path, end to end, in CI: a real suite through the pytest plugin and the real vLLM CPU
+engine (the embedded base model and the committed banking77 LoRA adapter) to a results file, the
+HTML report and rater packets; re-scoring the saved outputs from disk gives the stored scores.
+
+Every other engine test stops short of this (parity on prompts, a server check, an engine killed
+mid-run): this one is what a user's `pytest suites/` does, on a handful of examples.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ftevals.packets import build_packets
+from ftevals.rescore import rescore
+from ftevals.results import load
+
+pytestmark = pytest.mark.vllm
+
+ROOT = Path(__file__).resolve().parents[2]
+N = 6
+
+SUITE = f"""\
+from ftevals import SamplingSpec, Suite
+
+banking77 = Suite(
+    name="banking77-e2e",
+    task="classification",
+    dataset={str(ROOT / "data/banking77/test.jsonl")!r},
+    labels={str(ROOT / "data/banking77/labels.json")!r},
+    limit={N},
+    models=["base", "banking77"],
+    sampling=SamplingSpec(max_tokens=16),
+    gates=["accuracy >= 0.0", "macro_f1 >= 0.0"],
+)
+"""
+
+INI = f"""\
+[pytest]
+ftevals_models =
+    base = default
+    banking77 = base+{ROOT / "adapters/banking77"}
+ftevals_backend = vllm
+ftevals_cache_dir = cache
+ftevals_results = out/results.json
+ftevals_report = out/report.html
+"""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, default_model) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    # A fresh interpreter, as a user runs it: the plugin loads from its entry point.
+    project = tmp_path_factory.mktemp("flagship")
+    (project / "pytest.ini").write_text(INI, encoding="utf-8")
+    (project / "test_banking77_e2e.py").write_text(SUITE, encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q"], cwd=project,
+                          capture_output=True, text=True, timeout=900)
+    return project, done
+
+
+def test_the_suite_runs_through_the_plugin_and_vllm(run) -> None:
+    project, done = run
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "3 passed" in done.stdout  # 2 gates x 1 adapter and the baseline (created)
+    results = load(project / "out/results.json")
+    suite = results.suites[0]
+    assert results.run.backend is not None and results.run.backend.name == "vllm"
+    assert list(suite.models) == ["base", "banking77"] and len(suite.examples) == N
+    assert all(set(ex.outputs) == {"base", "banking77"} for ex in suite.examples)
+    # The adapter was applied: its answers are not the base model's.
+    assert any(ex.outputs["base"].text != ex.outputs["banking77"].text for ex in suite.examples)
+    html = (project / "out/report.html").read_text(encoding="utf-8")
+    assert "banking77-e2e" in html and html.count("<script") == 1
+
+
+def test_rescoring_the_saved_outputs_gives_the_stored_scores(run) -> None:
+    project, _ = run
+    suite = load(project / "out/results.json").suites[0]
+    ids = [ex.id for ex in suite.examples]
+    for model in suite.models:
+        for name, scored in rescore(suite, model, ids).items():
+            stored = suite.score(model, name)
+            assert stored is not None and scored.value == pytest.approx(stored.value, abs=1e-12), (model, name)
+
+
+def test_packets_from_the_real_results(run, tmp_path: Path) -> None:
+    project, _ = run
+    manifest = build_packets(load(project / "out/results.json"), tmp_path / "packets", n_per_suite=N, raters=3,
+                             raters_per_item=2, seed=0)
+    assert len(manifest.raters) == 3 and manifest.parts[0].n_items > 0
+    sent = [p for files in manifest.rater_files.values() for p in files]
+    text = "".join(p.read_text(encoding="utf-8", errors="replace") for p in sent if p.suffix in {".html", ".csv", ".md"})
+    assert text and "banking77" not in text  # blinded: no model or suite name reaches a rater
+    assert json.loads(manifest.manifest_path.read_text())["packet_id"] == manifest.packet_id
+
+
+def test_the_example_suites_collect() -> None:
+    # `pytest suites/ --co`: every example suite imports, validates its gates and lists its tests.
+    done = subprocess.run([sys.executable, "-m", "pytest", "suites/", "--co", "-q", "-p", "no:cacheprovider"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "banking77::gate[banking77: accuracy > base significantly]" in done.stdout
+    assert "restaurant8k::baseline" in done.stdout
