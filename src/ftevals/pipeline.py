@@ -25,6 +25,7 @@ from .data import Dataset, Example, load_dataset
 from .errors import ConfigError
 from .gate import Gate, parse_gate
 from .generate import Plan, build_messages, choose_shots, run_generation
+from .integrity import check_integrity
 from .metrics import Metric, get_metric
 from .models import resolve_models, unverified_models
 from .results import ModelInfo, Results, RunInfo, new_run_info, utc_now
@@ -219,6 +220,9 @@ def execute(
                     plan.add(ps.name, resolved[model.name], ex, build_messages(ex, shots), ps.suite.sampling, backend)
         order = [m.name for m in prepared.model_specs()]
         outcome = run_generation(plan, backend, cache, chunk_size=config.chunk_size, progress=progress, model_order=order)
+        # Before anything is scored: an adapter the engine did not apply stops the run here.
+        integrity = (check_integrity(prepared.suites, plan, outcome, backend)
+                     if loads_local_weights(config.backend) else None)
         t_generated = time.monotonic()
         suites = tuple(score_suite(ps, plan, outcome, config) for ps in prepared.suites)
     finally:
@@ -245,6 +249,7 @@ def execute(
         run=RunInfo.from_dict(run),
         models={name: ModelInfo.from_dict(r.provenance()) for name, r in resolved.items()},
         suites=suites,
+        integrity=integrity or None,
     )
 
 

@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .numbers import num, p_clause, signed
-from .results import Comparison, GateOutcome, Results, ScoreSummary, SuiteResult, from_data
+from .results import Comparison, GateOutcome, IntegrityCheck, Results, ScoreSummary, SuiteResult, from_data
 
 Markup = dict[str, bool]
 Row = tuple[str, Markup]
@@ -40,7 +40,20 @@ def summary_rows(results: Results | Mapping[str, Any], notes: Mapping[str, str] 
     for suite in record.suites:
         rows += suite_rows(suite, note=(notes or {}).get(suite.name))
         rows.append(("", _PLAIN))
+    if record.integrity:
+        rows.append((integrity_line(record.integrity), _PLAIN))
     return rows
+
+
+def integrity_line(checks: Mapping[str, IntegrityCheck]) -> str:
+    """One line: each adapter was applied, and how that was seen (outputs, or the log-probability probe)."""
+    parts = []
+    for c in checks.values():
+        how = (f"{c.changed_outputs}/{c.n_prompts} outputs differ from {c.base}" if c.probe == "outputs"
+               else f"outputs equal {c.base}'s, first-token logprobs differ by up to {num(c.max_logprob_delta)}")
+        parts.append(f"{c.adapter} applied ({how})")
+    schedule = next(iter(checks.values())).schedule
+    return f"engine integrity: {'; '.join(parts)}; {schedule}"
 
 
 def summary_lines(results: Results | Mapping[str, Any], notes: Mapping[str, str] | None = None) -> list[str]:

@@ -105,3 +105,35 @@ def test_the_example_suites_collect() -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "banking77::gate[banking77: accuracy > base significantly]" in done.stdout
     assert "restaurant8k::baseline" in done.stdout
+
+
+def test_the_run_records_the_integrity_of_each_adapter(run) -> None:
+    project, done = run
+    check = load(project / "out/results.json").integrity["banking77"]  # type: ignore[index]
+    assert check.applied and check.base == "base" and check.n_prompts == N
+    assert "engine integrity: banking77 applied" in done.stdout
+
+
+def test_an_adapter_with_zero_lora_weights_stops_the_run(tmp_path: Path, default_model) -> None:
+    # The committed adapter with every lora_B zeroed: it loads, vLLM serves it, and it changes nothing.
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from ftevals.integrity import IntegrityError
+    from ftevals.pipeline import RunConfig, execute, prepare
+    from ftevals.specs import ModelSpec
+    from ftevals.suite import Suite
+
+    zeroed = tmp_path / "zeroed"
+    shutil.copytree(ROOT / "adapters/banking77", zeroed)
+    weights = load_file(str(zeroed / "adapter_model.safetensors"))
+    save_file({k: v * 0 if "lora_B" in k else v for k, v in weights.items()}, str(zeroed / "adapter_model.safetensors"))
+    (zeroed / "ftevals-adapter.json").unlink(missing_ok=True)  # its training record no longer describes it
+
+    models = {"base": ModelSpec("base"), "zeroed": ModelSpec("zeroed", adapter=str(zeroed))}
+    suite = Suite(name="b77-zero", task="classification", dataset=str(ROOT / "data/banking77/test.jsonl"),
+                  labels=str(ROOT / "data/banking77/labels.json"), models=("base", "zeroed"), limit=3)
+    config = RunConfig(models=models, backend="vllm", cache_dir=tmp_path / "cache", resamples=100)
+    with pytest.raises(IntegrityError, match=r"adapter 'zeroed' had no effect: .* first-token log-probabilities"):
+        execute(prepare([suite], config), progress=None)

@@ -74,3 +74,11 @@ def test_the_banner_fails_when_a_baseline_changed(results: dict[str, Any]) -> No
     assert "baseline suites/baselines/x.json differs from this run (1 change; compared exactly)</li>" in html
     suite["baseline"]["status"] = "matched"
     assert '<div class="banner fail">' not in render_html(results)
+
+
+def test_the_engine_integrity_line_is_shown(results: dict[str, Any]) -> None:
+    results["integrity"] = {"tuned": {"adapter": "tuned", "base": "base", "n_prompts": 20, "changed_outputs": 0,
+                                      "applied": True, "probe": "first-token-logprobs", "max_logprob_delta": 0.42}}
+    html = render_html(results)
+    assert ("engine integrity: tuned applied (outputs equal base&#39;s, first-token logprobs differ by up to "
+            "0.420); one model per engine call.") in html

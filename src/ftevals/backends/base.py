@@ -126,6 +126,11 @@ class Backend(Protocol):
         """Generate for all requests (any mix of models), in order. May batch internally."""
         ...
 
+    def first_token_logprobs(self, requests: Sequence[GenerationRequest]) -> list[dict[int, float]] | None:
+        """Greedy first-token log-probabilities (top token id -> logprob) per request, for the engine
+        integrity probe (integrity.py). Default None: the backend cannot report them."""
+        ...
+
     def close(self) -> None:
         """Release engines, processes, connections. Idempotent. Default: nothing to release."""
         ...
@@ -147,6 +152,9 @@ class BackendDefaults:
 
     def model_order(self, names: Sequence[str]) -> list[str]:
         return list(names)
+
+    def first_token_logprobs(self, requests: Sequence[GenerationRequest]) -> list[dict[int, float]] | None:
+        return None
 
     def close(self) -> None:
         return None

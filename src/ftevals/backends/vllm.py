@@ -187,14 +187,37 @@ class _Engine:
             raise BackendError(f"the vLLM engine for {self.base_path} failed to start: {type(exc).__name__}: {exc}") from exc
         self.start_seconds = time.monotonic() - started
 
+    def first_token_logprobs(self, requests: Sequence[GenerationRequest], token_ids: list[list[int]]) -> list[dict[int, float]]:
+        from vllm import SamplingParams
+
+        params = [SamplingParams(max_tokens=1, temperature=0.0, logprobs=5, seed=0) for _ in requests]
+        outputs = self._run(requests, token_ids, params)
+        return [{int(t): float(lp.logprob) for t, lp in (out.outputs[0].logprobs or [{}])[0].items()} for out in outputs]
+
     def generate(self, requests: Sequence[GenerationRequest], token_ids: list[list[int]]) -> list[Generation]:
         from vllm import SamplingParams
+
+        params = [_sampling_params(SamplingParams, r.sampling) for r in requests]
+        outputs = self._run(requests, token_ids, params)
+        result = []
+        for ids, out in zip(token_ids, outputs):
+            completion = out.outputs[0]
+            result.append(
+                Generation(
+                    text=completion.text,
+                    tokens_in=len(ids),
+                    tokens_out=len(completion.token_ids),
+                    finish_reason=str(completion.finish_reason or "stop"),
+                )
+            )
+        return result
+
+    def _run(self, requests: Sequence[GenerationRequest], token_ids: list[list[int]], params: list[Any]) -> list[Any]:
         from vllm.inputs import TokensPrompt
         from vllm.lora.request import LoRARequest
 
         self.start()
         prompts = [TokensPrompt(prompt_token_ids=ids) for ids in token_ids]
-        params = [_sampling_params(SamplingParams, r.sampling) for r in requests]
         loras = []
         for r in requests:
             if r.model.adapter is None or r.model.name not in self.adapters:
@@ -217,18 +240,7 @@ class _Engine:
             raise BackendError(
                 f"the vLLM engine for {self.base_path} failed during generation ({type(exc).__name__}: {exc})"
             ) from exc
-        result = []
-        for ids, out in zip(token_ids, outputs):
-            completion = out.outputs[0]
-            result.append(
-                Generation(
-                    text=completion.text,
-                    tokens_in=len(ids),
-                    tokens_out=len(completion.token_ids),
-                    finish_reason=str(completion.finish_reason or "stop"),
-                )
-            )
-        return result
+        return list(outputs)
 
     def close(self) -> None:
         if self.llm is None:
@@ -478,6 +490,19 @@ class VLLMBackend(BackendDefaults):
             for i, g in zip(idxs, outs):
                 results[i] = g
         return [g for g in results if g is not None]
+
+    def first_token_logprobs(self, requests: Sequence[GenerationRequest]) -> list[dict[int, float]] | None:
+        """Top-5 first-token log-probabilities, one model per engine call (as `generate`)."""
+        out: list[dict[int, float] | None] = [None] * len(requests)
+        by_model: dict[str, list[int]] = {}
+        for i, r in enumerate(requests):
+            by_model.setdefault(r.model.name, []).append(i)
+        for name, idxs in by_model.items():
+            batch = [requests[i] for i in idxs]
+            ids = [self.tokenizer(r.model).encode(r.prompt, add_special_tokens=False) for r in batch]
+            for i, probs in zip(idxs, self._engine_for(name).first_token_logprobs(batch, ids)):
+                out[i] = probs
+        return [p or {} for p in out]
 
     def _engine_for(self, name: str) -> _Engine:
         m = self.models[name]

@@ -328,6 +328,27 @@ class Usage(Record):
     latency_p99_s: float | None = None
 
 
+@dataclass(frozen=True)
+class IntegrityCheck(Record):
+    """Whether an adapter was really applied by the engine (integrity.py), checked before scoring.
+
+    `changed_outputs` of `n_prompts` greedy outputs differ from its base model's on the same
+    prompts; when none does, `probe` "first-token-logprobs" compares the two models' first-token
+    log-probabilities on a few of those prompts (`max_logprob_delta`). `schedule` says how base and
+    adapter requests were batched (the batch-invariance half of the check).
+    """
+
+    adapter: str
+    base: str
+    n_prompts: int
+    changed_outputs: int
+    applied: bool
+    probe: str = "outputs"
+    max_logprob_delta: float | None = omit_none()
+    schedule: str = "one model per engine call"
+    seconds: float = 0.0
+
+
 # ---------------------------------------------------------------------------------------------
 # Examples and outputs
 
@@ -451,8 +472,11 @@ class Results(Record):
     suites: tuple[SuiteResult, ...]
     schema: Literal["ftevals.results"] = SCHEMA
     schema_version: int = SCHEMA_VERSION
+    #: Adapter name -> the engine-integrity check of that adapter (absent for backends that serve
+    #: no local adapter: replay, openai).
+    integrity: Mapping[str, IntegrityCheck] | None = omit_none()
 
-    __json_keys__ = ("schema", "schema_version", "run", "models", "suites")
+    __json_keys__ = ("schema", "schema_version", "run", "models", "integrity", "suites")
 
     def suite(self, name: str) -> SuiteResult | None:
         return next((s for s in self.suites if s.name == name), None)
@@ -466,7 +490,7 @@ def undefined(x: float | None) -> bool:
 __all__ = [
     "BackendInfo", "BaselineChange", "BaselineRecord", "BaselineStatus", "Comparison", "Contamination",
     "ContaminationMatch", "DatasetInfo", "ExampleDelta", "ExampleResult", "FewShotInfo", "ForgettingModel",
-    "ForgettingResult", "GateOutcome", "GitInfo", "HumanRatings", "MetricInfo", "ModelInfo", "Output",
+    "ForgettingResult", "GateOutcome", "GitInfo", "HumanRatings", "IntegrityCheck", "MetricInfo", "ModelInfo", "Output",
     "PromptingResult", "Record", "Results", "RunInfo", "SCHEMA", "SCHEMA_VERSION", "ScoreSummary", "SuiteResult",
     "TestName", "Usage", "Verdict", "undefined",
 ]

@@ -172,6 +172,8 @@ class Report:
     #: Suites whose committed baseline differs from this run: a failed pytest test each, so the
     #: banner must not read green while the run failed on them.
     changed_baselines: list[BaselineRef] = field(default_factory=list)
+    #: The engine-integrity line (each adapter applied, and how that was seen); None: not checked.
+    integrity: str | None = None
 
 
 __all__ = ["BaselineRef", "Link", "NO_SCORE", "Report", "Section", "SectionView", "SuiteData", "SuiteView"]

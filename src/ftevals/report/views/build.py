@@ -12,6 +12,7 @@ from typing import Any
 
 from ...errors import ResultsError
 from ...results import GateOutcome, ModelInfo, Results, SuiteResult, from_data
+from ...summary import integrity_line
 from .base import BaselineRef, GateRef, Report, Section, SectionView, SuiteData, SuiteView
 from .classification import classification
 from .details import baseline, contamination, other_details
@@ -71,6 +72,7 @@ def build_report(
         changed_baselines=[BaselineRef(s.name, s.anchor, (s.baseline.message or "").splitlines()[0] if s.baseline.message
                                        else f"baseline {s.baseline.path} changed")
                            for s in suites if s.baseline is not None and s.baseline.status == "changed"],
+        integrity=integrity_line(record.integrity) if record.integrity else None,
     )
 
 

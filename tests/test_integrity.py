@@ -1,0 +1,108 @@
+"""Engine integrity: an adapter the engine did not apply stops the run before anything is scored."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from support.replayrun import DATASET, LABELS
+
+from ftevals.backends.base import BackendDefaults, Generation, GenerationRequest
+from ftevals.data import Message
+from ftevals.integrity import IntegrityError, check_integrity
+from ftevals.models import unverified_models
+from ftevals.pipeline import RunConfig, execute, prepare
+from ftevals.specs import ModelSpec
+from ftevals.suite import Suite
+from ftevals.summary import integrity_line
+
+MODELS = {"base": ModelSpec("base"), "tuned": ModelSpec("tuned", adapter="adapters/tuned")}
+
+
+class Scripted(BackendDefaults):
+    """A backend whose adapter answers like the base (or not), with scripted first-token logprobs."""
+
+    name = "scripted"
+
+    def __init__(self, *, adapter_differs: bool, logprob_shift: float | None) -> None:
+        self.adapter_differs, self.logprob_shift = adapter_differs, logprob_shift
+        self.probed: list[str] = []
+
+    def identity(self) -> dict[str, object]:
+        return {"backend": self.name, "differs": self.adapter_differs, "shift": self.logprob_shift}
+
+    def render(self, model: ModelSpec, messages: Sequence[Message]) -> str:
+        return messages[-1].content
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        return [Generation(text="card_arrival" if r.model.adapter is None or not self.adapter_differs else "lost_card",
+                           tokens_in=3, tokens_out=1) for r in requests]
+
+    def first_token_logprobs(self, requests: Sequence[GenerationRequest]) -> list[dict[int, float]] | None:
+        if self.logprob_shift is None:
+            return None
+        self.probed += [r.model.name for r in requests]
+        return [{7: -0.5 + (self.logprob_shift if r.model.adapter else 0.0), 9: -1.5} for r in requests]
+
+
+def run(backend: Scripted, tmp_path: Path):
+    suite = Suite(name="b77", task="classification", dataset=str(DATASET), labels=str(LABELS), models=("base", "tuned"),
+                  limit=6)
+    config = RunConfig(models=MODELS, backend="vllm", cache_dir=tmp_path / "cache", cache_mode="off", resamples=100)
+    prepared = prepare([suite], config)
+    from ftevals.generate import Plan, build_messages, run_generation
+
+    resolved = unverified_models(MODELS.values())
+    plan = Plan()
+    for ps in prepared.suites:
+        for m in ps.models:
+            for ex in ps.dataset.examples:
+                plan.add(ps.name, resolved[m.name], ex, build_messages(ex, []), ps.suite.sampling, backend)
+    from ftevals.cache import GenerationCache
+
+    outcome = run_generation(plan, backend, GenerationCache(tmp_path / "c", "off"), progress=None)
+    return check_integrity(prepared.suites, plan, outcome, backend)
+
+
+def test_an_adapter_that_changes_outputs_passes_for_free(tmp_path: Path) -> None:
+    backend = Scripted(adapter_differs=True, logprob_shift=None)
+    checks = run(backend, tmp_path)
+    assert checks["tuned"].applied and checks["tuned"].changed_outputs == 6 and checks["tuned"].probe == "outputs"
+    assert backend.probed == []  # no extra engine work when the outputs already tell
+    assert integrity_line(checks) == ("engine integrity: tuned applied (6/6 outputs differ from base); "
+                                      "one model per engine call")
+
+
+def test_identical_outputs_but_moved_logprobs_is_a_weak_adapter_not_an_error(tmp_path: Path) -> None:
+    checks = run(Scripted(adapter_differs=False, logprob_shift=0.3), tmp_path)
+    c = checks["tuned"]
+    assert c.applied and c.changed_outputs == 0 and c.probe == "first-token-logprobs"
+    assert c.max_logprob_delta == pytest.approx(0.3)
+
+
+def test_an_adapter_with_no_effect_stops_the_run_naming_it(tmp_path: Path) -> None:
+    with pytest.raises(IntegrityError) as err:
+        run(Scripted(adapter_differs=False, logprob_shift=0.0), tmp_path)
+    message = str(err.value)
+    assert "adapter 'tuned' had no effect" in message and "equal 'base''s on all 6 prompts" in message
+    assert "target modules match nothing" in message and "LoRA weights are zero" in message
+
+
+def test_a_backend_without_logprobs_cannot_excuse_identical_outputs(tmp_path: Path) -> None:
+    with pytest.raises(IntegrityError, match="cannot report log-probabilities"):
+        run(Scripted(adapter_differs=False, logprob_shift=None), tmp_path)
+
+
+def test_replay_runs_record_no_integrity(tmp_path: Path) -> None:
+    # Replayed outputs come from a file: there is no engine whose integrity could be checked.
+    from support.replayrun import MODELS as REPLAY_MODELS
+    from support.replayrun import write_predictions
+
+    preds = write_predictions(tmp_path / "p.jsonl")
+    suite = Suite(name="b77", task="classification", dataset=str(DATASET), labels=str(LABELS),
+                  models=tuple(REPLAY_MODELS), limit=5)
+    config = RunConfig(models=REPLAY_MODELS, backend="replay", backend_options={"path": str(preds)},
+                       cache_dir=tmp_path / "cache", resamples=100)
+    results = execute(prepare([suite], config))
+    assert results.integrity is None and "integrity" not in results.to_dict()
