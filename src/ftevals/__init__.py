@@ -33,6 +33,15 @@ _EXPORTS = {
     "execute": "ftevals.pipeline",
     "read_results": "ftevals.results",
     "write_results": "ftevals.results",
+    "load_results": "ftevals.results",
+    "save_results": "ftevals.results",
+    "Results": "ftevals.results",
+    "SuiteResult": "ftevals.results",
+    "Comparison": "ftevals.results",
+    "examples_frame": "ftevals.results.frames",
+    "metrics_frame": "ftevals.results.frames",
+    "merge_into_results": "ftevals.packets",
+    "IntegrityError": "ftevals.integrity",
     "render_html": "ftevals.report",
     "write_report": "ftevals.report",
     "build_packets": "ftevals.packets",
@@ -55,7 +64,8 @@ def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'ftevals' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
+    # `load_results`/`save_results` are the results package's `load`/`save` under unambiguous names.
+    value = getattr(import_module(module), {"load_results": "load", "save_results": "save"}.get(name, name))
     globals()[name] = value
     return value
 
@@ -76,6 +86,11 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .packets import build_packets, import_ratings
     from .pipeline import RunConfig, execute, prepare
     from .report import render_html, write_report
-    from .results import read_results, write_results
+    from .integrity import IntegrityError
+    from .packets import merge_into_results
+    from .results import Comparison, Results, SuiteResult, read_results, write_results
+    from .results import load as load_results
+    from .results import save as save_results
+    from .results.frames import examples_frame, metrics_frame
     from .specs import ModelSpec, SamplingSpec, parse_model_spec
     from .suite import FewShot, Suite

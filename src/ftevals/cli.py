@@ -76,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prices", help="JSON file: {model: {input_per_1k_tokens, output_per_1k_tokens}} for cost columns")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("export", help="a results file as a table: CSV, JSONL or Parquet (pandas underneath)")
+    p.add_argument("results", help="results.json written by a run")
+    p.add_argument("--out", required=True, help="output file")
+    p.add_argument("--format", choices=("csv", "jsonl", "parquet"), help="default: the --out suffix")
+    p.add_argument("--table", choices=("examples", "metrics"), default="examples",
+                   help="examples: one row per suite, example and model (default); metrics: per suite, model, metric")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("compare", help="compare two results files with per-example paired statistics",
                        description="Compare run B against run A (the reference) on the examples both evaluated: "
                                    "per-example flips, paired bootstrap CIs and McNemar's test, a verdict per metric.")
@@ -177,6 +185,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # compare
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .results import load
+    from .results.frames import export
+
+    path = export(load(args.results), args.out, table=args.table, fmt=args.format)
+    print(f"{args.table}: {path}")
+    return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
