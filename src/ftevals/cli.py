@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import FtevalsError
+from .errors import ConfigError, FtevalsError
 from .settings import RUN_FLAGS, option
 
 
@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     q = dsub.add_parser("validate", help="check dataset files; every bad row is reported as file:line")
     q.add_argument("files", nargs="+")
     q.add_argument("--labels", help="JSON list of allowed labels")
+    q.add_argument("--column", action="append", default=[], metavar="FIELD=COLUMN",
+                   help="CSV column mapping, repeatable, as a suite's columns= (e.g. prompt=text, reference=category)")
+    q.add_argument("--system-prompt", help="system prompt before every row's question, as a suite's system_prompt=")
     q.set_defaults(func=cmd_data_validate)
     q = dsub.add_parser("split", help="deterministic train/validation/test split (stable under reordering)")
     q.add_argument("file")
@@ -300,8 +303,14 @@ def cmd_data_validate(args: argparse.Namespace) -> int:
     from .data import find_duplicates, load_dataset
 
     labels = _read_json(args.labels) if args.labels else None
+    columns = {}
+    for item in args.column:
+        field, eq, column = item.partition("=")
+        if not eq or not field.strip() or not column.strip():
+            raise ConfigError(f"--column {item!r} is not FIELD=COLUMN (e.g. --column prompt=text)")
+        columns[field.strip()] = column.strip()
     for f in args.files:
-        ds = load_dataset(f, labels=labels)
+        ds = load_dataset(f, labels=labels, columns=columns or None, system_prompt=args.system_prompt)
         dupes = find_duplicates(ds)
         print(f"{f}: {len(ds)} examples, fingerprint {ds.fingerprint}" + (f", {len(dupes)} duplicate inputs" if dupes else ""))
         for a, b in dupes[:20]:

@@ -122,7 +122,7 @@ def check_candidates(suites: Sequence[Suite], config: RunConfig) -> None:
 
 def prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
     labels = suite.label_set()
-    full = load_dataset(suite.path(suite.dataset), labels=labels)
+    full = load_dataset(suite.path(suite.dataset), labels=labels, columns=suite.columns, system_prompt=suite.system_prompt)
     limit = min(x for x in (suite.limit, config.limit) if x is not None) if (suite.limit or config.limit) else None
     dataset = full.sample(limit, seed=suite.seed)
 
@@ -144,7 +144,7 @@ def prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
                 f"suite {suite.name!r}: the few-shot pool {pool_path} is the evaluation file; shots must come "
                 "from training data, never from the eval split"
             )
-        pool = load_dataset(pool_path, labels=labels)
+        pool = load_dataset(pool_path, labels=labels, columns=suite.columns, system_prompt=suite.system_prompt)
         shots = choose_shots(
             pool.examples,
             suite.fewshot.k,

@@ -101,6 +101,11 @@ class Suite:
     limit: int | None = None
     seed: int = 0
     labels: str | Sequence[str] | None = None
+    #: CSV column mapping {field: column} for prompt, reference, id and label, e.g.
+    #: {"prompt": "text", "reference": "category"} (data.py); applies to the few-shot pool too.
+    columns: Mapping[str, str] | None = None
+    #: A system prompt put before every row's question (CSV rows and prompt/reference JSONL rows).
+    system_prompt: str | None = None
     fewshot: FewShot | None = None
     #: Fine-tuning files to check for contamination against the eval set (exact + near duplicates).
     train_files: tuple[str, ...] = ()
