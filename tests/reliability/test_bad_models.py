@@ -68,13 +68,18 @@ CASES = [
                  r"{base} \(.*HuggingFaceTB/SmolLM2-135M-Instruct.*\); use the adapter with its own base model"),
     adapter_case("shapes-of-another-model", lambda f: lora_adapter(f, rank=16, in_features=1024),
                  r"adapter {adapter}: base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight has shape "
-                 r"\[16, 1024\], but on this base model it must be \[16, 576\]; the adapter was trained for a "
-                 r"different base model"),
+                 r"\[16, 1024\], but on this base model it must be \[16, 576\] \(module "
+                 r"model.layers.0.self_attn.q_proj: weight \[576, 576\], linear, stored \(out, in\)\); the adapter was "
+                 r"trained for a different base model"),
+    adapter_case("rank-other-than-config", lambda f: edit_config(lora_adapter(f, rank=16), r=8),
+                 r"adapter {adapter}: module 'model.layers.0.self_attn.q_proj' has rank 16 \(lora_A \[16, 576\]\) and "
+                 r"16 \(lora_B \[576, 16\]\), but adapter_config.json gives it rank 8 \(r or rank_pattern\); fix "
+                 r"'r'/'rank_pattern' or re-save the adapter"),
     adapter_case("unknown-target-module",
                  lambda f: edit_config(copy_adapter(f), target_modules=["q_proj", "v_proj", "qkv_fused", "c_attn"]),
                  r"{adapter}/adapter_config.json: target_modules names 'c_attn', 'qkv_fused', which a llama base "
-                 r"model does not have \(its LoRA-able modules: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
-                 r"down_proj\); fix target_modules or use the adapter with its own base model"),
+                 r"model does not have \(its LoRA-able modules: down_proj, embed_tokens, gate_proj, k_proj, o_proj, "
+                 r"q_proj, up_proj, v_proj\); fix target_modules or use the adapter with its own base model"),
     adapter_case("garbage-safetensors", garbage_weights,
                  r"{adapter}/adapter_model.safetensors is not a readable safetensors file \(header length is "
                  r"implausible\); re-save or re-train the adapter"),

@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from ..data import Message
-from ..errors import BackendError, ConfigError, MissingDependencyError, ModelSpecError
+from ..errors import BackendError, ConfigError, MissingDependencyError
 from ..models import ResolvedModel
 from ..offline import hub_offline
 from ..specs import ModelSpec, SamplingSpec
 from .base import BackendDefaults, Generation, GenerationRequest
+from .vllm_lora import check_architecture_serves_lora, check_lora_servable, lora_rank_limit
 from .templates import load_tokenizer, render_chat  # re-exported: older imports name them here
 
 STRATEGIES = ("multi-lora", "merged", "auto")
@@ -44,10 +45,6 @@ STRATEGIES = ("multi-lora", "merged", "auto")
 #: for. On GPUs the punica kernels cost far less. Override with the `lora_slowdown` setting.
 LORA_SLOWDOWN_CPU = 10.0
 LORA_SLOWDOWN_GPU = 1.3
-
-#: vLLM only accepts these LoRA ranks for max_lora_rank.
-_VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
-
 
 @dataclass(frozen=True)
 class VLLMSettings:
@@ -128,15 +125,6 @@ def resolve_dtype(settings: VLLMSettings) -> str:
     return "auto"
 
 
-def lora_rank_limit(ranks: Sequence[int]) -> int:
-    """Smallest rank vLLM accepts that covers every adapter."""
-    top = max(ranks) if ranks else 8
-    for r in _VLLM_LORA_RANKS:
-        if r >= top:
-            return r
-    raise ConfigError(f"adapter rank {top} is above vLLM's largest supported LoRA rank {_VLLM_LORA_RANKS[-1]}")
-
-
 class _Engine:
     """One vllm.LLM for one base model with a fixed set of adapters."""
 
@@ -180,6 +168,8 @@ class _Engine:
             ranks = [m.adapter.rank for m in self.adapters.values() if m.adapter]
             kwargs.update(enable_lora=True, max_loras=len(self.adapters), max_lora_rank=lora_rank_limit(ranks))
         kwargs.update(self.settings.engine_args)
+        if self.adapters:
+            check_architecture_serves_lora(self.base_path, list(self.adapters.values()))
         started = time.monotonic()
         try:
             self.llm = LLM(**kwargs)
@@ -384,16 +374,8 @@ class VLLMBackend(BackendDefaults):
 
     def _check_lora_ranks(self) -> None:
         """Refuse an adapter vLLM cannot serve as a LoRA now, before an engine starts (40 s on a CPU)."""
-        if self.settings.strategy == "merged":
-            return  # merged weights have no rank limit
-        top = _VLLM_LORA_RANKS[-1]
-        for m in self.models.values():
-            if m.adapter is not None and m.adapter.rank > top:
-                raise ModelSpecError(
-                    f"model {m.name!r}: adapter {m.adapter.path} has LoRA rank {m.adapter.rank}, above vLLM's "
-                    f"largest supported rank {top}; serve it merged (--ftevals-backend-option strategy=merged), "
-                    "use the hf backend, or retrain it with r <= 512"
-                )
+        if self.settings.strategy != "merged":  # merged weights have none of the LoRA path's limits
+            check_lora_servable(self.models.values())
 
     # -- identity and rendering ---------------------------------------------------------------
 

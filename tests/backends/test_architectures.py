@@ -1,0 +1,153 @@
+"""LoRA adapters on non-Llama architectures, through the real vLLM CPU engine and transformers+peft.
+
+For each architecture a tiny random model and a PEFT adapter on its natural target modules are
+built in the test (tests/support/tinymodels.py; nothing from a hub). ftevals must accept the
+adapter (its shapes are checked against the base's own weights), vLLM must serve it (one engine
+per architecture, base and adapter in it) with outputs that differ from the base's, and vLLM's
+greedy outputs must equal transformers+peft's up to near-ties (tests/support/parity.py).
+
+GPT-2 has no LoRA in vLLM 0.32: ftevals refuses it as a LoRA before the engine starts, with the
+way out it names (merged serving), and that way out is what runs here. So is an lm_head LoRA on
+Qwen2, whose vLLM class takes no LoRA on its embeddings.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.parity import ADAPTER_EFFECT_LOGIT_GAP, adapter_effect_gaps, assert_parity
+from support.tinymodels import ARCHS, Arch, build_adapter, build_model
+
+from ftevals.backends.base import GenerationRequest
+from ftevals.backends.vllm import VLLMBackend, VLLMSettings
+from ftevals.data import Message
+from ftevals.errors import ModelSpecError
+from ftevals.models import ResolvedModel, resolve_models
+from ftevals.specs import ModelSpec, SamplingSpec
+
+pytestmark = pytest.mark.vllm
+
+QUESTIONS = (
+    "Where is my card?",
+    "How do I reset my password?",
+    "What is the capital of France?",
+    "Write a haiku about rain.",
+    "Can I pay with a credit card?",
+    "Why was my transfer declined?",
+)
+MAX_TOKENS = 8
+MIN_IDENTICAL = 4
+#: Small engine: the tiny models need little memory, and the machine is shared.
+ENGINE = dict(max_model_len=512, cpu_kv_cache_gb=1)
+
+
+@dataclass
+class Run:
+    arch: Arch
+    models: dict[str, ResolvedModel]
+    requests: list[GenerationRequest]
+    vllm: dict[str, str]
+    hf: dict[str, str]
+    hf_backend: Any
+
+    def of(self, model: str) -> list[GenerationRequest]:
+        return [r for r in self.requests if r.model.name == model]
+
+
+def _build(arch: Arch, root: Path, tokenizer_dir: Path) -> dict[str, ResolvedModel]:
+    base = build_model(arch, tokenizer_dir, root / "base")
+    adapter = build_adapter(arch, base, root / "adapter")
+    return resolve_models([ModelSpec("base", base=str(base)),
+                           ModelSpec("tuned", base=str(base), adapter=str(adapter))], pull=False)
+
+
+def _requests(backend: Any, models: dict[str, ResolvedModel]) -> list[GenerationRequest]:
+    sampling = SamplingSpec(max_tokens=MAX_TOKENS)
+    out = []
+    for name in ("base", "tuned"):
+        spec = models[name].spec
+        for i, q in enumerate(QUESTIONS):
+            messages = (Message("user", q),)
+            out.append(GenerationRequest(f"{name}:{i}", spec, messages, backend.render(spec, messages), sampling, str(i)))
+    return out
+
+
+@pytest.fixture(scope="module", params=list(ARCHS), ids=list(ARCHS))
+def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, default_model) -> Iterator[Run]:
+    from ftevals.backends.hf import HFBackend
+
+    arch = ARCHS[request.param]
+    root = tmp_path_factory.mktemp(arch.name)
+    with pytest.MonkeyPatch.context() as mp:
+        # Merged copies and fingerprint memos of these throwaway models stay out of the user's cache.
+        mp.setenv("FTEVALS_CACHE_DIR", str(root / "cache"))
+        models = _build(arch, root, default_model.path)
+        settings = VLLMSettings(strategy="multi-lora" if arch.vllm_lora else "merged", **ENGINE)
+        vllm = VLLMBackend(models, settings)
+        try:
+            requests = _requests(vllm, models)
+            vllm_out = {r.key: g.text for r, g in zip(requests, vllm.generate(requests))}
+        finally:
+            vllm.close()
+        hf = HFBackend(models)
+        hf_out = {r.key: g.text for r, g in zip(requests, hf.generate(requests))}
+        yield Run(arch, models, requests, vllm_out, hf_out, hf)
+        hf.close()
+
+
+def test_adapter_is_accepted_with_its_natural_targets(run: Run) -> None:
+    adapter = run.models["tuned"].adapter
+    assert adapter is not None and adapter.target_modules == tuple(sorted(run.arch.targets))
+
+
+def test_adapter_changes_vllm_outputs(run: Run) -> None:
+    pairs = {i: (run.vllm[f"base:{i}"], run.vllm[f"tuned:{i}"]) for i in range(len(QUESTIONS))}
+    # An adapter vLLM ignored (or applied to the base requests too) would leave the pairs identical.
+    assert sum(b != t for b, t in pairs.values()) >= len(QUESTIONS) - 1, pairs
+
+
+def test_adapter_effect_is_far_above_implementation_noise(run: Run) -> None:
+    gaps = adapter_effect_gaps(run.hf, run.of("base"), [r.key for r in run.of("tuned")], run.hf_backend)
+    assert gaps and max(gaps) >= ADAPTER_EFFECT_LOGIT_GAP, gaps
+
+
+@pytest.mark.parametrize("model", ["base", "tuned"])
+def test_vllm_matches_transformers_peft(run: Run, model: str) -> None:
+    assert_parity(run.vllm, run.hf, run.of(model), run.hf_backend, min_identical=MIN_IDENTICAL)
+
+
+REFUSED = {
+    # vLLM 0.32 would spend its start-up and then fail ("GPT2LMHeadModel does not support LoRA yet").
+    "gpt2-any-lora": ("gpt2", None,
+                      r"model 'tuned': vLLM [\d.]+ has no LoRA support for GPT2LMHeadModel \(the base model .*/base\), "
+                      r"so it cannot serve the adapters of 'tuned' as LoRA; serve them merged \(--ftevals-backend-option "
+                      r"strategy=merged\) or use the hf backend"),
+    # vLLM's Qwen2 class has no LoRA on lm_head: it would fail when the adapter loads, mid-run.
+    "qwen2-lm-head-lora": ("qwen2", ("q_proj", "lm_head"),
+                           r"model 'tuned': adapter .*/adapter has a LoRA on 'lm_head', which vLLM [\d.]+ serves for "
+                           r"Qwen2ForCausalLM only on no embedding modules; serve it merged \(--ftevals-backend-option "
+                           r"strategy=merged\), use the hf backend, or retrain it without LoRA on the embeddings"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_what_vllm_lora_cannot_serve_is_refused_before_the_engine_starts(case: str, tmp_path: Path, default_model,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    arch_name, targets, message = REFUSED[case]
+    monkeypatch.setenv("FTEVALS_CACHE_DIR", str(tmp_path / "cache"))
+    arch = ARCHS[arch_name]
+    base = build_model(arch, default_model.path, tmp_path / "base")
+    adapter = build_adapter(arch, base, tmp_path / "adapter", targets=targets)
+    models = resolve_models([ModelSpec("base", base=str(base)),
+                             ModelSpec("tuned", base=str(base), adapter=str(adapter))], pull=False)
+    backend = VLLMBackend(models, VLLMSettings(**ENGINE))
+    requests = [r for r in _requests(backend, models) if r.model.name == "tuned"][:1]
+    with pytest.raises(ModelSpecError) as info:
+        backend.generate(requests)
+    assert re.fullmatch(message, str(info.value)), str(info.value)
+    assert all(e.llm is None for e in backend._engines.values())
