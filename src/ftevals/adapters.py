@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ModelSpecError
+from .hubcache import looks_like_repo_id, resolve_repo_id
 
 if TYPE_CHECKING:  # models.py imports this module; the type is only needed for annotations
     from .models import ModelFolder
@@ -143,6 +144,8 @@ def inspect_adapter(path: str | Path, base: ModelFolder | None = None) -> Adapte
     from .models import folder_fingerprint
 
     folder = Path(path).expanduser()
+    if not folder.is_dir() and looks_like_repo_id(str(path)):
+        folder = resolve_repo_id(str(path))  # an adapter repository in the local Hugging Face cache
     if not folder.is_dir():
         raise ModelSpecError(f"adapter folder {folder} does not exist; check the path in the model spec")
     cfg_path = folder / "adapter_config.json"

@@ -126,8 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--adapters", default="adapters", help="folder of adapters (default: adapters)")
     q.set_defaults(func=cmd_models_list)
     q = msub.add_parser("inspect", help="validate an adapter folder against a base model")
-    q.add_argument("adapter")
-    q.add_argument("--base", default="default", help="base model folder (default: the embedded model)")
+    q.add_argument("adapter", help="adapter folder, or ORG/NAME[@REVISION] in the local Hugging Face cache")
+    q.add_argument("--base", default="default",
+                   help="base model folder or ORG/NAME[@REVISION] in the local Hugging Face cache (default: the embedded model)")
     q.set_defaults(func=cmd_models_inspect)
 
     p = sub.add_parser("data", help="validate, split and check datasets")

@@ -29,6 +29,7 @@ from typing import Any
 from .adapters import AdapterInfo, inspect_adapter, read_safetensors_shapes
 from .errors import MissingDependencyError, ModelSpecError
 from .fsutil import atomic_write_text, sha256_file
+from .hubcache import looks_like_repo_id, resolve_repo_id
 from .specs import DEFAULT_BASE
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct"
@@ -189,7 +190,8 @@ def _write_manifest(folder: Path, *, source: Path) -> None:
 
 
 def resolve_base(base: str, *, pull: bool = True, chat: bool = False) -> ModelFolder:
-    """Turn a base-model spec (the alias "default" or a folder) into a folder and a fingerprint.
+    """Turn a base-model spec (the alias "default", a folder, or a Hugging Face id already in the
+    local hub cache, `org/name[@revision]`) into a folder and a fingerprint.
 
     `chat`: the folder must carry a chat template; checked before the weights are hashed, so that a
     large folder that cannot be used is refused at once.
@@ -203,6 +205,8 @@ def resolve_base(base: str, *, pull: bool = True, chat: bool = False) -> ModelFo
             raise ModelSpecError("the default model is not converted yet; run: ftevals models pull-default")
         return ModelFolder(folder, manifest["fingerprint"])
     folder = Path(base).expanduser()
+    if not folder.is_dir() and looks_like_repo_id(base):
+        folder = resolve_repo_id(base)  # `org/name[@revision]` from the local Hugging Face cache
     if not folder.is_dir():
         raise ModelSpecError(
             f"base model folder {folder} does not exist; give a local model folder (hub downloads are off) "

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
+from .hubcache import looks_like_repo_id
 from .specs import DEFAULT_BASE, ModelSpec, parse_model_spec
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -347,6 +348,9 @@ def _anchor_paths(spec: ModelSpec, folder: Path) -> ModelSpec:
 
     def anchor(p: str | None) -> str | None:
         if p is None or p == DEFAULT_BASE:
+            return p
+        # `org/name` that is no folder here is a Hugging Face id (resolved from the local hub cache).
+        if looks_like_repo_id(p) and not _anchor(folder, p).exists():
             return p
         return str(_anchor(folder, p))
 

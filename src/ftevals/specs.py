@@ -64,8 +64,10 @@ def parse_model_spec(name: str, text: str) -> ModelSpec:
     """
     raw = text.strip()
     fewshot = 0
-    if "@" in raw:
-        raw, _, opts = raw.partition("@")
+    head, at, opts = raw.rpartition("@")
+    # `@KEY=VALUE` is an option; a bare `@REVISION` belongs to a Hugging Face id (`org/name@v1`).
+    if at and "=" in opts:
+        raw = head
         key, _, value = opts.partition("=")
         if key.strip() != "fewshot" or not value.strip().isdigit():
             raise ConfigError(

@@ -65,6 +65,10 @@ def test_options_win_over_ini_and_paths_follow_where_they_were_written(folders):
 
 def test_model_table_from_ini_then_options_later_entries_winning(folders):
     ini_dir, cwd = folders
+    # Relative folders that exist are anchored where they were written; `org/name` that is no
+    # folder there stays a Hugging Face id (resolved from the local hub cache, test_hub_cache.py).
+    (cwd / "adapters" / "v2").mkdir(parents=True)
+    (ini_dir / "models" / "x").mkdir(parents=True)
     s = settings(
         folders,
         options={"--ftevals-model": ["tuned=base+adapters/v2", "big=/models/llama@fewshot=5"]},
@@ -77,6 +81,8 @@ def test_model_table_from_ini_then_options_later_entries_winning(folders):
         "other": ModelSpec("other", str(ini_dir / "models/x"), str(ini_dir / "ad")),
         "big": ModelSpec("big", "/models/llama", None, 5),
     }
+    ids = settings(folders, options={"--ftevals-model": ["hub=meta-llama/Llama-3.1-8B-Instruct+acme/lora@v1"]})
+    assert ids.models["hub"] == ModelSpec("hub", "meta-llama/Llama-3.1-8B-Instruct", "acme/lora@v1")
 
 
 def test_backend_options_are_json_or_strings_and_path_is_anchored(folders):
