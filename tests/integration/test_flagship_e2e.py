@@ -137,3 +137,11 @@ def test_an_adapter_with_zero_lora_weights_stops_the_run(tmp_path: Path, default
     config = RunConfig(models=models, backend="vllm", cache_dir=tmp_path / "cache", resamples=100)
     with pytest.raises(IntegrityError, match=r"adapter 'zeroed' had no effect: .* first-token log-probabilities"):
         execute(prepare([suite], config), progress=None)
+
+
+def test_the_terminal_shows_no_engine_log_lines(run) -> None:
+    # vLLM's own warnings (one per engine start, from every engine process) go to a log file.
+    _, done = run
+    out = done.stdout + done.stderr
+    assert "vLLM's own log lines go to" in out
+    assert "(EngineCore" not in out and "[input_processor.py" not in out and "WARNING 1" not in out, out[-3000:]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import signal
 import threading
 import time
@@ -28,6 +29,7 @@ from typing import Any
 
 from ..data import Message
 from ..errors import BackendError, ConfigError, MissingDependencyError
+from ..fsutil import atomic_write_text
 from ..models import ResolvedModel
 from ..offline import hub_offline
 from ..specs import ModelSpec, SamplingSpec
@@ -104,12 +106,38 @@ def configure_cpu_environment(settings: VLLMSettings) -> None:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.cpu_kv_cache_gb))
 
 
-def quiet_engine_logs() -> None:
-    """vLLM logs every engine step at INFO into the pytest terminal; keep warnings and errors only.
+#: Whether this process has said where vLLM's log lines go (once is enough).
+_told_log = [False]
 
-    A default, not an override: set VLLM_LOGGING_LEVEL=INFO to see the engine's own progress.
+
+def route_engine_logs() -> Path | None:
+    """vLLM's log lines, from every engine process, go to a file instead of the user's terminal.
+
+    The terminal is ftevals' (progress, summary, errors); vLLM warns at every engine start about
+    things a user cannot act on. vLLM reads VLLM_LOGGING_CONFIG_PATH in each process it starts, so
+    one logging config file routes them all. A user who set VLLM_LOGGING_LEVEL or
+    VLLM_LOGGING_CONFIG_PATH (or turned vLLM's logging off) keeps their choice. Returns the log
+    file, or None when the user's settings apply.
     """
-    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    if {"VLLM_LOGGING_CONFIG_PATH", "VLLM_LOGGING_LEVEL"} & set(os.environ) or os.environ.get("VLLM_CONFIGURE_LOGGING") == "0":
+        return None
+    from ..models import cache_dir
+
+    folder = cache_dir() / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    log = folder / "vllm.log"
+    config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"}},
+        "handlers": {"file": {"class": "logging.FileHandler", "filename": str(log), "formatter": "plain",
+                              "level": "INFO", "encoding": "utf-8"}},
+        "loggers": {"vllm": {"handlers": ["file"], "level": "INFO", "propagate": False}},
+    }
+    path = folder / "vllm-logging.json"
+    atomic_write_text(path, json.dumps(config, indent=1) + "\n")
+    os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(path)
+    return log
 
 
 def resolve_eager(settings: VLLMSettings) -> bool:
@@ -142,7 +170,10 @@ class _Engine:
         cpu = is_cpu_platform()
         if cpu:
             configure_cpu_environment(self.settings)
-        quiet_engine_logs()
+        log = route_engine_logs()
+        if log is not None and not _told_log[0]:
+            _told_log[0] = True
+            print(f"ftevals: vLLM's own log lines go to {log} (set VLLM_LOGGING_LEVEL to see them here)", file=sys.stderr)
         hub_offline()
         try:
             from vllm import LLM
