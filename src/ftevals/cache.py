@@ -13,9 +13,8 @@ fast an answer arrives, not what it is.
 
 Storage is one SQLite file in WAL mode: each batch of entries is committed in one transaction, so a
 killed process leaves every finished batch intact and never a torn entry; concurrent readers and
-writers are serialised by SQLite's own locking. A separate file lock (`generation_lock`) lets two
-runs that share a cache take turns at generating, so the second finds the first's work instead of
-redoing it.
+writers are serialised by SQLite's own locking. Runs that share a cache claim chunks of requests
+(`claims`, claims.py): each chunk is generated once, and two runs progress side by side.
 """
 
 from __future__ import annotations
@@ -28,6 +27,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
+
+from .claims import Claims
 
 from .backends.base import Generation
 from .errors import CacheError
@@ -158,20 +159,16 @@ class GenerationCache:
         except sqlite3.DatabaseError as exc:
             raise self._error("cannot read", exc) from None
 
-    @contextmanager
-    def generation_lock(self, name: str = "generate") -> Iterator[None]:
-        """Held while generating cache misses, so two runs sharing a cache do not duplicate work."""
+    def claims(self) -> Claims | None:
+        """Per-chunk claims, so that runs sharing this cache generate each chunk once and side by
+        side (claims.py); None with the cache off (nothing is shared)."""
         if self.mode == "off":
-            yield
-            return
-        from filelock import FileLock
-
+            return None
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise self._error("cannot create", exc) from None
-        with FileLock(str(self.folder / f"{name}.lock")):
-            yield
+        return Claims(self.folder / "claims")
 
     def close(self) -> None:
         if self._conn is not None:

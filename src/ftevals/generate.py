@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -145,8 +146,35 @@ def run_generation(
     chunk_size: int = 128,
     progress: ProgressFn | None = _stderr,
     model_order: Sequence[str] = (),
+    exclusive_group: str | None = None,
 ) -> GenerationOutcome:
-    """Fill every planned request from the cache or the backend; commit each chunk as it finishes."""
+    """Fill every planned request from the cache or the backend; commit each chunk as it finishes.
+
+    Runs sharing the cache claim chunks (claims.py); runs of one `exclusive_group` also take turns.
+    """
+    with _group_turn(cache, exclusive_group):
+        return _run_generation(plan, backend, cache, chunk_size=chunk_size, progress=progress, model_order=model_order)
+
+
+@contextmanager
+def _group_turn(cache: GenerationCache, group: str | None) -> Iterator[None]:
+    claims = cache.claims() if group else None
+    if claims is None:
+        yield
+        return
+    with claims.group(group):  # type: ignore[arg-type]
+        yield
+
+
+def _run_generation(
+    plan: Plan,
+    backend: Backend,
+    cache: GenerationCache,
+    *,
+    chunk_size: int,
+    progress: ProgressFn | None,
+    model_order: Sequence[str],
+) -> GenerationOutcome:
     started = time.monotonic()
     say = progress or (lambda _m: None)
     keys = list(plan.requests)
@@ -157,46 +185,61 @@ def run_generation(
     generated = 0
     missing = [k for k in keys if k not in found]
     if missing:
-        # Take turns with other runs that share this cache, then look again: what they generated
-        # while we waited is not redone.
-        with cache.generation_lock():
-            found.update(cache.get_many(missing))
-            cached_keys |= set(found)
-            missing = [k for k in keys if k not in found]
-            # Backends that choose how to serve each model (vLLM's "auto" strategy) see the
-            # whole workload first.
-            backend.prepare([plan.requests[k] for k in missing])
-            names = list(dict.fromkeys(list(model_order) + [plan.requests[k].model.name for k in missing]))
-            names = list(backend.model_order(names))
-            order = {name: i for i, name in enumerate(names)}
-            missing.sort(key=lambda k: (order.get(plan.requests[k].model.name, len(order)), plan.requests[k].model.name, k))
-            chunks = list(_chunks_by_model(missing, plan, chunk_size))
-            total = len(missing)
-            done = 0
-            if chunks:
-                say(f"ftevals: {len(cached_keys)} generations from the cache, {total} to generate with {backend.name}")
-            for model_name, chunk in chunks:
-                t0 = time.monotonic()
+        # Backends that choose how to serve each model (vLLM's "auto" strategy) see the whole
+        # workload first.
+        backend.prepare([plan.requests[k] for k in missing])
+        names = list(dict.fromkeys(list(model_order) + [plan.requests[k].model.name for k in missing]))
+        names = list(backend.model_order(names))
+        order = {name: i for i, name in enumerate(names)}
+        missing.sort(key=lambda k: (order.get(plan.requests[k].model.name, len(order)), plan.requests[k].model.name, k))
+        pending = list(_chunks_by_model(missing, plan, chunk_size))
+        total, done = len(missing), 0
+        say(f"ftevals: {len(cached_keys)} generations from the cache, {total} to generate with {backend.name}")
+        claims = cache.claims()
+        while pending:
+            progressed = False
+            for item in list(pending):
+                model_name, chunk = item
+                claim = claims.try_claim(chunk) if claims is not None else None
+                if claims is not None and claim is None:
+                    continue  # another run is generating this chunk right now; come back to it
+                pending.remove(item)
+                progressed = True
                 try:
-                    outs = backend.generate([plan.requests[k] for k in chunk])
-                except BackendError as exc:
-                    told = _keep_finished(exc, chunk, model_name, cache, earlier=generated)
-                    if told is exc:
-                        raise
-                    raise told from exc
-                calls += 1
-                elapsed = time.monotonic() - t0
-                if len(outs) != len(chunk):
-                    raise BackendError(f"backend {backend.name} returned {len(outs)} generations for {len(chunk)} requests")
-                cache.put_many({k: (model_name, g) for k, g in zip(chunk, outs)})
-                for k, g in zip(chunk, outs):
-                    found[k] = g
-                u = usage.setdefault(model_name, ModelUsage())
-                u.wall_s += elapsed
-                u.latencies += [g.latency_s for g in outs if g.latency_s is not None]
-                done += len(chunk)
-                generated += len(chunk)
-                say(f"ftevals: [{done}/{total}] {model_name}: {len(chunk)} generated in {elapsed:.1f} s")
+                    # What another run finished while we worked on other chunks is not redone.
+                    landed = cache.get_many(chunk) if claims is not None else {}
+                    found.update(landed)
+                    cached_keys |= set(landed)
+                    todo = [k for k in chunk if k not in landed]
+                    if todo:
+                        t0 = time.monotonic()
+                        try:
+                            outs = backend.generate([plan.requests[k] for k in todo])
+                        except BackendError as exc:
+                            told = _keep_finished(exc, todo, model_name, cache, earlier=generated)
+                            if told is exc:
+                                raise
+                            raise told from exc
+                        calls += 1
+                        elapsed = time.monotonic() - t0
+                        if len(outs) != len(todo):
+                            raise BackendError(f"backend {backend.name} returned {len(outs)} generations for {len(todo)} requests")
+                        cache.put_many({k: (model_name, g) for k, g in zip(todo, outs)})
+                        found.update(zip(todo, outs))
+                        u = usage.setdefault(model_name, ModelUsage())
+                        u.wall_s += elapsed
+                        u.latencies += [g.latency_s for g in outs if g.latency_s is not None]
+                        generated += len(todo)
+                    done += len(chunk)
+                    what = f"{len(todo)} generated in {elapsed:.1f} s" if todo else "from another run"
+                    say(f"ftevals: [{done}/{total}] {model_name}: {what}")
+                finally:
+                    if claim is not None:
+                        claim.release()
+            if pending and not progressed:
+                # Every chunk left is being generated by another run: wait for one, then look again.
+                assert claims is not None
+                claims.wait(pending[0][1], say)
     for key, req in plan.requests.items():
         g = found[key]
         u = usage.setdefault(req.model.name, ModelUsage())

@@ -49,6 +49,9 @@ class RunConfig:
     alpha: float = 0.05
     #: Models that join every suite whose reference shares their base (`suite.suite_model_names`).
     candidates: tuple[str, ...] = ()
+    #: Runs that name the same group generate one at a time (the xdist workers of one session: one
+    #: engine in memory, not one per worker); other runs sharing the cache claim chunks side by side.
+    exclusive_group: str | None = None
     chunk_size: int = 128
 
 
@@ -219,7 +222,8 @@ def execute(
                 for ex in ps.dataset.examples:
                     plan.add(ps.name, resolved[model.name], ex, build_messages(ex, shots), ps.suite.sampling, backend)
         order = [m.name for m in prepared.model_specs()]
-        outcome = run_generation(plan, backend, cache, chunk_size=config.chunk_size, progress=progress, model_order=order)
+        outcome = run_generation(plan, backend, cache, chunk_size=config.chunk_size, progress=progress, model_order=order,
+                                 exclusive_group=config.exclusive_group)
         # Before anything is scored: an adapter the engine did not apply stops the run here.
         integrity = (check_integrity(prepared.suites, plan, outcome, backend)
                      if loads_local_weights(config.backend) else None)

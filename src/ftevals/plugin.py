@@ -27,6 +27,7 @@ usage errors to the controller through `workeroutput`; the controller alone writ
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -216,6 +217,10 @@ class FtevalsSession:
                 settings = read_settings(_values(self.config))
             except FtevalsError as exc:
                 raise pytest.UsageError(f"ftevals: {exc}") from None
+            if self.is_worker:
+                # The workers of one xdist session take turns at generating: one engine in memory.
+                run_id = self.config.workerinput.get("testrunuid")  # type: ignore[attr-defined]
+                settings = replace(settings, exclusive_group=f"xdist-{run_id}")
             self._evaluation = Evaluation(settings, self.config.invocation_params.args)
         return self._evaluation
 

@@ -198,13 +198,16 @@ class Settings:
     #: None: exact on the same dtype and hardware, within the run's CI otherwise.
     baseline_use_ci: bool | None = None
     alpha: float = 0.05
+    #: The xdist run id under xdist: its workers generate one at a time (one engine, not one each).
+    exclusive_group: str | None = None
 
     def run_config(self) -> Any:
         from .pipeline import RunConfig  # lazily: the pipeline imports numpy
 
         return RunConfig(models=self.models, backend=self.backend, backend_options=self.backend_options,
                          cache_dir=self.cache_dir, cache_mode=self.cache_mode, seed=self.seed,
-                         limit=self.limit, resamples=self.resamples, candidates=self.candidates, alpha=self.alpha)
+                         limit=self.limit, resamples=self.resamples, candidates=self.candidates, alpha=self.alpha,
+                         exclusive_group=self.exclusive_group)
 
 
 def read_settings(values: Values) -> Settings:

@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 from replay_runs import DATASET, LABELS, write_predictions
 
-# In-process pytester runs restore sys.modules afterwards: what the plugin imports lazily (numpy,
-# scipy, jinja2 through these) must already be loaded here, or the next run imports numpy twice.
-import ftevals.backends.replay
-import ftevals.baseline
-import ftevals.pipeline
-import ftevals.summary  # noqa: F401
+from support.miniproject import preload
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _import_before_pytester() -> None:
+    """In-process pytester runs restore sys.modules afterwards: load (and register) what the plugin
+    imports lazily first, or a later run imports numpy twice or registers the metrics again."""
+    preload()
 
 N = 12
 SUITE = f"""

@@ -54,10 +54,11 @@ def test_two_runs_at_once_generate_each_request_once(tmp_path: Path) -> None:
 
     results = [json.loads((tmp_path / f"run{i}.json").read_text()) for i in range(2)]
     timings = [r["run"]["timings"] for r in results]
-    # One process generated everything; the other generated nothing and read all of it from the cache.
-    assert sorted(t["generated"] for t in timings) == [0, TOTAL], timings
-    assert sorted(t["backend_calls"] for t in timings) == [0, TOTAL // CHUNK], timings
-    assert sorted(t["cached"] for t in timings) == [0, TOTAL], timings
+    # Chunks are claimed one by one: the two runs shared the work (neither waited for the other to
+    # finish), every request was generated exactly once, and each run read the other's part.
+    assert sum(t["generated"] for t in timings) == TOTAL and all(t["generated"] > 0 for t in timings), timings
+    assert sum(t["backend_calls"] for t in timings) == TOTAL // CHUNK, timings
+    assert all(t["generated"] + t["cached"] == TOTAL for t in timings), timings
     with closing(sqlite3.connect(cache_dir / "generations.sqlite")) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM generations").fetchone() == (TOTAL, TOTAL)
@@ -102,8 +103,8 @@ def test_two_pytest_processes_share_one_cache_folder(pytester: pytest.Pytester, 
 
     results = [json.loads((d / "out" / "results.json").read_text()) for d in dirs]
     timings = [r["run"]["timings"] for r in results]
-    assert sorted(t["generated"] for t in timings) == [0, 40], timings
-    assert sorted(t["cached"] for t in timings) == [0, 40], timings
+    assert sum(t["generated"] for t in timings) == 40, timings
+    assert all(t["generated"] + t["cached"] == 40 for t in timings), timings
     with closing(sqlite3.connect(shared / "generations.sqlite")) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT key) FROM generations").fetchone() == (40, 40)
