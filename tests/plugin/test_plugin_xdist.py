@@ -66,7 +66,9 @@ OTHER_SUITE = (
 )
 
 
-def test_xdist_run_equals_serial_run_generates_once_and_only_the_controller_writes(project):
+def test_xdist_run_equals_serial_run_generates_once_and_only_the_controller_writes(project, monkeypatch):
+    # When this test itself runs under xdist, its worker id must not leak into the inner controller.
+    monkeypatch.delenv("PYTEST_XDIST_WORKER", raising=False)
     project.pytester.makepyfile(test_other=OTHER_SUITE)
     serial = project.run()
     serial.assert_outcomes(passed=4)
