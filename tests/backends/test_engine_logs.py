@@ -34,3 +34,10 @@ def test_the_users_own_choice_wins(tmp_path) -> None:
     base = {"PATH": "/usr/bin:/bin", "FTEVALS_CACHE_DIR": str(tmp_path), "HOME": str(tmp_path)}
     assert run({**base, "VLLM_LOGGING_LEVEL": "INFO"}) == {"log": None, "config": None}
     assert run({**base, "VLLM_LOGGING_CONFIG_PATH": "/etc/mine.json"}) == {"log": None, "config": "/etc/mine.json"}
+
+
+def test_a_run_started_by_an_ftevals_run_keeps_routing(tmp_path) -> None:
+    # A child process inherits ftevals' own config path: that is not the user's choice.
+    base = {"PATH": "/usr/bin:/bin", "FTEVALS_CACHE_DIR": str(tmp_path), "HOME": str(tmp_path)}
+    first = run(base)
+    assert run({**base, "VLLM_LOGGING_CONFIG_PATH": str(first["config"])}) == first

@@ -119,13 +119,15 @@ def route_engine_logs() -> Path | None:
     VLLM_LOGGING_CONFIG_PATH (or turned vLLM's logging off) keeps their choice. Returns the log
     file, or None when the user's settings apply.
     """
-    if {"VLLM_LOGGING_CONFIG_PATH", "VLLM_LOGGING_LEVEL"} & set(os.environ) or os.environ.get("VLLM_CONFIGURE_LOGGING") == "0":
-        return None
     from ..models import cache_dir
 
     folder = cache_dir() / "logs"
+    log, path = folder / "vllm.log", folder / "vllm-logging.json"
+    if os.environ.get("VLLM_LOGGING_CONFIG_PATH") == str(path):
+        return log  # ours, set by this process or inherited from the ftevals run that started it
+    if {"VLLM_LOGGING_CONFIG_PATH", "VLLM_LOGGING_LEVEL"} & set(os.environ) or os.environ.get("VLLM_CONFIGURE_LOGGING") == "0":
+        return None
     folder.mkdir(parents=True, exist_ok=True)
-    log = folder / "vllm.log"
     config = {
         "version": 1,
         "disable_existing_loggers": False,
@@ -134,7 +136,6 @@ def route_engine_logs() -> Path | None:
                               "level": "INFO", "encoding": "utf-8"}},
         "loggers": {"vllm": {"handlers": ["file"], "level": "INFO", "propagate": False}},
     }
-    path = folder / "vllm-logging.json"
     atomic_write_text(path, json.dumps(config, indent=1) + "\n")
     os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(path)
     return log
