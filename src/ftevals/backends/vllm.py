@@ -110,15 +110,16 @@ def configure_cpu_environment(settings: VLLMSettings) -> None:
 _told_log = [False]
 
 
-def route_engine_logs() -> Path | None:
-    """vLLM's log lines, from every engine process, go to a file instead of the user's terminal.
+def _route_logs_once() -> None:
+    log = route_engine_logs()
+    if log is not None and not _told_log[0]:
+        _told_log[0] = True
+        print(f"ftevals: vLLM's own log lines go to {log} (set VLLM_LOGGING_LEVEL to see them here)", file=sys.stderr)
 
-    The terminal is ftevals' (progress, summary, errors); vLLM warns at every engine start about
-    things a user cannot act on. vLLM reads VLLM_LOGGING_CONFIG_PATH in each process it starts, so
-    one logging config file routes them all. A user who set VLLM_LOGGING_LEVEL or
-    VLLM_LOGGING_CONFIG_PATH (or turned vLLM's logging off) keeps their choice. Returns the log
-    file, or None when the user's settings apply.
-    """
+
+def route_engine_logs() -> Path | None:
+    """vLLM's log lines, from every engine process (each reads VLLM_LOGGING_CONFIG_PATH), go to a
+    file: the terminal is ftevals'. A user's own VLLM_LOGGING_* choice wins (returns None)."""
     from ..models import cache_dir
 
     folder = cache_dir() / "logs"
@@ -171,10 +172,7 @@ class _Engine:
         cpu = is_cpu_platform()
         if cpu:
             configure_cpu_environment(self.settings)
-        log = route_engine_logs()
-        if log is not None and not _told_log[0]:
-            _told_log[0] = True
-            print(f"ftevals: vLLM's own log lines go to {log} (set VLLM_LOGGING_LEVEL to see them here)", file=sys.stderr)
+        _route_logs_once()
         hub_offline()
         try:
             from vllm import LLM
@@ -393,6 +391,9 @@ class VLLMBackend(BackendDefaults):
     def __init__(self, models: dict[str, ResolvedModel], settings: VLLMSettings | None = None) -> None:
         self.models = models
         self.settings = settings or VLLMSettings()
+        # Before anything imports vllm (the LoRA checks read its version): vLLM configures its
+        # logging once per process, at import.
+        _route_logs_once()
         self._check_lora_ranks()
         self._tokenizers: dict[str, Any] = {}
         self._engines: dict[tuple[str, str], _Engine] = {}
