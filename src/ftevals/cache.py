@@ -83,6 +83,18 @@ class GenerationCache:
         return self.folder / "generations.sqlite"
 
     def _db(self) -> sqlite3.Connection:
+        # Two runs opening a new cache at the same moment: switching it to WAL can report "database
+        # is locked" at once, without waiting on the busy timeout. That is a turn to wait, not an error.
+        deadline = time.monotonic() + 60.0
+        while True:
+            try:
+                return self._open()
+            except CacheError as exc:
+                if not ("locked" in str(exc) or "busy" in str(exc)) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def _open(self) -> sqlite3.Connection:
         if self._conn is None:
             conn: sqlite3.Connection | None = None
             try:
