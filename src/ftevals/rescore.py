@@ -42,16 +42,13 @@ def rescore(suite: SuiteResult, model: str, ids: Sequence[str]) -> dict[str, Sco
     return out
 
 
-def _record(results: Results | Mapping[str, Any]) -> Results:
-    return results if isinstance(results, Results) else from_data(results)
-
 
 def compare_results(a: Results | Mapping[str, Any], b: Results | Mapping[str, Any], *, model_a: str | None = None,
                     model_b: str | None = None, suites: Sequence[str] | None = None, resamples: int = 2000,
                     seed: int = 0, alpha: float = 0.05) -> dict[str, list[Comparison]]:
     """Compare B's outputs against A's (the reference), suite by suite, on the examples both hold."""
-    a_suites = {s.name: s for s in _record(a).suites}
-    b_suites = {s.name: s for s in _record(b).suites}
+    a_suites = {s.name: s for s in from_data(a).suites}
+    b_suites = {s.name: s for s in from_data(b).suites}
     common = [n for n in a_suites if n in b_suites and (not suites or n in suites)]
     if not common:
         raise ConfigError(f"the two results files share no suite{' among ' + ', '.join(suites) if suites else ''} "

@@ -35,7 +35,7 @@ _PLAIN: Markup = {}
 
 def summary_rows(results: Results | Mapping[str, Any], notes: Mapping[str, str] | None = None) -> list[Row]:
     """Every suite's table, as (text, markup) rows; `notes` adds a line per suite (e.g. a skip reason)."""
-    record = results if isinstance(results, Results) else from_data(results)
+    record = from_data(results)  # a Results passes through unchanged
     rows: list[Row] = []
     for suite in record.suites:
         rows += suite_rows(suite, note=(notes or {}).get(suite.name))

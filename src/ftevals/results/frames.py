@@ -30,9 +30,6 @@ Table = Literal["examples", "metrics"]
 Format = Literal["csv", "jsonl", "parquet"]
 
 
-def _record(results: Results | Mapping[str, Any]) -> Results:
-    return results if isinstance(results, Results) else from_data(results)
-
 
 def _text(x: Any) -> str:
     return x if isinstance(x, str) else json.dumps(x, ensure_ascii=False, sort_keys=True)
@@ -51,7 +48,7 @@ def examples_frame(results: Results | Mapping[str, Any]) -> pd.DataFrame:
     import pandas as pd
 
     rows = []
-    for suite in _record(results).suites:
+    for suite in from_data(results).suites:
         flips = _flips(suite)
         binary = [m.name for m in suite.metrics if m.kind == "binary"]
         for ex in suite.examples:
@@ -76,7 +73,7 @@ def metrics_frame(results: Results | Mapping[str, Any]) -> pd.DataFrame:
     import pandas as pd
 
     rows = []
-    for suite in _record(results).suites:
+    for suite in from_data(results).suites:
         for model in suite.models:
             for m in suite.metrics:
                 s = suite.score(model, m.name)
