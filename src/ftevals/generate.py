@@ -91,6 +91,7 @@ class Plan:
 
     def add(self, suite: str, model: ResolvedModel, example: Example, messages: tuple[Message, ...],
             sampling: SamplingSpec, backend: Backend) -> None:
+        backend = backend.serving(model.name)  # in a run that mixes backends, the model's own
         prompt = backend.render(model.spec, messages)
         if backend.answers_by_example:
             # A backend that looks answers up by (model, example id) rather than computing them from

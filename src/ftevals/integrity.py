@@ -17,7 +17,7 @@ applied a LoRA to base requests in mixed batches. `schedule` records that.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from .errors import BackendError
@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .backends.base import Backend
     from .generate import GenerationOutcome, Plan
     from .pipeline import PreparedSuite
+    from .specs import ModelSpec
 
 #: Prompts the log-probability probe uses when every output is identical.
 PROBE_PROMPTS = 4
@@ -39,15 +40,20 @@ class IntegrityError(BackendError):
 
 
 def check_integrity(suites: Sequence[PreparedSuite], plan: Plan, outcome: GenerationOutcome,
-                    backend: Backend) -> dict[str, IntegrityCheck]:
-    """One check per adapter that runs beside its own base model in some suite; raises IntegrityError."""
+                    backend: Backend, *, checked: Callable[[ModelSpec], bool] = lambda _m: True
+                    ) -> dict[str, IntegrityCheck]:
+    """One check per adapter that runs beside its own base model in some suite; raises IntegrityError.
+
+    `checked`: which models' engines can be checked (local weights; a server's or a predictions
+    file's adapters cannot be told apart from their base by us, so they are left out).
+    """
     pairs: dict[str, tuple[str, list[tuple[str, str]]]] = {}  # adapter -> (base, [(base key, adapter key)])
     keys = {(it.suite, it.model, it.example_id): it.key for it in plan.items}
     for ps in suites:
         bases = {m.base: m.name for m in ps.models if m.adapter is None and m.fewshot == 0}
         for m in ps.models:
             base = bases.get(m.base)
-            if m.adapter is None or m.fewshot or base is None:
+            if m.adapter is None or m.fewshot or base is None or not checked(m):
                 continue
             found = pairs.setdefault(m.name, (base, []))[1]
             found += [(keys[(ps.name, base, ex.id)], keys[(ps.name, m.name, ex.id)]) for ex in ps.dataset.examples]
@@ -62,7 +68,7 @@ def _check(adapter: str, base: str, pair_keys: list[tuple[str, str]], plan: Plan
     if changed:
         return IntegrityCheck(adapter, base, len(pair_keys), changed, True, seconds=round(time.monotonic() - started, 3))
     probe = [(plan.requests[b], plan.requests[a]) for b, a in pair_keys[:PROBE_PROMPTS]]
-    logprobs = backend.first_token_logprobs([r for pair in probe for r in pair])
+    logprobs = backend.serving(adapter).first_token_logprobs([r for pair in probe for r in pair])
     if logprobs is None:
         raise IntegrityError(_message(adapter, base, len(pair_keys), "this backend cannot report log-probabilities "
                                       "to tell a weak adapter from an unapplied one"))

@@ -296,6 +296,7 @@ class ResolvedModel:
             "base_fingerprint": self.base.fingerprint,
             "adapter_fingerprint": self.adapter.fingerprint if self.adapter else None,
             "adapter_rank": self.adapter.rank if self.adapter else None,
+            "backend": self.spec.backend,
         }
 
 

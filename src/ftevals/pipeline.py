@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 
-from .backends import Backend, make_backend
+from .backends import Backend, make_run_backend
+from .backends.routed import backend_of
 from .backends.registry import loads_local_weights
 from .cache import CacheMode, GenerationCache
 from .contamination import check_contamination
@@ -208,10 +209,13 @@ def execute(
     specs = prepared.model_specs()
     # Local engines need real folders (validated, fingerprinted); a server or a predictions file
     # serves models ftevals cannot open, so their specs stand in for fingerprints.
-    resolved = resolve_models(specs) if loads_local_weights(config.backend) else unverified_models(specs)
+    # A model's spec can name its own backend (`openai:MODEL_ID` beside local adapters).
+    local = [s for s in specs if loads_local_weights(backend_of(s, config.backend))]
+    resolved = {**resolve_models(local), **unverified_models([s for s in specs if s not in local])}
+    resolved = {s.name: resolved[s.name] for s in specs}
     own_backend = backend is None
     if backend is None:
-        backend = make_backend(config.backend, resolved, dict(config.backend_options))
+        backend = make_run_backend(config.backend, resolved, dict(config.backend_options))
     run = new_run_info(seed=config.seed, backend={"name": backend.name, "settings": backend.identity()}, argv=argv)
     cache = GenerationCache(config.cache_dir, config.cache_mode)
     try:
@@ -225,8 +229,8 @@ def execute(
         outcome = run_generation(plan, backend, cache, chunk_size=config.chunk_size, progress=progress, model_order=order,
                                  exclusive_group=config.exclusive_group)
         # Before anything is scored: an adapter the engine did not apply stops the run here.
-        integrity = (check_integrity(prepared.suites, plan, outcome, backend)
-                     if loads_local_weights(config.backend) else None)
+        integrity = check_integrity(prepared.suites, plan, outcome, backend,
+                                    checked=lambda m: loads_local_weights(backend_of(m, config.backend)))
         t_generated = time.monotonic()
         suites = tuple(score_suite(ps, plan, outcome, config) for ps in prepared.suites)
     finally:

@@ -36,12 +36,17 @@ class ModelSpec:
     `base` is a model folder or the alias "default" (the embedded model). `adapter` is a PEFT adapter
     folder or None. `fewshot` > 0 makes this the prompting baseline: the base model (or adapter) given
     that many solved examples from the suite's training pool before each question.
+
+    `backend` names the backend that serves this model when it is not the run's own (a managed
+    fine-tune on an OpenAI-compatible server beside local adapters in vLLM): `openai:MODEL_ID`.
+    For a server backend, `base` is the server's model id.
     """
 
     name: str
     base: str = DEFAULT_BASE
     adapter: str | None = None
     fewshot: int = 0
+    backend: str | None = None
 
     def __post_init__(self) -> None:
         check_name("model", self.name)
@@ -53,16 +58,30 @@ class ModelSpec:
         return self.adapter is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["backend"] is None:
+            del d["backend"]  # keeps the specs of single-backend runs (and their records) as they were
+        return d
 
 
 def parse_model_spec(name: str, text: str) -> ModelSpec:
-    """Parse `base`, `base+path/to/adapter`, `PATH`, `PATH+ADAPTER`, each optionally `@fewshot=K`.
+    """Parse `base`, `base+path/to/adapter`, `PATH`, `PATH+ADAPTER`, each optionally `@fewshot=K`,
+    and each optionally led by `BACKEND:` to serve it with another backend than the run's.
 
     `base` (or "default") means the embedded default model. Examples:
-    `base`, `base+adapters/banking77`, `/models/llama+/adapters/v2`, `base@fewshot=8`.
+    `base`, `base+adapters/banking77`, `/models/llama+/adapters/v2`, `base@fewshot=8`,
+    `openai:ft:gpt-4o-mini-2024-07-18:acme::abc123` (a managed fine-tune, by its server model id).
     """
     raw = text.strip()
+    backend, server_id = _backend_prefix(raw)
+    if backend is not None and not _serves_local_folders(backend):
+        # A server's model id is opaque (`ft:gpt-4o-mini:acme::abc`, `org/model`): no `+` or `@` parsing.
+        if not server_id:
+            raise ConfigError(f"model {name!r}: {text!r} names no model after '{backend}:'; "
+                              f"write e.g. '{backend}:ft:gpt-4o-mini-2024-07-18:acme::abc123'")
+        return ModelSpec(name=name, base=server_id, backend=backend)
+    if backend is not None:
+        raw = server_id
     fewshot = 0
     head, at, opts = raw.rpartition("@")
     # `@KEY=VALUE` is an option; a bare `@REVISION` belongs to a Hugging Face id (`org/name@v1`).
@@ -84,7 +103,26 @@ def parse_model_spec(name: str, text: str) -> ModelSpec:
     adapter_path = adapter.strip() or None
     if plus and adapter_path is None:
         raise ConfigError(f"model {name!r}: {text!r} ends with '+' but names no adapter folder after it")
-    return ModelSpec(name=name, base=base, adapter=adapter_path, fewshot=fewshot)
+    return ModelSpec(name=name, base=base, adapter=adapter_path, fewshot=fewshot, backend=backend)
+
+
+def _backend_prefix(text: str) -> tuple[str | None, str]:
+    """(`openai`, `ft:gpt-4o`) for `openai:ft:gpt-4o`; (None, text) when the text names no backend.
+
+    Only a registered backend name counts as a prefix, so a folder such as `runs:v2` stays a folder.
+    """
+    from .backends.registry import backend_names  # here, not at import: backends import this module
+
+    head, colon, rest = text.partition(":")
+    if colon and head.strip() in backend_names():
+        return head.strip(), rest.strip()
+    return None, text
+
+
+def _serves_local_folders(backend: str) -> bool:
+    from .backends.registry import loads_local_weights
+
+    return loads_local_weights(backend)
 
 
 @dataclass(frozen=True)

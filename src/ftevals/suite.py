@@ -75,7 +75,7 @@ class FewShot:
 
     def contender(self, reference: ModelSpec) -> ModelSpec:
         """The contender's spec: the reference model, prompted with `k` shots."""
-        return ModelSpec(self.model_name(reference.name), reference.base, reference.adapter, self.k)
+        return ModelSpec(self.model_name(reference.name), reference.base, reference.adapter, self.k, reference.backend)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from ftevals.specs import ModelSpec, SamplingSpec
 BASE = ModelSpec("base")
 ADAPTER = ModelSpec("lora-a", adapter="adapters/lora-a")
 GREEDY = SamplingSpec(max_tokens=8)
+SERVED_BASE = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 def make(urls, **kw) -> OpenAIBackend:
@@ -45,8 +46,8 @@ def test_success_fills_text_usage_finish_and_latency(fake_server):
     # Two requests run concurrently, so they may reach the server in either order.
     body = next(b for b in fake_server.posts if b["messages"][-1]["content"] == "hello")
     assert fake_server.paths[-1] == "/v1/chat/completions"
-    # A plain base model is the server's first listed model; greedy requests carry no seed.
-    assert body["model"] == "served-base"
+    # A plain base model is the listed id of its base (here the default's HF id); greedy requests carry no seed.
+    assert body["model"] == SERVED_BASE
     assert body["messages"] == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello"}]
     assert body["max_tokens"] == 8 and body["temperature"] == 0.0 and body["top_p"] == 1.0
     assert "seed" not in body and "stop" not in body
@@ -64,7 +65,7 @@ def test_model_ids_sampling_fields_and_render(fake_server):
     msgs = (Message("user", "x"),)
     rendered = backend.render(BASE, msgs)
     assert rendered == backend.render(BASE, msgs)
-    assert json.loads(rendered) == {"model": "served-base", "messages": [{"role": "user", "content": "x"}]}
+    assert json.loads(rendered) == {"model": SERVED_BASE, "messages": [{"role": "user", "content": "x"}]}
     assert backend.render(ADAPTER, msgs) != rendered  # a different server model never shares a cache entry
     assert fake_server.paths.count("/v1/models") == 1  # listed once, then remembered
 
@@ -114,7 +115,7 @@ def test_404_model_hint_names_lora_modules_and_lists_models(fake_server):
     assert len(fake_server.posts) == 1
     assert "HTTP 404" in msg and "missing-lora" in msg and "does not exist" in msg
     assert "is the adapter loaded?" in msg and "--lora-modules NAME=PATH" in msg
-    assert "served-base, lora-a" in msg
+    assert "HuggingFaceTB/SmolLM2-135M-Instruct, lora-a" in msg
 
 
 def test_malformed_json_is_retried_then_reported(fake_server):
@@ -166,7 +167,7 @@ def test_models_are_never_in_flight_together(fake_server):
     gens = backend.generate(mixed)
     assert [g.text for g in gens] == ["echo: a", "echo: a", "echo: b", "echo: b", "echo: c", "echo: c"]
     assert fake_server.max_models_inflight == 1 and fake_server.max_inflight == 3
-    assert [p["model"] for p in fake_server.posts] == ["served-base"] * 3 + ["lora-a"] * 3
+    assert [p["model"] for p in fake_server.posts] == [SERVED_BASE] * 3 + ["lora-a"] * 3
 
     backend = make(fake_server.url, concurrency=6, one_model_at_a_time=False)
     backend.generate(mixed)
@@ -175,6 +176,9 @@ def test_models_are_never_in_flight_together(fake_server):
 
 def test_spreads_requests_over_two_urls_and_fails_over(make_fake_server, closed_port_url):
     a, b = make_fake_server(), make_fake_server()
+    # Each answer takes a moment, so that two requests are in flight at once even on a loaded
+    # machine (instant answers let one server take nearly all of them, least-in-flight being 0).
+    a.respond = b.respond = lambda body, n: a.Reply(delay_s=0.05)
     backend = make([a.url, b.url], concurrency=2, model_names={"base": "m"})
     gens = backend.generate(requests_for(backend, [f"q{i}" for i in range(10)]))
     assert len(gens) == 10

@@ -221,3 +221,33 @@ def test_unloaded_adapter_gets_the_lora_modules_hint(served):
     backend.close()
     msg = str(info.value)
     assert "HTTP 404" in msg and "--lora-modules NAME=PATH" in msg and ADAPTER in msg, msg
+
+
+def test_a_local_engine_and_a_served_fine_tune_in_one_run(served, tmp_path):
+    """A backend per model (issue 13): base and a local adapter in a local vLLM engine, and the
+    server's LoRA playing a managed fine-tune (`openai:MODEL_ID`), in one suite with paired stats."""
+    from ftevals.pipeline import RunConfig, execute, prepare
+    from ftevals.specs import parse_model_spec
+    from ftevals.suite import Suite
+
+    local_adapter = str(served.models[ADAPTER].adapter.path)
+    models = {"base": ModelSpec("base"), "local": parse_model_spec("local", f"base+{local_adapter}"),
+              "managed": parse_model_spec("managed", f"openai:{ADAPTER}")}
+    suite = Suite(name="mixed", task="classification", dataset=str(ROOT / "data" / "banking77" / "test.jsonl"),
+                  labels=str(ROOT / "data" / "banking77" / "labels.json"), models=tuple(models), limit=N_PROMPTS,
+                  sampling=SamplingSpec(max_tokens=16))
+    config = RunConfig(models=models, backend="vllm", cache_dir=tmp_path / "cache", resamples=100,
+                       backend_options={"openai.base_urls": [served.url], "openai.api_key_env": None})
+    results = execute(prepare([suite], config))
+    result = results.suites[0]
+    assert results.run.timings["generated"] == 3 * N_PROMPTS
+    assert results.models["managed"].backend == "openai" and results.models["local"].backend is None
+    assert results.run.backend.name == "vllm"
+    assert results.run.backend.settings["models_served_elsewhere"]["managed"]["backend"] == "openai"
+    outputs = {m: [ex.outputs[m].text for ex in result.examples] for m in models}
+    assert all(t.strip() for t in outputs["managed"]), outputs
+    # The served LoRA is a real fine-tune: it answers differently from the local base model.
+    assert outputs["managed"] != outputs["base"], outputs
+    assert {c.model for c in result.comparisons} == {"local", "managed"}
+    # The local adapter went through the engine-integrity check; the served one cannot be probed.
+    assert results.integrity is not None and set(results.integrity) == {"local"}

@@ -74,7 +74,7 @@ class FakeOpenAI:
     completion = staticmethod(completion)
 
     def __init__(self, answer: Callable[[dict[str, Any]], str] = echo) -> None:
-        self.models = ["served-base", "lora-a"]
+        self.models = ["HuggingFaceTB/SmolLM2-135M-Instruct", "lora-a"]  # as `vllm serve ORG/NAME` lists them
         self.answer = answer
         self.respond: Callable[[dict[str, Any], int], Reply] = lambda body, n: Reply()
         self.posts: list[dict[str, Any]] = []

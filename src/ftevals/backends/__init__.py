@@ -34,6 +34,27 @@ def make_backend(name: str, models: dict[str, Any], options: dict[str, Any] | No
     return cls(models, _settings(settings_type, name, opts))
 
 
+def make_run_backend(name: str, models: dict[str, Any], options: dict[str, Any] | None = None) -> Backend:
+    """The run's backend: `name` for every model, except models whose spec names another backend
+    (`openai:MODEL_ID`), which that backend serves beside it (routed.py)."""
+    from .routed import RoutedBackend, backend_of, split_options
+
+    routes = {model: backend_of(resolved.spec, name) for model, resolved in models.items()}
+    names = list(dict.fromkeys([name, *routes.values()]))
+    per_backend = split_options(name, names, dict(options or {}))
+    if names == [name]:
+        return make_backend(name, models, per_backend[name])
+    backends: dict[str, Backend] = {}
+    try:
+        for b in names:
+            backends[b] = make_backend(b, {m: r for m, r in models.items() if routes[m] == b}, per_backend[b])
+    except BaseException:
+        for built in backends.values():
+            built.close()
+        raise
+    return RoutedBackend(name, backends, routes)
+
+
 def _settings(cls: Any, backend: str, opts: dict[str, Any]) -> Any:
     """Build a settings record, naming a misspelt or missing setting instead of a bare TypeError."""
     fields = dataclasses.fields(cls)
@@ -51,4 +72,4 @@ def _settings(cls: Any, backend: str, opts: dict[str, Any]) -> Any:
 
 
 __all__ = ["BACKENDS", "Backend", "BackendDefaults", "BackendEntry", "Generation", "GenerationRequest", "backend_names",
-           "make_backend", "register_backend"]
+           "make_backend", "make_run_backend", "register_backend"]

@@ -126,6 +126,11 @@ class Backend(Protocol):
         """Generate for all requests (any mix of models), in order. May batch internally."""
         ...
 
+    def serving(self, model: str) -> Backend:
+        """The backend that serves model `model`: itself, except in a run that mixes backends
+        (routed.py), where rendering and cache keys are the serving backend's. Default: self."""
+        ...
+
     def first_token_logprobs(self, requests: Sequence[GenerationRequest]) -> list[dict[int, float]] | None:
         """Greedy first-token log-probabilities (top token id -> logprob) per request, for the engine
         integrity probe (integrity.py). Default None: the backend cannot report them."""
@@ -152,6 +157,9 @@ class BackendDefaults:
 
     def model_order(self, names: Sequence[str]) -> list[str]:
         return list(names)
+
+    def serving(self, model: str) -> Backend:
+        return self  # type: ignore[return-value]
 
     def first_token_logprobs(self, requests: Sequence[GenerationRequest]) -> list[dict[int, float]] | None:
         return None

@@ -49,12 +49,13 @@ class OpenAISettings:
 
     #: One or several servers that serve the same models, e.g. ("http://10.0.0.5:8000/v1",). A URL
     #: without a path gets the standard "/v1" prefix. Requests are spread over all of them.
-    base_urls: tuple[str, ...] = ("http://127.0.0.1:8000/v1",)
+    base_urls: tuple[str, ...] = field(default_factory=lambda: _default_urls())
     #: Name of the environment variable that holds the API key (read per request, never stored).
     #: None, or an unset variable, sends no Authorization header (a local `vllm serve` needs none).
     api_key_env: str | None = "OPENAI_API_KEY"
-    #: ftevals model name -> the server's model id. Default: the ftevals name for an adapter (the
-    #: NAME of `--lora-modules NAME=PATH`), the server's first listed model for a plain base model.
+    #: ftevals model name -> the server's model id. Default: the id an `openai:MODEL_ID` spec names;
+    #: the ftevals name for an adapter (the NAME of `--lora-modules NAME=PATH`); for a plain base
+    #: model, the listed id that names its folder or Hugging Face id (see server_model_id).
     model_names: Mapping[str, str] = field(default_factory=dict)
     #: Requests in flight at once, over all URLs together.
     concurrency: int = 8
@@ -92,6 +93,24 @@ class OpenAISettings:
             raise ConfigError(f"openai backend: timeout_s must be > 0 seconds, got {self.timeout_s!r}")
         if self.backoff_s < 0 or self.max_backoff_s < 0 or self.max_retry_after_s < 0:
             raise ConfigError("openai backend: backoff_s, max_backoff_s and max_retry_after_s must be >= 0")
+
+
+def _default_urls() -> tuple[str, ...]:
+    """$OPENAI_BASE_URL (the OpenAI SDK's convention), else a local `vllm serve` on port 8000."""
+    return (os.environ.get("OPENAI_BASE_URL") or "http://127.0.0.1:8000/v1",)
+
+
+def _base_id_candidates(model: ModelSpec) -> list[str]:
+    """The ids under which a server may list a plain base model, most specific first."""
+    from ..models import DEFAULT_MODEL_ID, default_model_dir
+    from ..specs import DEFAULT_BASE
+
+    if model.base == DEFAULT_BASE:
+        folder = default_model_dir()
+        found = [str(folder), str(folder.resolve()), DEFAULT_MODEL_ID]
+    else:
+        found = [model.base, str(Path(model.base).expanduser().resolve())]
+    return list(dict.fromkeys(found + [model.name]))
 
 
 def _normalize_url(url: str) -> str:
@@ -254,7 +273,7 @@ class OpenAIBackend(BackendDefaults):
         self._router = _Router(self.settings.base_urls)
         self._rng = random.Random(self.settings.jitter_seed)
         self._lock = threading.Lock()
-        self._default_model: str | None = None
+        self._listed: list[str] | None = None
         self._tokenizers: dict[str, Any] = {}
         self._executor: ThreadPoolExecutor | None = None
 
@@ -289,25 +308,42 @@ class OpenAIBackend(BackendDefaults):
         return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
     def server_model_id(self, model: ModelSpec) -> str:
+        """The server's id for `model`, never a guess.
+
+        In order: the `model_names` mapping; the id a spec names (`openai:MODEL_ID`); an adapter's
+        ftevals name (the NAME of `vllm serve --lora-modules NAME=PATH`); for a plain base model,
+        the one id the server lists that matches the base (its folder as `vllm serve` names it, its
+        Hugging Face id, or the model's own name). A base that matches nothing is refused.
+        """
         if model.name in self.settings.model_names:
             return self.settings.model_names[model.name]
+        if model.backend is not None:
+            return model.base  # `openai:ft:gpt-4o-mini:acme::abc`: the id is the spec
         if model.adapter is not None:
-            return model.name  # `--lora-modules NAME=PATH` with NAME = the ftevals model name
-        return self._server_default_model()
+            return model.name
+        return self._base_model_id(model)
 
-    def _server_default_model(self) -> str:
-        """The first model the server lists: `vllm serve BASE` lists the base first, then its adapters."""
+    def _base_model_id(self, model: ModelSpec) -> str:
+        listed = self._server_model_ids()
+        wanted = _base_id_candidates(model)
+        for candidate in wanted:
+            if candidate in listed:
+                return candidate
+        raise ConfigError(
+            f"openai backend: model {model.name!r} (base {model.base!r}) matches none of the model ids that "
+            f"{_display_url(self.settings.base_urls[0])}/models lists ({', '.join(listed[:20]) or 'none'}); "
+            f"looked for {', '.join(map(repr, wanted))}. Fix: map it, e.g. --ftevals-backend-option "
+            f"'model_names={{\"{model.name}\": \"{listed[0] if listed else 'SERVER_ID'}\"}}', "
+            f"or define the model by its server id: {model.name}=openai:SERVER_ID"
+        )
+
+    def _server_model_ids(self) -> list[str]:
+        """What the (first) server lists, asked once per run."""
         with self._lock:
-            if self._default_model is None:
+            if self._listed is None:
                 data, _, _ = self._call("GET", "/models", None, what="listing the server's models")
-                ids = _model_ids(data)
-                if not ids:
-                    raise BackendError(
-                        f"GET {_display_url(self.settings.base_urls[0])}/models lists no models; "
-                        "name the model explicitly with model_names={NAME: SERVER_ID}"
-                    )
-                self._default_model = ids[0]
-            return self._default_model
+                self._listed = _model_ids(data)
+            return self._listed
 
     def _render_locally(self, model: ModelSpec, messages: Sequence[Message]) -> str:
         from ..models import resolve_base

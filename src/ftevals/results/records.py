@@ -91,6 +91,8 @@ class ModelInfo(Record):
     base_fingerprint: str | None = None
     adapter_fingerprint: str | None = None
     adapter_rank: int | None = None
+    #: The backend that served this model when it was not the run's own (`openai:MODEL_ID`).
+    backend: str | None = omit_none()
 
 
 # ---------------------------------------------------------------------------------------------
