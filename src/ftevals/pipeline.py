@@ -28,6 +28,7 @@ from .gate import Gate, parse_gate
 from .generate import Plan, build_messages, choose_shots, run_generation
 from .integrity import check_integrity
 from .metrics import Metric, get_metric
+from .progress import GenerationProgress
 from .models import resolve_models, unverified_models
 from .results import ModelInfo, Results, RunInfo, new_run_info, utc_now
 from .score import score_suite
@@ -200,7 +201,7 @@ def execute(
     prepared: PreparedRun,
     *,
     backend: Backend | None = None,
-    progress: ProgressFn | None = None,
+    progress: ProgressFn | GenerationProgress | None = None,
     argv: list[str] | None = None,
 ) -> Results:
     """Generate, score, compare and gate every prepared suite; return the results record."""

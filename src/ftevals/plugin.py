@@ -26,7 +26,11 @@ usage errors to the controller through `workeroutput`; the controller alone writ
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import sys
+import threading
 from dataclasses import replace
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .errors import FtevalsError
+from .progress import GenerationProgress
 from .session import USAGE_ERRORS, Evaluation, SuiteResults, display_path
 from .settings import INI_KEYS, Values, declared_options, read_settings
 from .suite import Suite, collection_targets, known_failure
@@ -290,20 +295,46 @@ class FtevalsSession:
         # Collection errors stop the session before any test runs: do not generate for nothing.
         return not (session.testsfailed and not opt.continue_on_collection_errors)
 
-    def _progress(self, session: pytest.Session) -> Any:
-        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        capman = session.config.pluginmanager.get_plugin("capturemanager")
+    def _progress(self, session: pytest.Session) -> GenerationProgress:
+        """The generation display: live in a terminal, plain lines in a log, quiet under -q.
 
-        def progress(message: str) -> None:
-            if reporter is None or self.is_worker:
-                return
-            if capman is None:
-                reporter.write_line(message)
-                return
-            with capman.global_and_fixture_disabled():
-                reporter.write_line(message)
+        Under xdist the worker that generates writes it to the real stderr (pytest captures a
+        worker's output, and xdist shows none of it), as plain lines tagged with the worker id.
+        """
+        config = session.config
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        capman = config.pluginmanager.get_plugin("capturemanager")
+        lock = threading.Lock()
+        quiet = config.get_verbosity() < 0
 
-        return progress
+        def uncaptured() -> Any:
+            return capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
+
+        if self.is_worker or reporter is None:
+            tag = f"[{os.environ.get('PYTEST_XDIST_WORKER', 'worker')}] " if self.is_worker else ""
+
+            def to_stderr(text: str, transient: bool) -> None:
+                if transient:
+                    return
+                with lock, uncaptured():
+                    sys.stderr.write(tag + text + "\n")
+                    sys.stderr.flush()
+
+            return GenerationProgress(to_stderr, display="quiet" if quiet else "plain")
+
+        live = bool(getattr(reporter, "isatty", False)) and not quiet
+
+        def to_terminal(text: str, transient: bool) -> None:
+            with lock, uncaptured():
+                if not live:
+                    reporter.write_line(text)
+                    return
+                width = max(20, reporter._tw.fullwidth - 1)
+                reporter.rewrite(text[:width] if transient else text, erase=True)
+                if not transient:
+                    reporter.write("\n")
+
+        return GenerationProgress(to_terminal, display="quiet" if quiet else "live" if live else "plain")
 
     # -- session end: workers ship, the controller (or a plain session) writes -----------------
 

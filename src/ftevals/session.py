@@ -20,6 +20,7 @@ from .errors import ConfigError, DatasetError, FtevalsError, ModelSpecError
 from .fsutil import display_path
 from .settings import Settings
 from .suite import Suite
+from .progress import GenerationProgress
 
 if TYPE_CHECKING:  # pragma: no cover
     from .baseline import BaselinePolicy
@@ -101,7 +102,7 @@ class Evaluation:
 
     # -- running ----------------------------------------------------------------------------------
 
-    def execute(self, progress: Callable[[str], None] | None = None) -> None:
+    def execute(self, progress: Callable[[str], None] | GenerationProgress | None = None) -> None:
         """Evaluate every prepared suite together. A misconfiguration found as the run starts (missing
         adapter folder, predictions file, backend setting) is raised, as one of `USAGE_ERRORS`, before
         anything is generated; any other failure (an engine crash, a bug) is kept in `error`."""

@@ -89,6 +89,9 @@ def test_xdist_run_equals_serial_run_generates_once_and_only_the_controller_writ
         "demo (classification, n=20, reference=base; gates 1/1 passed)",
         "results: out/xdist.json",
     ])
+    # The worker that generates shows its progress (xdist shows nothing of a worker's own output).
+    result.stderr.fnmatch_lines(["[[]gw?[]] ftevals: 0 generations from the cache, 40 to generate with replay*",
+                                 "[[]gw?[]] ftevals: [[]40/40[]] tuned: 20 generated in *"])
     got = project.results(project.path / "out" / "xdist.json")
     assert canonical(got) == expected
     # Each worker ran one of the two baseline items; the controller merged both outcomes.

@@ -5,7 +5,7 @@ and nothing hangs.
 One real vLLM CPU engine (the only one this folder starts): the embedded model, base only, a
 dozen story prompts in chunks of four. After the first chunk is committed, the EngineCore process is
 SIGKILLed half-way through the second chunk. vLLM 0.32 on its own would leave `LLM.generate`
-waiting for ever on its output queue (see `_DeathWatch` in ftevals/backends/vllm.py); a hang here
+waiting for ever on its output queue (see `_DeathWatch` in ftevals/backends/vllm_watch.py); a hang here
 fails the test after a bounded wait instead of blocking CI.
 
 The same run also shows that a vLLM run makes no network call: a guard records every name lookup

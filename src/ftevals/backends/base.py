@@ -14,7 +14,7 @@ so a new backend subclasses it and writes only `name`, `identity`, `render` and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -103,6 +103,11 @@ class Backend(Protocol):
     #: `run.timings.strategy_choices`. Default empty.
     choices: Mapping[str, StrategyNote]
 
+    #: Set by generate.py around its calls: the backend calls it with a count as requests of the
+    #: current `generate` call finish, so the progress display moves inside long engine calls.
+    #: Any thread may call it. Default None (nobody listens; a backend need not report).
+    progress_hook: Callable[[int], None] | None
+
     def identity(self) -> dict[str, Any]:
         """Everything about this backend that can change outputs (dtype, strategy, server URL...).
 
@@ -151,6 +156,13 @@ class BackendDefaults:
     merge_seconds: float = 0.0
     # Read-only, so that no backend can fill a dict shared by every instance.
     choices: Mapping[str, StrategyNote] = MappingProxyType({})
+    progress_hook: Callable[[int], None] | None = None
+
+    def _report_done(self, n: int) -> None:
+        """Tell the progress display that n more requests finished (no-op when nobody listens)."""
+        hook = self.progress_hook
+        if hook is not None and n:
+            hook(n)
 
     def prepare(self, requests: Sequence[GenerationRequest]) -> None:
         return None

@@ -121,6 +121,7 @@ class HFBackend(BackendDefaults):
                         if s in text:
                             text, finish = text[: text.index(s)], "stop"
                     results[i] = Generation(text, len(ids), len(new) + (finish == "stop"), finish, time.monotonic() - t0)
+                    self._report_done(1)
         return [g for g in results if g is not None]
 
     def close(self) -> None:

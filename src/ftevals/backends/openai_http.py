@@ -423,6 +423,7 @@ class OpenAIBackend(BackendDefaults):
         what = f"model {body['model']!r} (ftevals model {request.model.name!r})"
         data, latency, meta = self._call("POST", path, body, what=what, parse=lambda d: _parse_completion(d, self.settings.chat))
         text, finish, tokens_in, tokens_out = data
+        self._report_done(1)
         return Generation(text, tokens_in, tokens_out, finish, latency, extra=meta)
 
     def _body(self, request: GenerationRequest) -> dict[str, Any]:

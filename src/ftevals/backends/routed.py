@@ -12,7 +12,7 @@ backend NAME (`openai.base_urls=["http://10.0.0.5:8000/v1"]`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..data import Message
@@ -52,6 +52,7 @@ class RoutedBackend(BackendDefaults):
         #: model name -> backend name
         self.routes = dict(routes)
         self.name = self.backends[default].name
+        self._hook: Callable[[int], None] | None = None
 
     def serving(self, model: str) -> Backend:
         return self.backends[self.routes.get(model, self.default)]
@@ -107,6 +108,16 @@ class RoutedBackend(BackendDefaults):
         for i, r in enumerate(requests):
             groups.setdefault(self.routes.get(r.model.name, self.default), []).append((i, r))
         return groups
+
+    @property  # type: ignore[override]
+    def progress_hook(self) -> Callable[[int], None] | None:
+        return self._hook
+
+    @progress_hook.setter
+    def progress_hook(self, hook: Callable[[int], None] | None) -> None:
+        self._hook = hook
+        for b in self.backends.values():
+            b.progress_hook = hook
 
     # Timings and choices are the sums and union of the backends'.
     @property  # type: ignore[override]

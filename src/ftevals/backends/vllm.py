@@ -16,11 +16,10 @@ small KV cache.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
-import signal
-import threading
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,8 +31,10 @@ from ..errors import BackendError, ConfigError, MissingDependencyError
 from ..fsutil import atomic_write_text
 from ..models import ResolvedModel
 from ..offline import hub_offline
+from ..progress import HookBar
 from ..specs import ModelSpec, SamplingSpec
 from .base import BackendDefaults, Generation, GenerationRequest
+from .vllm_watch import _DeathWatch, _dead_engine_process
 from .vllm_lora import check_architecture_serves_lora, check_lora_servable, lora_rank_limit
 from .templates import load_tokenizer, render_chat  # re-exported: older imports name them here
 
@@ -165,6 +166,8 @@ class _Engine:
         self.adapters = {m.name: m for m in adapters}
         self.llm: Any = None
         self.start_seconds = 0.0
+        #: Told of each finished request during `generate` (the backend's progress hook), or None.
+        self.report: Any = None
 
     def start(self) -> None:
         if self.llm is not None:
@@ -251,7 +254,7 @@ class _Engine:
         try:
             with watch:
                 outputs = self.llm.generate(
-                    prompts, params, lora_request=loras if any(loras) else None, use_tqdm=self.settings.progress
+                    prompts, params, lora_request=loras if any(loras) else None, use_tqdm=self._progress_bar()
                 )
         except Exception as exc:
             died = watch.died or _dead_engine_process(self.llm)
@@ -261,6 +264,13 @@ class _Engine:
                 f"the vLLM engine for {self.base_path} failed during generation ({type(exc).__name__}: {exc})"
             ) from exc
         return list(outputs)
+
+    def _progress_bar(self) -> Any:
+        """vLLM's own tqdm bar when asked for (`progress=true`); else, when ftevals' display listens,
+        a bar-shaped object that forwards each finished request to it (vLLM takes a bar factory)."""
+        if self.settings.progress or self.report is None:
+            return self.settings.progress
+        return functools.partial(HookBar, self.report)  # vLLM calls it like tqdm: factory(total=...)
 
     def close(self) -> None:
         if self.llm is None:
@@ -277,71 +287,6 @@ class _Engine:
         import gc
 
         gc.collect()
-
-
-def _engine_processes(llm: Any) -> list[Any]:
-    """The engine-core processes vLLM started (multiprocessing.Process objects), where it exposes them."""
-    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
-    manager = getattr(getattr(core, "resources", None), "engine_manager", None)
-    return list(getattr(manager, "processes", None) or [])
-
-
-def _dead_engine_process(llm: Any) -> str | None:
-    """How an engine process ended ("EngineCore_DP0 (pid 7) was killed by SIGKILL"), or None if all run."""
-    for proc in _engine_processes(llm):
-        code = proc.exitcode
-        if code is None:
-            continue
-        if code < 0:
-            name = signal.Signals(-code).name if -code in signal.valid_signals() else f"signal {-code}"
-            how = f"was killed by {name}"
-            if -code == signal.SIGKILL:
-                how += " (the kernel's out-of-memory killer sends this: check free memory, lower cpu_kv_cache_gb)"
-        else:
-            how = f"exited with code {code}"
-        return f"engine process {proc.name} (pid {proc.pid}) {how}"
-    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
-    if getattr(getattr(core, "resources", None), "engine_dead", False):
-        return "vLLM reports its engine core process dead"
-    return None
-
-
-class _DeathWatch:
-    """Wakes a `LLM.generate` call whose engine process has died, instead of letting it wait forever.
-
-    vLLM 0.32's synchronous client does notice a dead EngineCore (a monitor thread marks the client
-    dead and shuts it down), but its output thread then exits without a word, and `LLM.generate`
-    blocks for ever on the client's output queue (seen with SIGKILL on the CPU engine). While a
-    generate call runs, this thread polls the engine processes and, when one has ended, puts an
-    error into that queue: what vLLM's asyncio client does itself when its output task stops.
-    """
-
-    def __init__(self, llm: Any, interval_s: float = 0.5) -> None:
-        self.llm = llm
-        self.interval_s = interval_s
-        self.died: str | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="ftevals-vllm-deathwatch", daemon=True)
-
-    def __enter__(self) -> _DeathWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
-            died = _dead_engine_process(self.llm)
-            if died is None:
-                continue
-            self.died = died
-            core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
-            outputs = getattr(core, "outputs_queue", None)
-            if outputs is not None:
-                outputs.put_nowait(BackendError(died))
-            return
 
 
 def _sampling_params(cls: Any, s: SamplingSpec) -> Any:
@@ -491,6 +436,7 @@ class VLLMBackend(BackendDefaults):
             by_model.setdefault(r.model.name, []).append(i)
         for name, idxs in by_model.items():
             engine = self._engine_for(name)
+            engine.report = self._report_done if self.progress_hook is not None else None
             engine.start()
             self.engine_start_seconds = sum(e.start_seconds for e in self._engines.values())
             batch = [requests[i] for i in idxs]
