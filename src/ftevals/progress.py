@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 Display = Literal["live", "plain", "quiet"]
 
@@ -206,15 +206,25 @@ class HookBar:
     """A tqdm-shaped counter for engines that take a progress-bar factory (vLLM's
     `LLM.generate(use_tqdm=factory)`): it draws nothing and forwards each update to `report`.
 
-    vLLM reads `format_dict["elapsed"]` to compute its speed postfix, so that key is kept real.
+    vLLM also wraps iterables in the factory (`factory(prompts, desc="Rendering prompts")`): those
+    are passed through untouched, and only `update()` (finished requests) is reported. It reads
+    `format_dict["elapsed"]` to compute its speed postfix, so that key is kept real.
     """
 
-    def __init__(self, report: Callable[[int], None], *args: object, total: int = 0, **kwargs: object) -> None:
+    def __init__(self, report: Callable[[int], None], iterable: Iterable[Any] | None = None, *args: object,
+                 total: int | None = None, **kwargs: object) -> None:
         self.report = report
+        self.iterable = iterable
         self.total = total
         self.n = 0
         self.postfix: object = None
         self._started = time.monotonic()
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.iterable if self.iterable is not None else ())
+
+    def __len__(self) -> int:
+        return len(self.iterable) if isinstance(self.iterable, Sized) else int(self.total or 0)
 
     @property
     def format_dict(self) -> dict[str, float]:

@@ -92,6 +92,8 @@ def test_hook_bar_is_what_vllm_needs_from_a_tqdm_factory():
     bar.refresh()
     bar.close()
     assert got == [2, 1] and bar.n == 3 == bar.total
+    # vLLM also wraps the prompts it renders: they pass through, and nothing is reported.
+    assert list(HookBar(got.append, ["p1", "p2"], desc="Rendering prompts")) == ["p1", "p2"] and got == [2, 1]
 
 
 class SlowCountingBackend(BackendDefaults):

@@ -143,5 +143,10 @@ def test_the_terminal_shows_no_engine_log_lines(run) -> None:
     # vLLM's own warnings (one per engine start, from every engine process) go to a log file.
     _, done = run
     out = done.stdout + done.stderr
-    assert "vLLM's own log lines go to" in out
+    assert "vLLM's log lines and warnings go to" in out
     assert "(EngineCore" not in out and "[input_processor.py" not in out and "WARNING 1" not in out, out[-3000:]
+    # Nor third-party warnings: Python's (torch's DeprecationWarnings, in the engine process too)
+    # or C++'s ("[W1202 ... utils.cpp:68] Warning: NUMA binding ...").
+    assert "Warning:" not in out and "warnings.warn(" not in out and "Triton is installed" not in out, out[-3000:]
+    # The progress display opens and closes the generation.
+    assert "to generate with vllm" in out and "ftevals: generated " in out, out[-3000:]

@@ -16,12 +16,13 @@ small KV cache.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,11 +112,34 @@ def configure_cpu_environment(settings: VLLMSettings) -> None:
 _told_log = [False]
 
 
-def _route_logs_once() -> None:
+def _route_logs_once() -> Path | None:
     log = route_engine_logs()
     if log is not None and not _told_log[0]:
         _told_log[0] = True
-        print(f"ftevals: vLLM's own log lines go to {log} (set VLLM_LOGGING_LEVEL to see them here)", file=sys.stderr)
+        print(f"ftevals: vLLM's log lines and warnings go to {log} (set VLLM_LOGGING_LEVEL to see them here)",
+              file=sys.stderr)
+    return log
+
+
+@contextlib.contextmanager
+def _stderr_into(log: Path | None) -> Iterator[None]:
+    """Point file descriptor 2 at the engine log while vLLM is imported and its engine processes
+    start: they inherit it, so their Python warnings, C++ warnings and prints land in the log, not
+    on the user's terminal. None (the user asked to see vLLM's output): leave stderr alone."""
+    if log is None:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.dup2(fd, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(fd)
 
 
 def route_engine_logs() -> Path | None:
@@ -175,10 +199,11 @@ class _Engine:
         cpu = is_cpu_platform()
         if cpu:
             configure_cpu_environment(self.settings)
-        _route_logs_once()
+        log = _route_logs_once()
         hub_offline()
         try:
-            from vllm import LLM
+            with _stderr_into(log):
+                from vllm import LLM
         except ImportError as exc:
             raise MissingDependencyError(
                 "vllm",
@@ -205,7 +230,8 @@ class _Engine:
             check_architecture_serves_lora(self.base_path, list(self.adapters.values()))
         started = time.monotonic()
         try:
-            self.llm = LLM(**kwargs)
+            with _stderr_into(log):
+                self.llm = LLM(**kwargs)
         except Exception as exc:  # vLLM raises many types; report them as one thing
             raise BackendError(f"the vLLM engine for {self.base_path} failed to start: {type(exc).__name__}: {exc}") from exc
         self.start_seconds = time.monotonic() - started
@@ -338,8 +364,8 @@ class VLLMBackend(BackendDefaults):
         self.settings = settings or VLLMSettings()
         # Before anything imports vllm (the LoRA checks read its version): vLLM configures its
         # logging once per process, at import.
-        _route_logs_once()
-        self._check_lora_ranks()
+        with _stderr_into(_route_logs_once()):
+            self._check_lora_ranks()
         self._tokenizers: dict[str, Any] = {}
         self._engines: dict[tuple[str, str], _Engine] = {}
         self._planned_tokens: dict[str, int] = {}
