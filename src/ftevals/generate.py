@@ -166,6 +166,10 @@ def run_generation(
     try:
         with _group_turn(cache, exclusive_group):
             return _run_generation(plan, backend, cache, chunk_size=chunk_size, progress=shown, model_order=model_order)
+    except KeyboardInterrupt:
+        shown.close()
+        shown.sink_line(shown.interrupted_note(str(cache.path) if cache.mode != "off" else None))
+        raise
     finally:
         shown.close()
         backend.progress_hook = None

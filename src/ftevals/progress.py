@@ -121,6 +121,14 @@ class GenerationProgress:
         """Stop the ticker (idempotent; also after an error or Ctrl-C)."""
         self._stop_ticker()
 
+    def interrupted_note(self, cache: str | None) -> str:
+        """What an interrupted run keeps: every finished chunk is already in the cache."""
+        done, total = self._done(), self._total()
+        if cache is None:
+            return f"ftevals: interrupted after {done} of {total} generations; the cache is off, so they are lost"
+        return (f"ftevals: interrupted; the {done} generations finished (of {total}) are kept in the cache {cache}; "
+                f"a re-run generates only the {total - done} left")
+
     # -- rendering ---------------------------------------------------------------------------------
 
     def status(self) -> str:

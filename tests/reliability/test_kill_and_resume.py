@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import signal
 import sqlite3
 import subprocess
@@ -123,6 +124,8 @@ def test_ctrl_c_in_a_pytest_run_then_resume(pytester: pytest.Pytester) -> None:
         output, _ = proc.communicate(timeout=60)
     assert proc.returncode == pytest.ExitCode.INTERRUPTED, output
     assert "KeyboardInterrupt" in output
+    assert re.search(r"ftevals: interrupted; the \d+ generations finished \(of \d+\) are kept in the cache .*; "
+                     r"a re-run generates only the \d+ left", output), output
     assert not (pytester.path / "out" / "results.json").exists()
     committed = rows_by_model(cache_dir)
     done = sum(committed.values())
