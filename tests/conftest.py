@@ -14,6 +14,12 @@ DATA = ROOT / "data"
 ADAPTERS = ROOT / "adapters"
 
 
+@pytest.fixture(autouse=True)
+def _no_github_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs made by tests must not append their summaries to a CI job's real step summary."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return ROOT

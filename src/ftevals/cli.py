@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prices", help="JSON file: {model: {input_per_1k_tokens, output_per_1k_tokens}} for cost columns")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("summary", help="the verdicts and gates of a results file, as text or markdown (CI pages)")
+    p.add_argument("results", help="results.json written by a run")
+    p.add_argument("--markdown", action="store_true",
+                   help="markdown (e.g. ftevals summary reports/results.json --markdown >> $GITHUB_STEP_SUMMARY)")
+    p.set_defaults(func=cmd_summary)
+
     p = sub.add_parser("export", help="a results file as a table: CSV, JSONL or Parquet (pandas underneath)")
     p.add_argument("results", help="results.json written by a run")
     p.add_argument("--out", required=True, help="output file")
@@ -189,6 +195,22 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # compare
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from .results import load
+
+    results = load(args.results)
+    if args.markdown:
+        from .ci_summary import markdown_summary
+
+        print(markdown_summary(results), end="")
+        return 0
+    from .summary import summary_lines
+
+    for line in summary_lines(results):
+        print(line)
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -58,6 +58,7 @@ class Evaluation:
         self.usage_error: str | None = None
         self.written_results: Path | None = None
         self.written_report: Path | None = None
+        self.written_summaries: list[Path] = []
         self.report_error: str | None = None
         self.worker_mismatch = False
 
@@ -173,6 +174,9 @@ class Evaluation:
         assert self.results is not None
         self.results = _with_baselines(self.results, self.baselines)
         self.written_results = save(self.settings.results, self.results)
+        from .ci_summary import write_markdown_summary
+
+        self.written_summaries = write_markdown_summary(self.results, self.settings.summary_md)
         if self.settings.report is None:
             return
         try:
@@ -199,6 +203,8 @@ class Evaluation:
             rows.append((f"report:  {display_path(self.written_report)}", {}))
         elif self.report_error is not None:
             rows.append((f"report:  not written: {self.report_error}", {"red": True}))
+        for path in self.written_summaries:
+            rows.append((f"summary: {display_path(path)}", {}))
         return False, rows
 
 

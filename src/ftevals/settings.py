@@ -98,6 +98,10 @@ def declared_options() -> tuple[Option, ...]:
             "default": None, "metavar": "PATH",
             "help": f"where the HTML report goes (default: ini ftevals_report, else {DEFAULT_REPORT})"}),
         Option("--ftevals-no-report", {"action": "store_true", "help": "do not write the HTML report"}),
+        Option("--ftevals-summary-md", {
+            "default": None, "metavar": "PATH",
+            "help": "also write a markdown summary of verdicts and gates (default: ini ftevals_summary_md, else none; "
+                    "appended to $GITHUB_STEP_SUMMARY whenever that is set)"}),
         Option("--ftevals-cache-dir", {
             "default": None, "metavar": "DIR",
             "help": "generation cache folder (default: ini ftevals_cache_dir, else ~/.cache/ftevals/generations)"}),
@@ -126,6 +130,7 @@ INI_KEYS: tuple[IniKey, ...] = (
     IniKey("ftevals_backend_options", "KEY=VALUE backend settings", [], "linelist"),
     IniKey("ftevals_results", "results file path (relative to the ini file)", DEFAULT_RESULTS),
     IniKey("ftevals_report", "HTML report path (relative to the ini file)", DEFAULT_REPORT),
+    IniKey("ftevals_summary_md", "markdown summary path (relative to the ini file); none by default"),
     IniKey("ftevals_cache_dir", "generation cache folder (relative to the ini file)"),
     IniKey("ftevals_baseline_dir", "baseline folder, relative to each suite file's folder", "baselines"),
     IniKey("ftevals_baseline_tolerance", "a baseline value changed when it moved by more than this (default 1e-9)"),
@@ -201,6 +206,8 @@ class Settings:
     alpha: float = 0.05
     #: The xdist run id under xdist: its workers generate one at a time (one engine, not one each).
     exclusive_group: str | None = None
+    #: Markdown summary for CI pages (ci_summary.py); None: only $GITHUB_STEP_SUMMARY, when set.
+    summary_md: Path | None = None
 
     def run_config(self) -> Any:
         from .pipeline import RunConfig  # lazily: the pipeline imports numpy
@@ -230,6 +237,7 @@ def read_settings(values: Values) -> Settings:
         cache_dir=values.path("--ftevals-cache-dir", "ftevals_cache_dir") or (cache_dir() / "generations"),
         results=values.path("--ftevals-results", "ftevals_results") or values.ini_dir / DEFAULT_RESULTS,
         report=None if values.get("--ftevals-no-report") else values.path("--ftevals-report", "ftevals_report"),
+        summary_md=values.path("--ftevals-summary-md", "ftevals_summary_md"),
         limit=values.get("--ftevals-limit"),
         seed=seed if seed is not None else 0,
         resamples=resamples if resamples is not None else DEFAULT_RESAMPLES,

@@ -177,4 +177,18 @@ def _failing(gate: GateOutcome) -> bool:
     return not gate.passed and not gate.known_failure
 
 
-__all__ = ["summary_lines", "summary_rows", "suite_rows", "suite_table"]
+def gate_counts(suite: SuiteResult) -> tuple[int, int, int]:
+    """(passed, failing, known failures) of a suite's gates."""
+    failing = sum(1 for g in suite.gates if _failing(g))
+    known = sum(1 for g in suite.gates if not g.passed and g.known_failure)
+    return len(suite.gates) - failing - known, failing, known
+
+
+# The pieces other renderings (ci_summary.py's markdown) share with the terminal table.
+suite_header = _header
+score_cell = _cell
+verdict_phrase = _verdict
+gate_cell = _gate_cell
+
+__all__ = ["gate_cell", "gate_counts", "integrity_line", "score_cell", "suite_header", "summary_lines", "summary_rows",
+           "suite_rows", "suite_table", "verdict_phrase"]
