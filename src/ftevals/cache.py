@@ -5,7 +5,8 @@ The key is a hash of everything that can change a generation and nothing that ca
 - backend identity (name, dtype, parallelism, server URL...): different numerics, different text;
 - base weights fingerprint: a retrained or re-converted base is a different model;
 - adapter fingerprint: the whole point of the tool is that adapters change outputs;
-- the rendered prompt (chat template applied): what the model actually reads;
+- the rendered prompt (chat template applied, or raw text in completion mode): what the model reads,
+  and for completion mode the prompt format itself, so a raw prompt never shares a chat prompt's key;
 - sampling parameters and seed: greedy vs sampled, max tokens, stop strings.
 
 Timeouts, concurrency, batch size and progress settings are deliberately left out: they change how
@@ -44,6 +45,7 @@ def cache_key(
     adapter_fingerprint: str | None,
     prompt: str,
     sampling: Mapping[str, Any],
+    prompt_format: str = "chat",
 ) -> str:
     """The cache key of one generation: sha256 over everything that can change its text.
 
@@ -59,11 +61,15 @@ def cache_key(
         "base": base_fingerprint,
         # The adapter's weights; None (the base alone) is its own key.
         "adapter": adapter_fingerprint,
-        # The rendered prompt (chat template applied, few-shot examples included): what the model reads.
+        # The rendered prompt (chat template applied, or raw text; few-shot examples included): what the model reads.
         "prompt": prompt,
         # max_tokens, temperature, top_p, stop and seed: the same prompt sampled differently.
         "sampling": dict(sampling),
     }
+    if prompt_format != "chat":
+        # Raw text that happens to equal a rendered chat prompt is still another request. Chat keys
+        # leave the field out, so that they stay what they were before completion mode existed.
+        payload["prompt_format"] = prompt_format
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--column", action="append", default=[], metavar="FIELD=COLUMN",
                    help="CSV column mapping, repeatable, as a suite's columns= (e.g. prompt=text, reference=category)")
     q.add_argument("--system-prompt", help="system prompt before every row's question, as a suite's system_prompt=")
+    q.add_argument("--prompt-template", metavar="TEXT",
+                   help="the user turn as a template over each row's fields, as a suite's prompt_template= "
+                        "(e.g. 'Message: {text}\\nIntent:'); the first example's prompt is shown")
     q.set_defaults(func=cmd_data_validate)
     q = dsub.add_parser("split", help="deterministic train/validation/test split (stable under reordering)")
     q.add_argument("file")
@@ -330,8 +333,14 @@ def cmd_models_inspect(args: argparse.Namespace) -> int:
 
 def cmd_data_validate(args: argparse.Namespace) -> int:
     from .data import find_duplicates, load_dataset
+    from .prompts import PromptTemplate
 
     labels = _read_json(args.labels) if args.labels else None
+    template = None
+    if args.prompt_template is not None:
+        # A shell passes "\n" literally; a template on the command line means a newline by it.
+        text = args.prompt_template.replace("\\n", "\n")
+        template = PromptTemplate.parse(text, owner="--prompt-template", labels=labels)
     columns = {}
     for item in args.column:
         field, eq, column = item.partition("=")
@@ -339,9 +348,13 @@ def cmd_data_validate(args: argparse.Namespace) -> int:
             raise ConfigError(f"--column {item!r} is not FIELD=COLUMN (e.g. --column prompt=text)")
         columns[field.strip()] = column.strip()
     for f in args.files:
-        ds = load_dataset(f, labels=labels, columns=columns or None, system_prompt=args.system_prompt)
+        ds = load_dataset(f, labels=labels, columns=columns or None, system_prompt=args.system_prompt,
+                          prompt_template=template)
         dupes = find_duplicates(ds)
         print(f"{f}: {len(ds)} examples, fingerprint {ds.fingerprint}" + (f", {len(dupes)} duplicate inputs" if dupes else ""))
+        if template is not None and ds.examples:
+            first = ds.examples[0]
+            print(f"  first prompt ({first.source}): {first.user_text!r}")
         for a, b in dupes[:20]:
             print(f"  duplicate input: {a} == {b}")
     return 0

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError, DatasetError, Problem
+from .prompts import PromptTemplate, apply_template, csv_fields, jsonl_fields
 
 #: Rows larger than this are refused: almost always a broken export, and they blow up prompts.
 MAX_ROW_BYTES = 1_000_000
@@ -143,11 +144,16 @@ def load_dataset(
     columns: Mapping[str, str] | None = None,
     system_prompt: str | None = None,
     labels: Sequence[str] | None = None,
+    prompt_template: str | PromptTemplate | None = None,
 ) -> Dataset:
     """Load and validate a dataset file; raise `DatasetError` listing every bad row.
 
     `labels`, when given, is the declared label set: a row whose label is outside it is an error.
+    `prompt_template` (prompts.py) writes each row's user turn from its fields; ids are computed
+    from the row as written, so a changed template changes the prompts but not the sample.
     """
+    if isinstance(prompt_template, str):
+        prompt_template = PromptTemplate.parse(prompt_template, owner="prompt_template", labels=labels)
     p = Path(path)
     if not p.is_file():
         raise DatasetError(
@@ -174,9 +180,9 @@ def load_dataset(
     #: Lines whose row had no id of its own (theirs is a content id, see `content_id`).
     auto_lines: set[int] = set()
     if fmt in ("chat", "prompt", "jsonl"):
-        examples = _load_jsonl(p, text, problems, system_prompt, auto_lines)
+        examples = _load_jsonl(p, text, problems, system_prompt, auto_lines, prompt_template)
     elif fmt == "csv":
-        examples = _load_csv(p, text, problems, columns, system_prompt, auto_lines)
+        examples = _load_csv(p, text, problems, columns, system_prompt, auto_lines, prompt_template)
     else:
         raise DatasetError(
             Problem(str(p), None, f"unknown dataset format {fmt!r}; expected 'chat', 'prompt', 'jsonl' or 'csv'")
@@ -242,7 +248,8 @@ def _number_repeats(rows: list[tuple[int, Example]], auto_lines: set[int]) -> li
 
 
 def _load_jsonl(
-    p: Path, text: str, problems: list[Problem], system_prompt: str | None, auto_lines: set[int]
+    p: Path, text: str, problems: list[Problem], system_prompt: str | None, auto_lines: set[int],
+    template: PromptTemplate | None = None,
 ) -> list[tuple[int, Example]]:
     out: list[tuple[int, Example]] = []
     for lineno, line in _jsonl_lines(text):
@@ -261,6 +268,8 @@ def _load_jsonl(
             problems.append(Problem(str(p), lineno, f"expected a JSON object, got {type(row).__name__}"))
             continue
         ex = _row_to_example(p, lineno, row, problems, system_prompt)
+        if ex is not None and template is not None:
+            ex = _templated(ex, template, jsonl_fields(row, ex.user_text), p, lineno, problems)
         if ex is not None:
             out.append((lineno, ex))
             if row.get("id") is None:
@@ -376,6 +385,7 @@ def _load_csv(
     columns: Mapping[str, str] | None,
     system_prompt: str | None,
     auto_lines: set[int],
+    template: PromptTemplate | None = None,
 ) -> list[tuple[int, Example]]:
     """Rows of a CSV file through a column mapping ({field: column}, fields as in CSV_FIELDS).
 
@@ -408,6 +418,8 @@ def _load_csv(
             )
         )
     index = {field: header.index(col) for field, col in mapping.items()}
+    if template is not None:
+        template.check_answer_columns([mapping[f] for f in ("reference", "label") if f in mapping], str(p))
     out: list[tuple[int, Example]] = []
     for lineno, values in records[1:]:
         if len(values) != len(header):
@@ -432,8 +444,21 @@ def _load_csv(
         else:
             ex_id = content_id(p.stem, prompt, cell["reference"], metadata)
             auto_lines.add(lineno)
-        out.append((lineno, Example(ex_id, prompt, cell["reference"], metadata, f"{p}:{lineno}")))
+        ex: Example | None = Example(ex_id, prompt, cell["reference"], metadata, f"{p}:{lineno}")
+        if template is not None:
+            ex = _templated(ex, template, csv_fields(header, values, cell["prompt"]), p, lineno, problems)
+        if ex is not None:
+            out.append((lineno, ex))
     return out
+
+
+def _templated(ex: Example, template: PromptTemplate, fields: Mapping[str, str], p: Path, lineno: int,
+               problems: list[Problem]) -> Example | None:
+    done = apply_template(ex, template, fields)
+    if isinstance(done, list):
+        problems.append(Problem(str(p), lineno, template.missing_message(done, fields)))
+        return None
+    return done
 
 
 def _count(n: int, noun: str) -> str:

@@ -2,8 +2,9 @@
 
 1. `build_messages` turns an example into the messages one contender sees (few-shot contenders get
    solved shots from a training pool before the question).
-2. `plan_requests` renders every prompt with the backend's chat template and computes its cache key;
-   identical requests from different suites collapse into one.
+2. `Plan.add` renders every prompt in its prompt format (the model's chat template, or raw text for
+   a model without one: `Backend.prompt_format`) and computes its cache key; identical requests
+   from different suites collapse into one.
 3. `run_generation` serves what it can from the cache and sends only the misses to the backend, in
    per-model chunks, committing each finished chunk to the cache before starting the next, so an
    interrupted run loses at most the chunk in flight and a re-run redoes nothing else.
@@ -22,7 +23,7 @@ from typing import Any
 from .backends.base import Backend, Generation, GenerationRequest
 from .cache import GenerationCache, cache_key
 from .data import Example, Message, normalize_text
-from .errors import BackendError, MissingDependencyError
+from .errors import BackendError, ConfigError, MissingDependencyError, ModelSpecError
 from .models import ResolvedModel
 from .progress import GenerationProgress
 from .specs import SamplingSpec
@@ -89,11 +90,16 @@ class Plan:
 
     requests: dict[str, GenerationRequest] = field(default_factory=dict)
     items: list[PlannedExample] = field(default_factory=list)
+    #: (suite, model) -> the prompt format its prompts were rendered in: "chat" or "completion".
+    formats: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def add(self, suite: str, model: ResolvedModel, example: Example, messages: tuple[Message, ...],
-            sampling: SamplingSpec, backend: Backend) -> None:
+            sampling: SamplingSpec, backend: Backend, prompt_format: str = "auto") -> None:
         backend = backend.serving(model.name)  # in a run that mixes backends, the model's own
-        prompt = backend.render(model.spec, messages)
+        fmt = self.prompt_format(suite, model, prompt_format, backend)
+        # Chat prompts are rendered as before prompt formats existed, so that a backend whose render()
+        # takes no format (and whose prompt_format(), the default, never answers "completion") works.
+        prompt = backend.render(model.spec, messages) if fmt == "chat" else backend.render(model.spec, messages, fmt)
         if backend.answers_by_example:
             # A backend that looks answers up by (model, example id) rather than computing them from
             # the prompt (replay) must not share one answer between two models or two examples
@@ -105,10 +111,20 @@ class Plan:
             adapter_fingerprint=model.adapter.fingerprint if model.adapter else None,
             prompt=prompt,
             sampling=sampling.to_dict(),
+            prompt_format=fmt,
         )
         if key not in self.requests:
-            self.requests[key] = GenerationRequest(key, model.spec, messages, prompt, sampling, example.id)
+            self.requests[key] = GenerationRequest(key, model.spec, messages, prompt, sampling, example.id, fmt)
         self.items.append(PlannedExample(suite, model.name, example.id, key))
+
+    def prompt_format(self, suite: str, model: ResolvedModel, requested: str, backend: Backend) -> str:
+        """The suite's `prompt_format` resolved for one model by the backend, once per (suite, model)."""
+        if (suite, model.name) not in self.formats:
+            try:
+                self.formats[(suite, model.name)] = backend.prompt_format(model.spec, requested)
+            except (ConfigError, ModelSpecError) as exc:
+                raise type(exc)(f"suite {suite!r}, model {model.name!r}: {exc}") from None
+        return self.formats[(suite, model.name)]
 
 
 @dataclass

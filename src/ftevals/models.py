@@ -223,7 +223,8 @@ def _require_chat_template(folder: Path) -> None:
     if not has_chat_template(folder):
         raise ModelSpecError(
             f"model folder {folder} has no chat template (tokenizer_config.json 'chat_template' or "
-            "chat_template.jinja); ftevals sends chat messages, so add one"
+            "chat_template.jinja); add one, or prompt it as a base model with raw text (a suite's "
+            "prompt_format='auto' or 'completion')"
         )
 
 
@@ -301,14 +302,17 @@ class ResolvedModel:
 
 
 def resolve_models(specs: Any, *, pull: bool = True) -> dict[str, ResolvedModel]:
-    """Validate every model spec up front (before any engine starts); raise on the first bad one."""
+    """Validate every model spec up front (before any engine starts); raise on the first bad one.
+
+    A base folder without a chat template is accepted: suites prompt it in completion mode (raw
+    text, prompts.py); a suite that insists on prompt_format="chat" is refused when it is planned.
+    """
     bases: dict[str, ModelFolder] = {}
     out: dict[str, ResolvedModel] = {}
     for spec in specs:
         try:
             if spec.base not in bases:
-                bases[spec.base] = resolve_base(spec.base, pull=pull, chat=True)
-                _require_chat_template(bases[spec.base].path)  # the default model's, checked after its pull
+                bases[spec.base] = resolve_base(spec.base, pull=pull)
             base = bases[spec.base]
             adapter = inspect_adapter(spec.adapter, base) if spec.adapter else None
         except ModelSpecError as exc:

@@ -22,7 +22,7 @@ from .backends.routed import backend_of
 from .backends.registry import loads_local_weights
 from .cache import CacheMode, GenerationCache
 from .contamination import check_contamination
-from .data import Dataset, Example, load_dataset
+from .data import Dataset, Example, load_dataset, normalize_text
 from .errors import ConfigError
 from .gate import Gate, parse_gate
 from .generate import Plan, build_messages, choose_shots, run_generation
@@ -30,6 +30,7 @@ from .integrity import check_integrity
 from .metrics import Metric, get_metric
 from .progress import GenerationProgress
 from .models import resolve_models, unverified_models
+from .prompts import PromptTemplate
 from .results import ModelInfo, Results, RunInfo, new_run_info, utc_now
 from .score import score_suite
 from .specs import ModelSpec
@@ -127,7 +128,10 @@ def check_candidates(suites: Sequence[Suite], config: RunConfig) -> None:
 
 def prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
     labels = suite.label_set()
-    full = load_dataset(suite.path(suite.dataset), labels=labels, columns=suite.columns, system_prompt=suite.system_prompt)
+    template = (PromptTemplate.parse(suite.prompt_template, owner=f"suite {suite.name!r}", labels=labels)
+                if suite.prompt_template is not None else None)
+    full = load_dataset(suite.path(suite.dataset), labels=labels, columns=suite.columns, system_prompt=suite.system_prompt,
+                        prompt_template=template)
     limit = min(x for x in (suite.limit, config.limit) if x is not None) if (suite.limit or config.limit) else None
     dataset = full.sample(limit, seed=suite.seed)
 
@@ -149,9 +153,10 @@ def prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
                 f"suite {suite.name!r}: the few-shot pool {pool_path} is the evaluation file; shots must come "
                 "from training data, never from the eval split"
             )
-        pool = load_dataset(pool_path, labels=labels, columns=suite.columns, system_prompt=suite.system_prompt)
+        pool = load_dataset(pool_path, labels=labels, columns=suite.columns, system_prompt=suite.system_prompt,
+                            prompt_template=template)
         shots = choose_shots(
-            pool.examples,
+            _unseen(suite, pool, pool_path, template),
             suite.fewshot.k,
             seed=suite.fewshot.seed,
             exclude_inputs=[e.user_text for e in full.examples],
@@ -185,9 +190,33 @@ def prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
         for f in suite.train_files:
             path = suite.path(f)
             train_sets.append((str(f), load_dataset(path).examples))
-        contamination = check_contamination(dataset.examples, train_sets).to_dict()
+        contamination = check_contamination(_as_written(suite, dataset, template), train_sets).to_dict()
     return PreparedSuite(suite, dataset, len(full), models, metrics, gates, shots, labels, contamination,
                          full.fingerprint)
+
+
+def _as_written(suite: Suite, dataset: Dataset, template: PromptTemplate | None) -> tuple[Example, ...]:
+    """The sample's examples without the prompt template: training files hold inputs as written, and
+    a template's wording (a label list, instructions) would hide every overlap from the check.
+    Ids do not depend on the template, so the same ids pick the same rows."""
+    if template is None:
+        return dataset.examples
+    raw = load_dataset(suite.path(suite.dataset), columns=suite.columns, system_prompt=suite.system_prompt)
+    wanted = {e.id for e in dataset.examples}
+    return tuple(e for e in raw.examples if e.id in wanted)
+
+
+def _unseen(suite: Suite, pool: Dataset, pool_path: Path, template: PromptTemplate | None) -> tuple[Example, ...]:
+    """The pool without rows whose input, as written, is an evaluation input. `choose_shots` drops
+    those by the (templated) user text; a template that adds another field of the row ("{channel}:
+    {text}") would let the same question through as a shot, with its answer."""
+    if template is None:
+        return pool.examples
+    raw_eval = load_dataset(suite.path(suite.dataset), columns=suite.columns, system_prompt=suite.system_prompt)
+    raw_pool = load_dataset(pool_path, columns=suite.columns, system_prompt=suite.system_prompt)
+    banned = {normalize_text(e.user_text) for e in raw_eval.examples}
+    seen = {e.id for e in raw_pool.examples if normalize_text(e.user_text) in banned}
+    return tuple(e for e in pool.examples if e.id not in seen)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,7 +254,8 @@ def execute(
             for model in ps.models:
                 shots = ps.shots if model.fewshot else []
                 for ex in ps.dataset.examples:
-                    plan.add(ps.name, resolved[model.name], ex, build_messages(ex, shots), ps.suite.sampling, backend)
+                    plan.add(ps.name, resolved[model.name], ex, build_messages(ex, shots), ps.suite.sampling, backend,
+                             ps.suite.prompt_format)
         order = [m.name for m in prepared.model_specs()]
         outcome = run_generation(plan, backend, cache, chunk_size=config.chunk_size, progress=progress, model_order=order,
                                  exclusive_group=config.exclusive_group)

@@ -72,6 +72,7 @@ def score_suite(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, confi
             file_fingerprint=ps.file_fingerprint, n_examples=len(examples), n_total=ps.n_total, sample_seed=suite.seed,
         ),
         sampling=suite.sampling.to_dict(),
+        prompt_formats={m: plan.formats.get((ps.name, m), "chat") for m in model_names},
         reference=suite.reference,
         models=tuple(model_names),
         fewshot=(

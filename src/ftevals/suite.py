@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from .errors import ConfigError, FtevalsError
+from .prompts import PromptFormatChoice, check_prompt_format
 from .specs import DEFAULT_BASE, ModelSpec, SamplingSpec, check_name
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -106,6 +107,13 @@ class Suite:
     columns: Mapping[str, str] | None = None
     #: A system prompt put before every row's question (CSV rows and prompt/reference JSONL rows).
     system_prompt: str | None = None
+    #: The user turn as a `str.format` template over the row's fields, e.g. "Message: {text}\nIntent:"
+    #: (CSV: columns by header; JSONL: top-level and metadata fields; both: {prompt}/{input}, and
+    #: {labels} for a suite with labels). Applies to the few-shot pool too; see docs/suites.md.
+    prompt_template: str | None = None
+    #: "auto": chat when the model's tokenizer has a chat template, else completion (raw text, for
+    #: base models); "chat" refuses a model without a template; "completion" always sends raw text.
+    prompt_format: PromptFormatChoice = "auto"
     fewshot: FewShot | None = None
     #: Fine-tuning files to check for contamination against the eval set (exact + near duplicates).
     train_files: tuple[str, ...] = ()
@@ -133,6 +141,7 @@ class Suite:
         if self.multiplicity not in ("holm", "bonferroni", "none"):
             raise ConfigError(f"suite {self.name!r}: multiplicity must be 'holm', 'bonferroni' or 'none', "
                               f"got {self.multiplicity!r}")
+        check_prompt_format(self.prompt_format, f"suite {self.name!r}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"suite {self.name!r}: limit must be >= 1, got {self.limit}")
         if self.reference in self.models[1:] and self.models and self.models[0] != self.reference:

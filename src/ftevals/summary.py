@@ -10,8 +10,9 @@
       [FAIL] contamination 0.067 is above the ceiling 0.050
       baseline suites/baselines/banking77.json matches this run (6 values for 3 models)
 
-A cell is the score, then its delta against the reference with the delta's 95% CI. The verdict
-comes from each metric's paired test (McNemar's exact test for per-example right/wrong metrics, the
+A model prompted with raw text (completion mode: no chat template, or the suite's prompt_format)
+is listed as `NAME (completion)`. A cell is the score, then its delta against the reference with
+the delta's 95% CI. The verdict comes from each metric's paired test (McNemar's exact test for per-example right/wrong metrics, the
 bootstrap CI for continuous ones), so a binary metric's CI can exclude 0 while the exact test does
 not reject: the verdict then says "no sig. change" and shows the p-value. Rows carry terminal
 markup (red for failures and regressions) for pytest's terminal writer; `summary_lines` drops it.
@@ -115,7 +116,8 @@ def _table(suite: SuiteResult) -> list[Row]:
     grid: list[list[str]] = [["model", *metrics, "verdict", *(["gates"] if per_model else [])]]
     styles: list[Markup] = [_PLAIN]
     for model in suite.models:
-        cells = [model]
+        fmt = suite.prompt_format(model)
+        cells = [model if fmt == "chat" else f"{model} ({fmt})"]
         for metric in metrics:
             cells.append(_cell(suite.score(model, metric), suite.comparison(model, metric)))
         found = [c for m in metrics if (c := suite.comparison(model, m)) is not None]

@@ -89,9 +89,6 @@ CASES = [
     Case("missing-base-folder", lambda tmp, _d: (str(tmp / "no-such-model"), None),
          r"base model folder {base} does not exist; give a local model folder \(hub downloads are off\) or "
          r"'default' for the embedded SmolLM2-135M-Instruct"),
-    Case("base-without-chat-template", lambda tmp, d: (str(model_without_chat_template(d, tmp / "nochat")), None),
-         r"model folder {base} has no chat template \(tokenizer_config.json 'chat_template' or "
-         r"chat_template.jinja\); ftevals sends chat messages, so add one"),
 ]
 
 
@@ -168,6 +165,33 @@ def test_plugin_stops_with_a_usage_error_before_any_engine(case: Case, pytester:
     assert len(errors) == 1, result.stderr.str()
     assert re.fullmatch("ERROR: ftevals: " + expected(case, base, adapter, default_model.path), errors[0]), errors[0]
     assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert no_engine == []
+    assert not (pytester.path / "out").exists() and not (pytester.path / "cache").exists()
+
+
+def test_a_base_without_chat_template_is_accepted_for_completion_mode(tmp_path: Path, default_model) -> None:
+    # Base models usually ship no chat template: suites prompt them with raw text (docs/suites.md).
+    base = model_without_chat_template(default_model.path, tmp_path / "nochat")
+    assert resolve_models([ModelSpec("bad", base=str(base))])["bad"].base.path == base
+
+
+def test_a_suite_insisting_on_chat_refuses_a_base_without_template_before_any_engine(
+        pytester: pytest.Pytester, default_model, no_engine: list[str]) -> None:
+    base = model_without_chat_template(default_model.path, pytester.path / "nochat")
+    pytester.makepyfile(test_checked=SUITE.replace('gates=("accuracy >= 0.0",)',
+                                                   'gates=("accuracy >= 0.0",), prompt_format="chat"'))
+    (pytester.path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ROWS))
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "--ftevals-backend", "vllm",
+        "--ftevals-model", f"bad={base}", "--ftevals-results", "out/results.json", "--ftevals-report", "out/report.html",
+        "--ftevals-cache-dir", "cache",
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str() + result.stderr.str()
+    errors = [line for line in result.stderr.lines if line.startswith("ERROR: ftevals: ")]
+    assert errors == [
+        f"ERROR: ftevals: suite 'checked', model 'bad': model folder {base} has no chat template (tokenizer_config.json "
+        "'chat_template' or chat_template.jinja), but the suite sets prompt_format='chat'; add a chat template to the "
+        "folder, or prompt it as a base model with raw text (prompt_format='auto' or 'completion')"], result.stderr.str()
     assert no_engine == []
     assert not (pytester.path / "out").exists() and not (pytester.path / "cache").exists()
 

@@ -141,4 +141,24 @@ def copy_model(src: Path, dest: Path) -> Path:
     return dest
 
 
-__all__ = ["ARCHS", "Arch", "build_adapter", "build_model", "copy_model"]
+#: Files of a model folder that make up its tokenizer (the rest: weights, config, manifest).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt")
+
+
+def tokenizer_without_chat_template(model_dir: Path, dest: Path) -> Path:
+    """`model_dir`'s tokenizer files alone, with its chat template removed: a base model's tokenizer.
+
+    Built on it, a tiny model folder (`build_model`) has no chat template, as a pretrained base
+    model's folder usually has none."""
+    dest.mkdir(parents=True)
+    for name in TOKENIZER_FILES:
+        if (model_dir / name).is_file():
+            shutil.copy(model_dir / name, dest / name)
+    config = json.loads((dest / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (dest / "tokenizer_config.json").write_text(json.dumps(config))
+    return dest
+
+
+__all__ = ["ARCHS", "Arch", "TOKENIZER_FILES", "build_adapter", "build_model", "copy_model",
+           "tokenizer_without_chat_template"]

@@ -5,7 +5,9 @@ A backend turns `GenerationRequest`s into `Generation`s. Models are data: a requ
 one engine per base, each adapter a LoRARequest; HF: peft; a server: the model name it exposes).
 
 Backends also say how a prompt is *rendered* (`render`), because the rendered prompt is what the
-generation cache keys on: two backends that render differently must not share cache entries.
+generation cache keys on: two backends that render differently must not share cache entries. A
+prompt is rendered in a prompt format (`prompt_format`): "chat" (the model's chat template) or
+"completion" (raw text for a model without one, ftevals/prompts.py).
 
 `Backend` lists everything generic code (generate.py, pipeline.py, `make_backend`) touches on a
 backend. Most members have a default that almost every backend wants; `BackendDefaults` holds them,
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ..data import Message
+from ..errors import ConfigError
 from ..specs import ModelSpec, SamplingSpec
 
 
@@ -34,6 +37,8 @@ class GenerationRequest:
     sampling: SamplingSpec
     #: Example id(s) this request serves; informational (one prompt can serve several suites).
     example_id: str = ""
+    #: How `prompt` was rendered: "chat" (chat template) or "completion" (raw text).
+    prompt_format: str = "chat"
 
 
 @dataclass(frozen=True)
@@ -115,8 +120,17 @@ class Backend(Protocol):
         """
         ...
 
-    def render(self, model: ModelSpec, messages: Sequence[Message]) -> str:
-        """The exact prompt this backend will feed the model (chat template applied)."""
+    def prompt_format(self, model: ModelSpec, requested: str) -> str:
+        """What a suite's `prompt_format` ("auto", "chat" or "completion") means for this model here:
+        "chat" or "completion". Raises ModelSpecError / ConfigError for a format it cannot serve.
+        Default: "chat" for "auto" and "chat"; "completion" is refused (no raw-prompt path)."""
+        ...
+
+    def render(self, model: ModelSpec, messages: Sequence[Message], prompt_format: str = "chat") -> str:
+        """The exact prompt this backend will feed the model, in a format `prompt_format` returned.
+
+        Called with `prompt_format` only for "completion": a backend that never answers "completion"
+        may keep the two-argument `render(model, messages)`."""
         ...
 
     def prepare(self, requests: Sequence[GenerationRequest]) -> None:
@@ -163,6 +177,12 @@ class BackendDefaults:
         hook = self.progress_hook
         if hook is not None and n:
             hook(n)
+
+    def prompt_format(self, model: ModelSpec, requested: str) -> str:
+        if requested == "completion":
+            raise ConfigError(f"the {getattr(self, 'name', '?')} backend cannot send raw (completion) prompts; "
+                              "use prompt_format='auto' or 'chat', or a backend that renders prompts itself (vllm, hf)")
+        return "chat"
 
     def prepare(self, requests: Sequence[GenerationRequest]) -> None:
         return None

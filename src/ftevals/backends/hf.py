@@ -22,7 +22,7 @@ from ..models import ResolvedModel
 from ..offline import hub_offline
 from ..specs import ModelSpec
 from .base import BackendDefaults, Generation, GenerationRequest
-from .templates import load_tokenizer, render_chat
+from .templates import load_tokenizer, render_prompt, resolve_prompt_format
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,11 @@ class HFBackend(BackendDefaults):
             self._tokenizers[str(path)] = load_tokenizer(path, self.settings.trust_remote_code)
         return self._tokenizers[str(path)]
 
-    def render(self, model: ModelSpec, messages: Sequence[Message]) -> str:
-        return render_chat(self.tokenizer(model), messages)
+    def prompt_format(self, model: ModelSpec, requested: str) -> str:
+        return resolve_prompt_format(self.tokenizer(model), requested, self.models[model.name].base.path)
+
+    def render(self, model: ModelSpec, messages: Sequence[Message], prompt_format: str = "chat") -> str:
+        return render_prompt(self.tokenizer(model), messages, prompt_format)
 
     def _model_for(self, base_key: str) -> Any:  # noqa: C901 - one load path, read top to bottom
         if base_key in self._loaded:

@@ -68,7 +68,8 @@ class OpenAISettings:
     #: Upper bound on a server's Retry-After, so a confused server cannot park a run for hours.
     max_retry_after_s: float = 60.0
     #: True: /chat/completions, the server applies the chat template. False: /completions with the
-    #: prompt rendered here from the base model folder's own chat template.
+    #: prompt rendered here from the base model folder's tokenizer: its chat template, or raw text
+    #: for a folder without one (prompt format "completion").
     chat: bool = True
     #: Free text that enters the cache key: change it when the server changes in a way the model
     #: ids do not show (new engine version, dtype, quantisation), to stop reusing old generations.
@@ -294,7 +295,20 @@ class OpenAIBackend(BackendDefaults):
             ident["cache_tag"] = self.settings.cache_tag
         return ident
 
-    def render(self, model: ModelSpec, messages: Sequence[Message]) -> str:
+    def prompt_format(self, model: ModelSpec, requested: str) -> str:
+        if self.settings.chat:
+            if requested == "completion":
+                raise ConfigError(
+                    "the openai backend sends chat messages (/chat/completions), which the server renders with its "
+                    "chat template; for raw (completion) prompts use --ftevals-backend-option chat=false"
+                )
+            return "chat"
+        from .templates import resolve_prompt_format
+
+        tokenizer, path = self._local_tokenizer(model)
+        return resolve_prompt_format(tokenizer, requested, path)
+
+    def render(self, model: ModelSpec, messages: Sequence[Message], prompt_format: str = "chat") -> str:
         """The request body minus sampling, as canonical JSON: exactly what is keyed is what is sent.
 
         Chat mode keys on the messages (the server renders them; we cannot see its template). The
@@ -304,7 +318,7 @@ class OpenAIBackend(BackendDefaults):
         if self.settings.chat:
             body["messages"] = [m.to_dict() for m in messages]
         else:
-            body["prompt"] = self._render_locally(model, messages)
+            body["prompt"] = self._render_locally(model, messages, prompt_format)
         return json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
     def server_model_id(self, model: ModelSpec) -> str:
@@ -345,9 +359,15 @@ class OpenAIBackend(BackendDefaults):
                 self._listed = _model_ids(data)
             return self._listed
 
-    def _render_locally(self, model: ModelSpec, messages: Sequence[Message]) -> str:
+    def _render_locally(self, model: ModelSpec, messages: Sequence[Message], prompt_format: str = "chat") -> str:
+        from .templates import render_prompt
+
+        # No BOS text in completion mode: the server's /completions adds it while tokenizing.
+        return render_prompt(self._local_tokenizer(model)[0], messages, prompt_format, bos=False)
+
+    def _local_tokenizer(self, model: ModelSpec) -> tuple[Any, Path]:
         from ..models import resolve_base
-        from .templates import load_tokenizer, render_chat
+        from .templates import load_tokenizer
 
         # Server runs resolve models without opening folders ("unverified"); the template still has
         # to come from a real folder, so resolve the spec's base here ("default" = embedded model).
@@ -357,7 +377,7 @@ class OpenAIBackend(BackendDefaults):
         with self._lock:
             if key not in self._tokenizers:
                 self._tokenizers[key] = load_tokenizer(path)
-        return render_chat(self._tokenizers[key], messages)
+        return self._tokenizers[key], Path(path)
 
     # -- generation ---------------------------------------------------------------------------
 
@@ -433,7 +453,7 @@ class OpenAIBackend(BackendDefaults):
             body = None
         if not isinstance(body, dict) or "model" not in body:
             # A request planned without our render(): rebuild its body the same way.
-            body = json.loads(self.render(request.model, request.messages))
+            body = json.loads(self.render(request.model, request.messages, request.prompt_format))
         body.update(_sampling_fields(request.sampling))
         return body
 

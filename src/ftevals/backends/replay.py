@@ -70,7 +70,12 @@ class ReplayBackend(BackendDefaults):
         # cache entry, while the same file copied elsewhere still hits the cache.
         return {"backend": self.name, "predictions_sha256": self.sha256}
 
-    def render(self, model: ModelSpec, messages: Sequence[Message]) -> str:
+    def prompt_format(self, model: ModelSpec, requested: str) -> str:
+        # The predictions were made elsewhere, in a format this file does not record: the suite's
+        # explicit choice is taken at its word, and "auto" is the common case, chat.
+        return "chat" if requested == "auto" else requested
+
+    def render(self, model: ModelSpec, messages: Sequence[Message], prompt_format: str = "chat") -> str:
         # No template is applied (there is no model); the messages still go into the key so that a
         # changed prompt is not mistaken for the one the predictions answered.
         return json.dumps([m.to_dict() for m in messages], sort_keys=True, ensure_ascii=False, separators=(",", ":"))

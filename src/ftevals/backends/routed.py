@@ -66,8 +66,12 @@ class RoutedBackend(BackendDefaults):
         }
         return ident
 
-    def render(self, model: ModelSpec, messages: Sequence[Message]) -> str:
-        return self.serving(model.name).render(model, messages)
+    def prompt_format(self, model: ModelSpec, requested: str) -> str:
+        return self.serving(model.name).prompt_format(model, requested)
+
+    def render(self, model: ModelSpec, messages: Sequence[Message], prompt_format: str = "chat") -> str:
+        served = self.serving(model.name)
+        return served.render(model, messages) if prompt_format == "chat" else served.render(model, messages, prompt_format)
 
     def prepare(self, requests: Sequence[GenerationRequest]) -> None:
         for name, group in self._by_backend(requests).items():

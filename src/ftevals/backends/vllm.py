@@ -37,7 +37,8 @@ from ..specs import ModelSpec, SamplingSpec
 from .base import BackendDefaults, Generation, GenerationRequest
 from .vllm_watch import _DeathWatch, _dead_engine_process
 from .vllm_lora import check_architecture_serves_lora, check_lora_servable, lora_rank_limit
-from .templates import load_tokenizer, render_chat  # re-exported: older imports name them here
+# render_chat is re-exported: older imports name it here.
+from .templates import load_tokenizer, render_chat, render_prompt, resolve_prompt_format
 
 STRATEGIES = ("multi-lora", "merged", "auto")
 
@@ -410,8 +411,11 @@ class VLLMBackend(BackendDefaults):
             self._tokenizers[key] = load_tokenizer(base.path, self.settings.trust_remote_code)
         return self._tokenizers[key]
 
-    def render(self, model: ModelSpec, messages: Sequence[Message]) -> str:
-        return render_chat(self.tokenizer(model), messages)
+    def prompt_format(self, model: ModelSpec, requested: str) -> str:
+        return resolve_prompt_format(self.tokenizer(model), requested, self.models[model.name].base.path)
+
+    def render(self, model: ModelSpec, messages: Sequence[Message], prompt_format: str = "chat") -> str:
+        return render_prompt(self.tokenizer(model), messages, prompt_format)
 
     # -- planning -----------------------------------------------------------------------------
 

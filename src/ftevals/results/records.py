@@ -25,6 +25,8 @@ SCHEMA_VERSION = 1
 Verdict = Literal["improved", "no_significant_change", "regressed"]
 TestName = Literal["mcnemar-exact", "paired-bootstrap"]
 BaselineStatus = Literal["created", "matched", "changed", "updated"]
+#: How a model's prompts were rendered: its chat template, or raw text (completion mode).
+PromptFormat = Literal["chat", "completion"]
 
 
 class Record:
@@ -427,6 +429,10 @@ class SuiteResult(Record):
     description: str = ""
     dataset: DatasetInfo | None = None
     sampling: Mapping[str, Json] = field(default_factory=dict)
+    #: Per model, how its prompts were rendered ("chat" or "completion"). Per suite, not per model of
+    #: the run: a suite's prompt_format can send one model raw text while another suite chats with it.
+    #: Absent in files written before completion mode existed, when every model was prompted "chat".
+    prompt_formats: Mapping[str, PromptFormat] | None = omit_none()
     reference: str = "base"
     fewshot: FewShotInfo | None = None
     metric_params: Mapping[str, Mapping[str, Json]] = field(default_factory=dict)
@@ -444,8 +450,8 @@ class SuiteResult(Record):
     human: HumanRatings | None = None
 
     # The file's key order (the pipeline has always written name, task, ... human).
-    __json_keys__ = ("name", "task", "description", "dataset", "sampling", "reference", "models", "fewshot",
-                     "metric_params", "metrics", "scores", "details", "comparisons", "prompting", "forgetting",
+    __json_keys__ = ("name", "task", "description", "dataset", "sampling", "prompt_formats", "reference", "models",
+                     "fewshot", "metric_params", "metrics", "scores", "details", "comparisons", "prompting", "forgetting",
                      "gates", "contamination", "baseline", "usage", "examples", "rubric", "human")
 
     @property
@@ -454,6 +460,10 @@ class SuiteResult(Record):
 
     def metric(self, name: str) -> MetricInfo | None:
         return next((m for m in self.metrics if m.name == name), None)
+
+    def prompt_format(self, model: str) -> str:
+        """How the model's prompts were rendered in this suite ("chat" for files that do not say)."""
+        return (self.prompt_formats or {}).get(model, "chat")
 
     def score(self, model: str, metric: str) -> ScoreSummary | None:
         return self.scores.get(model, {}).get(metric)
@@ -493,6 +503,6 @@ __all__ = [
     "BackendInfo", "BaselineChange", "BaselineRecord", "BaselineStatus", "Comparison", "Contamination",
     "ContaminationMatch", "DatasetInfo", "ExampleDelta", "ExampleResult", "FewShotInfo", "ForgettingModel",
     "ForgettingResult", "GateOutcome", "GitInfo", "HumanRatings", "IntegrityCheck", "MetricInfo", "ModelInfo", "Output",
-    "PromptingResult", "Record", "Results", "RunInfo", "SCHEMA", "SCHEMA_VERSION", "ScoreSummary", "SuiteResult",
+    "PromptFormat", "PromptingResult", "Record", "Results", "RunInfo", "SCHEMA", "SCHEMA_VERSION", "ScoreSummary", "SuiteResult",
     "TestName", "Usage", "Verdict", "undefined",
 ]

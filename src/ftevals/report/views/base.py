@@ -174,6 +174,8 @@ class Report:
     changed_baselines: list[BaselineRef] = field(default_factory=list)
     #: The engine-integrity line (each adapter applied, and how that was seen); None: not checked.
     integrity: str | None = None
+    #: Model -> how its prompts were rendered: "chat", "completion", or per suite when suites differ.
+    prompt_formats: Mapping[str, str] = field(default_factory=dict)
 
 
 __all__ = ["BaselineRef", "Link", "NO_SCORE", "Report", "Section", "SectionView", "SuiteData", "SuiteView"]

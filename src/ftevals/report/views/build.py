@@ -73,7 +73,20 @@ def build_report(
                                        else f"baseline {s.baseline.path} changed")
                            for s in suites if s.baseline is not None and s.baseline.status == "changed"],
         integrity=integrity_line(record.integrity) if record.integrity else None,
+        prompt_formats=prompt_formats(record),
     )
+
+
+def prompt_formats(record: Results) -> dict[str, str]:
+    """Model -> its prompt format over the run's suites: one word when every suite agrees, else
+    "completion (suite-a); chat (suite-b)" (a suite's prompt_format can differ from another's)."""
+    by_model: dict[str, dict[str, list[str]]] = {}
+    for suite in record.suites:
+        for model in suite.models:
+            by_model.setdefault(model, {}).setdefault(suite.prompt_format(model), []).append(suite.name)
+    return {model: next(iter(found)) if len(found) == 1
+            else "; ".join(f"{fmt} ({', '.join(names)})" for fmt, names in sorted(found.items()))
+            for model, found in by_model.items()}
 
 
 def _suite(

@@ -38,6 +38,7 @@ class ScoreRow:
     model: str
     is_reference: bool
     cells: list[ScoreSummary]  # one per metric, NO_SCORE when missing
+    prompt_format: str = "chat"  # how the model was prompted in this suite (chat template or raw text)
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,8 @@ def prompting(p: PromptingResult | None) -> Prompting | None:
 
 def scores(data: SuiteData) -> Scores:
     names, metrics = data.models, data.metrics
-    rows = [ScoreRow(m, m == data.reference, [data.score(m, x.name) for x in metrics]) for m in names]
+    rows = [ScoreRow(m, m == data.reference, [data.score(m, x.name) for x in metrics], data.suite.prompt_format(m))
+            for m in names]
     order = [x.name for x in metrics]
     return Scores(
         rows=rows if metrics else [],
