@@ -13,6 +13,7 @@ decided differently), which would make such a check flaky rather than informativ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -98,13 +99,20 @@ def served(tmp_path_factory) -> Iterator[Served]:
     train_lora(base, examples, LoraRecipe(rank=8, steps=3, batch_size=4, learning_rate=5e-3), adapter)
     models = resolve_models([ModelSpec("base"), ModelSpec(ADAPTER, adapter=str(adapter))])
 
+    extra = ["--enable-lora", "--max-lora-rank", "8", "--lora-modules", f"{ADAPTER}={adapter}"]
+    with _server(base.path, work / "server.log", extra) as (url, command, start_s):
+        yield Served(url, models, command, start_s)
+
+
+@contextlib.contextmanager
+def _server(model: Path, log: Path, extra: list[str]) -> Iterator[tuple[str, list[str], float]]:
+    """A `vllm serve` of `model` on a free loopback port: (base URL, command, seconds to healthy)."""
     port = _free_port()
     command = [
         sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(base.path),
+        "--model", str(model),
         "--host", "127.0.0.1", "--port", str(port),
-        "--dtype", "float32", "--enforce-eager", "--max-model-len", "2048", "--seed", "0",
-        "--enable-lora", "--max-lora-rank", "8", "--lora-modules", f"{ADAPTER}={adapter}",
+        "--dtype", "float32", "--enforce-eager", "--max-model-len", "2048", "--seed", "0", *extra,
     ]  # fmt: skip
     env = dict(
         os.environ,
@@ -113,14 +121,13 @@ def served(tmp_path_factory) -> Iterator[Served]:
         VLLM_CPU_OMP_THREADS_BIND=_cpu_bind(),
         HF_HUB_OFFLINE="1",
     )
-    log = work / "server.log"
     started = time.monotonic()
     with open(log, "wb") as out:
         # Own session = own process group, so the finalizer can kill vLLM's engine process too.
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         _wait_healthy(proc, f"http://127.0.0.1:{port}/health", log)
-        yield Served(f"http://127.0.0.1:{port}/v1", models, command, time.monotonic() - started)
+        yield f"http://127.0.0.1:{port}/v1", command, time.monotonic() - started
     finally:
         _stop(proc)
 
@@ -251,3 +258,27 @@ def test_a_local_engine_and_a_served_fine_tune_in_one_run(served, tmp_path):
     assert {c.model for c in result.comparisons} == {"local", "managed"}
     # The local adapter went through the engine-integrity check; the served one cannot be probed.
     assert results.integrity is not None and set(results.integrity) == {"local"}
+
+
+def _requests_served(url: str) -> float:
+    """Requests a server finished, from its Prometheus metrics (vllm:request_success_total)."""
+    with urllib.request.urlopen(url.removesuffix("/v1") + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("vllm:request_success_total"))
+
+
+def test_two_real_servers_share_one_run(served, per_model, tmp_path):
+    """Scale-out (issue 13): a second `vllm serve` of the same base on loopback; the openai backend
+    spreads one model's requests over both and the answers are the ones one server gives."""
+    same = served.command[served.command.index("--enable-lora"):]  # the same engine settings as the first
+    with _server(served.models["base"].base.path, tmp_path / "second.log", same) as (second, _, _):
+        before = [_requests_served(u) for u in (served.url, second)]
+        backend = OpenAIBackend(served.models, OpenAISettings(base_urls=(served.url, second), concurrency=4,
+                                                              timeout_s=120, api_key_env=None))
+        reqs = _requests(backend, served, ("base",))
+        got = _texts(backend, reqs)
+        after = [_requests_served(u) for u in (served.url, second)]
+    assert got == {r.key: per_model[r.key] for r in reqs}
+    spread = [a - b for a, b in zip(after, before)]
+    assert sum(spread) == len(reqs) and min(spread) >= 1, spread
