@@ -27,6 +27,7 @@ _EXPORTS = {
     "get_metric": "ftevals.metrics",
     "list_metrics": "ftevals.metrics",
     "Scored": "ftevals.metrics",
+    "evaluate_metric": "ftevals.metrics.hf_evaluate",
     "parse_gate": "ftevals.gate",
     "RunConfig": "ftevals.pipeline",
     "prepare": "ftevals.pipeline",
@@ -82,6 +83,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
                          ResultsError)
     from .gate import parse_gate
     from .metrics import Scored, get_metric, list_metrics, register_metric
+    from .metrics.hf_evaluate import evaluate_metric
     from .models import pull_default_model
     from .packets import build_packets, import_ratings
     from .pipeline import RunConfig, execute, prepare

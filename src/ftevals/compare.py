@@ -130,6 +130,7 @@ def bootstrap_ci(
     and its comparison deltas come from the same resamples.
     """
     _check_settings(resamples, alpha)
+    resamples = _capped(resamples, scored)
     n = len(scored.per_example)
     values = _resampled_values(scored, n, resamples, seed)
     low, high = _percentile_ci(values, alpha)
@@ -154,11 +155,18 @@ def paired_bootstrap(
     are left out of the interval.
     """
     _check_settings(resamples, alpha)
+    resamples = _capped(resamples, model, reference)
     n = _paired_length(model, reference)
     deltas = _resampled_values(model, n, resamples, seed) - _resampled_values(reference, n, resamples, seed)
     low, high = _percentile_ci(deltas, alpha)
     estimate = float(model.value) - float(reference.value)
     return BootstrapResult(estimate, low, high, n, resamples, seed, alpha, _bootstrap_p(deltas))
+
+
+def _capped(resamples: int, *scored: Scored) -> int:
+    """The run's resamples, lowered to a metric's own cap (both sides of a pair share it)."""
+    caps = [s.max_resamples for s in scored if s.max_resamples is not None]
+    return min([resamples, *caps])
 
 
 def _check_settings(resamples: int, alpha: float) -> None:

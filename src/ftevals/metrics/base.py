@@ -50,6 +50,9 @@ class Scored:
     per_example: np.ndarray
     aggregate: Callable[[np.ndarray], float] | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: At most this many bootstrap resamples for this metric (None: the run's number). For metrics
+    #: whose `aggregate` is expensive (a corpus-level `evaluate` module recomputed per resample).
+    max_resamples: int | None = None
 
     def on(self, idx: np.ndarray) -> float:
         """The metric on the examples at `idx` (indices may repeat, as in a bootstrap resample)."""
