@@ -10,6 +10,7 @@ errors (exit code 4). `SuiteResults` is the read-only view the plugin's fixtures
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import cached_property
@@ -59,6 +60,8 @@ class Evaluation:
         self.written_results: Path | None = None
         self.written_report: Path | None = None
         self.written_summaries: list[Path] = []
+        self.mlflow_run: str | None = None
+        self.mlflow_error: str | None = None
         self.report_error: str | None = None
         self.worker_mismatch = False
 
@@ -177,15 +180,28 @@ class Evaluation:
         from .ci_summary import write_markdown_summary
 
         self.written_summaries = write_markdown_summary(self.results, self.settings.summary_md)
-        if self.settings.report is None:
-            return
-        try:
-            from .report import write_report
+        if self.settings.report is not None:
+            try:
+                from .report import write_report
 
-            self.written_report = write_report(self.results, self.settings.report)
-        except (FtevalsError, OSError) as exc:
-            # The results file is the record; a report that fails to render is re-made from it later.
-            self.report_error = f"{exc} (re-render with: ftevals report {display_path(self.written_results)})"
+                self.written_report = write_report(self.results, self.settings.report)
+            except (FtevalsError, OSError) as exc:
+                # The results file is the record; a report that fails to render is re-made from it later.
+                self.report_error = f"{exc} (re-render with: ftevals report {display_path(self.written_results)})"
+        if self.settings.mlflow is not None:
+            self._track(self.settings.mlflow)
+
+    def _track(self, uri: str) -> None:
+        """Log to MLflow; a failure is shown in red, the results file already holds everything."""
+        from .tracking import log_run
+
+        assert self.results is not None and self.written_results is not None
+        files = [self.written_results, *([self.written_report] if self.written_report else []),
+                 *(p for p in self.written_summaries if str(p) != os.environ.get("GITHUB_STEP_SUMMARY"))]
+        try:
+            self.mlflow_run = f"MLflow run {log_run(self.results, uri, files)} at {uri}"
+        except Exception as exc:  # MLflow raises many kinds (server down, bad URI, store errors)
+            self.mlflow_error = f"{type(exc).__name__}: {exc}"[:500]
 
     def summary(self) -> tuple[bool, list[Row]]:
         """(failed, rows): the lines of the terminal's ftevals section; none when nothing ran."""
@@ -205,6 +221,11 @@ class Evaluation:
             rows.append((f"report:  not written: {self.report_error}", {"red": True}))
         for path in self.written_summaries:
             rows.append((f"summary: {display_path(path)}", {}))
+        if self.mlflow_run is not None:
+            rows.append((f"mlflow:  {self.mlflow_run}", {}))
+        elif self.mlflow_error is not None:
+            rows.append((f"mlflow:  NOT logged: {self.mlflow_error} (the results file is complete; log it later "
+                         "by re-running with the same cache)", {"red": True}))
         return False, rows
 
 

@@ -98,6 +98,10 @@ def declared_options() -> tuple[Option, ...]:
             "default": None, "metavar": "PATH",
             "help": f"where the HTML report goes (default: ini ftevals_report, else {DEFAULT_REPORT})"}),
         Option("--ftevals-no-report", {"action": "store_true", "help": "do not write the HTML report"}),
+        Option("--ftevals-mlflow", {
+            "nargs": "?", "const": "mlruns", "default": None, "metavar": "URI",
+            "help": "log the run to MLflow (default URI: ini ftevals_mlflow, else ./mlruns beside the ini file); "
+                    "needs pip install 'ftevals[mlflow]'"}),
         Option("--ftevals-summary-md", {
             "default": None, "metavar": "PATH",
             "help": "also write a markdown summary of verdicts and gates (default: ini ftevals_summary_md, else none; "
@@ -130,6 +134,7 @@ INI_KEYS: tuple[IniKey, ...] = (
     IniKey("ftevals_backend_options", "KEY=VALUE backend settings", [], "linelist"),
     IniKey("ftevals_results", "results file path (relative to the ini file)", DEFAULT_RESULTS),
     IniKey("ftevals_report", "HTML report path (relative to the ini file)", DEFAULT_REPORT),
+    IniKey("ftevals_mlflow", "log every run to this MLflow tracking URI or folder (relative to the ini file)"),
     IniKey("ftevals_summary_md", "markdown summary path (relative to the ini file); none by default"),
     IniKey("ftevals_cache_dir", "generation cache folder (relative to the ini file)"),
     IniKey("ftevals_baseline_dir", "baseline folder, relative to each suite file's folder", "baselines"),
@@ -208,6 +213,8 @@ class Settings:
     exclusive_group: str | None = None
     #: Markdown summary for CI pages (ci_summary.py); None: only $GITHUB_STEP_SUMMARY, when set.
     summary_md: Path | None = None
+    #: MLflow tracking URI (tracking.py); None: no tracking.
+    mlflow: str | None = None
 
     def run_config(self) -> Any:
         from .pipeline import RunConfig  # lazily: the pipeline imports numpy
@@ -238,6 +245,7 @@ def read_settings(values: Values) -> Settings:
         results=values.path("--ftevals-results", "ftevals_results") or values.ini_dir / DEFAULT_RESULTS,
         report=None if values.get("--ftevals-no-report") else values.path("--ftevals-report", "ftevals_report"),
         summary_md=values.path("--ftevals-summary-md", "ftevals_summary_md"),
+        mlflow=_mlflow_uri(values),
         limit=values.get("--ftevals-limit"),
         seed=seed if seed is not None else 0,
         resamples=resamples if resamples is not None else DEFAULT_RESAMPLES,
@@ -323,6 +331,17 @@ def candidate_names(values: Values, table: Mapping[str, ModelSpec]) -> tuple[str
         if name and name not in in_ini:
             names.append(name)
     return tuple(dict.fromkeys(names))
+
+
+def _mlflow_uri(values: Values) -> str | None:
+    """The tracking URI when tracking is on (checked here: a missing mlflow stops the run before it starts)."""
+    given, ini = values.get("--ftevals-mlflow"), values.get("ftevals_mlflow")
+    if not given and not ini:
+        return None
+    from .tracking import require_mlflow, tracking_uri
+
+    require_mlflow()
+    return tracking_uri(given, values.cwd) if given and given != "mlruns" else tracking_uri(ini or "mlruns", values.ini_dir)
 
 
 def backend_options(values: Values) -> dict[str, Any]:
