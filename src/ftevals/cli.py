@@ -155,6 +155,16 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--ratios", default="80/10/10", help="percentages, default 80/10/10")
     q.add_argument("--seed", type=int, default=0)
     q.set_defaults(func=cmd_data_split)
+    q = dsub.add_parser("import-logs", help="production logs (OpenAI chat format) -> a deduplicated, validated eval set")
+    q.add_argument("logs", help="JSONL: one logged request and response per line")
+    q.add_argument("--out", required=True, help="the eval JSONL to write")
+    q.add_argument("--redact", action="store_true", help="replace e-mail addresses and phone numbers")
+    q.add_argument("--train", action="append", default=[], help="training file to check for overlap (repeatable)")
+    q.add_argument("--sample", type=int, help="keep a seeded sample of N requests")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--threshold", type=float, default=0.8, help="near-duplicate Jaccard threshold (default 0.8)")
+    q.set_defaults(func=cmd_data_import_logs)
+
     q = dsub.add_parser("contamination", help="exact and near-duplicate overlap between training and eval files")
     q.add_argument("--train", action="append", required=True, help="fine-tuning file (repeatable)")
     q.add_argument("--eval", required=True, help="evaluation file")
@@ -373,6 +383,21 @@ def cmd_data_split(args: argparse.Namespace) -> int:
     for name, ds in parts.items():
         write_jsonl(out / f"{name}.jsonl", ds.to_records())
         print(f"{out / f'{name}.jsonl'}: {len(ds)} examples")
+    return 0
+
+
+def cmd_data_import_logs(args: argparse.Namespace) -> int:
+    from .logs_import import import_logs
+
+    report = import_logs(Path(args.logs), Path(args.out), redacting=args.redact, train_files=[Path(t) for t in args.train],
+                         sample=args.sample, seed=args.seed, threshold=args.threshold)
+    for line in report.lines():
+        print(line)
+    for problem in report.problems[:20]:
+        print(f"  {problem}")
+    if len(report.problems) > 20:
+        print(f"  ... and {len(report.problems) - 20} more dropped rows")
+    print(f"eval set: {args.out}")
     return 0
 
 

@@ -131,4 +131,7 @@ def check_contamination(
     return ContaminationReport(tuple(f for f, _ in train_sets), len(eval_examples), tuple(matches), threshold, ngram)
 
 
-__all__ = ["ContaminationReport", "Match", "check_contamination"]
+#: The word n-gram sets near-duplicate checks compare (also used by logs_import.py).
+word_ngrams = _grams
+
+__all__ = ["ContaminationReport", "Match", "check_contamination", "word_ngrams"]
