@@ -159,6 +159,9 @@ class GenerationProgress:
             now = self.clock()
             for m in self.models.values():
                 per = m.seconds_per_request() or fallback
+                if m.chunk_started is not None and m.chunk_size:
+                    # A chunk running past its estimate is slower than estimated: so is the rest of it.
+                    per = max(per, (now - m.chunk_started) / m.chunk_size)
                 left += (m.total - m.done) * per
                 if m.chunk_started is not None:
                     left -= min(now - m.chunk_started, m.chunk_size * per)  # the chunk in flight is partly done

@@ -50,6 +50,9 @@ def test_eta_uses_each_models_measured_rate_and_the_slowest_for_unmeasured_ones(
     assert p.status().startswith("ftevals: [13/150]")
     # The chunk in flight counts as partly done (10 s of its 25 s estimate).
     assert p.eta() == pytest.approx(90 * 0.5 + 50 * 0.5 - 10)
+    # Past its estimate, the chunk in flight raises the model's rate: the ETA grows, it does not stall.
+    clock.t += 30  # 40 s into a chunk estimated at 25 s: 0.8 s per request
+    assert p.eta() == pytest.approx(90 * 0.5 + 50 * 0.8 - 40)
     p.chunk_done("lora", 50, 50, 1000, 40.0, "50 generated in 40.0 s")
     assert p.eta() == pytest.approx(90 * 0.5)
 
