@@ -123,6 +123,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--partial", action="store_true", help="accept sheets that do not cover every assigned item")
     p.set_defaults(func=cmd_ratings)
 
+    p = sub.add_parser("ab", help="online A/B outcomes of two models, tested unpaired, beside the offline verdict")
+    p.add_argument("results", help="results.json of the offline run")
+    p.add_argument("outcomes", help='JSONL: one production request per line, e.g. {"arm": "base", "resolved": true}')
+    p.add_argument("--suite", required=True, help="the suite whose models the arms are")
+    p.add_argument("--treatment", required=True, help="the arm (model) under test")
+    p.add_argument("--control", help="the other arm (default: the suite's reference)")
+    p.add_argument("--outcome", action="append", default=[], help="outcome field to test (repeatable; default: all)")
+    p.add_argument("--lower-is-better", action="append", default=[], help="an outcome where less is better")
+    p.add_argument("--arm-field", default="arm")
+    p.add_argument("--out", help="write the results with the A/B here (default: update RESULTS) and re-render its report")
+    p.set_defaults(func=cmd_ab)
+
     p = sub.add_parser("models", help="the embedded default model and adapters")
     msub = p.add_subparsers(metavar="ACTION")
     q = msub.add_parser("pull-default", help="convert the embedded SmolLM2-135M-Instruct once into the cache")
@@ -290,6 +302,26 @@ def cmd_ratings(args: argparse.Namespace) -> int:
         save(args.results, merged)
         report = write_report(merged, Path(args.results).with_name("report.html"))
         print(f"merged into {args.results}; report: {report}")
+    return 0
+
+
+def cmd_ab(args: argparse.Namespace) -> int:
+    from .abtest import analyse, attach, lines
+    from .report import write_report
+    from .results import load, save
+
+    results = load(args.results)
+    suite = next((s for s in results.suites if s.name == args.suite), None)
+    control = args.control or (suite.reference if suite is not None else "base")
+    alpha = suite.comparisons[0].alpha if suite is not None and suite.comparisons else 0.05
+    ab = analyse(Path(args.outcomes), control=control, treatment=args.treatment, outcomes=args.outcome,
+                 lower_is_better=args.lower_is_better, arm_field=args.arm_field, alpha=alpha)
+    merged = attach(results, args.suite, ab)
+    out = Path(args.out or args.results)
+    save(out, merged)
+    for line in lines(next(s.ab for s in merged.suites if s.name == args.suite)):  # type: ignore[arg-type]
+        print(line)
+    print(f"results: {out}; report: {write_report(merged, out.with_name('report.html'))}")
     return 0
 
 

@@ -385,6 +385,45 @@ class ExampleResult(Record):
 
 
 @dataclass(frozen=True)
+class ABOutcome(Record):
+    """One production outcome compared between two arms of an A/B test (unpaired: different requests)."""
+
+    outcome: str
+    #: "proportion" (a yes/no outcome: two-proportion test) or "score" (a number: Mann-Whitney U).
+    kind: str
+    higher_is_better: bool
+    n_control: int
+    n_treatment: int
+    control_value: float
+    treatment_value: float
+    #: treatment - control, with its CI at the run's level (Newcombe for proportions, bootstrap for scores).
+    delta: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    test: str
+    verdict: str
+
+
+@dataclass(frozen=True)
+class ABResult(Record):
+    """An online A/B test of the suite's models, beside the offline verdict (abtest.py)."""
+
+    source: str
+    control: str
+    treatment: str
+    outcomes: tuple[ABOutcome, ...]
+    alpha: float = 0.05
+    #: Rows of the outcome file not used, by reason.
+    dropped: Mapping[str, int] = field(default_factory=dict)
+    #: The suite's own comparison of the same two models on its primary metric.
+    offline_metric: str | None = None
+    offline_verdict: str | None = None
+    #: "agree", "disagree" or "inconclusive" (one side has no significant change).
+    agreement: str | None = None
+
+
+@dataclass(frozen=True)
 class HumanRatings(Record):
     """Ratings merged back from blinded packets (docs/packets.md): scores, preferences, agreement.
 
@@ -448,6 +487,8 @@ class SuiteResult(Record):
     #: The suite's own rubric for human raters (a dict, a packaged rubric name, or null).
     rubric: Json = None
     human: HumanRatings | None = None
+    #: Production A/B outcomes of two of the suite's models (ftevals ab), when imported.
+    ab: ABResult | None = omit_none()
 
     # The file's key order (the pipeline has always written name, task, ... human).
     __json_keys__ = ("name", "task", "description", "dataset", "sampling", "prompt_formats", "reference", "models",
@@ -500,7 +541,7 @@ def undefined(x: float | None) -> bool:
 
 
 __all__ = [
-    "BackendInfo", "BaselineChange", "BaselineRecord", "BaselineStatus", "Comparison", "Contamination",
+    "ABOutcome", "ABResult", "BackendInfo", "BaselineChange", "BaselineRecord", "BaselineStatus", "Comparison", "Contamination",
     "ContaminationMatch", "DatasetInfo", "ExampleDelta", "ExampleResult", "FewShotInfo", "ForgettingModel",
     "ForgettingResult", "GateOutcome", "GitInfo", "HumanRatings", "IntegrityCheck", "MetricInfo", "ModelInfo", "Output",
     "PromptFormat", "PromptingResult", "Record", "Results", "RunInfo", "SCHEMA", "SCHEMA_VERSION", "ScoreSummary", "SuiteResult",

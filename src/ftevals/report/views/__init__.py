@@ -10,6 +10,7 @@ lay records out. One module per section of a suite's page, in page order:
     format_errors.py   failures by kind (JSON, schema, keys, lengths, ...); malformed outputs
     dropped.py         forgetting: examples the reference got right and a model now gets wrong
     usage.py           tokens, latency, cost (prices given at render time)
+    ab.py              online A/B outcomes beside the offline verdict (ftevals ab)
     human.py           human ratings, agreement, flags, comments
     details.py         contamination check, baseline, other metric details
     examples.py        the examples browser

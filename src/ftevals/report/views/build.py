@@ -14,6 +14,7 @@ from ...errors import ResultsError
 from ...results import GateOutcome, ModelInfo, Results, SuiteResult, from_data
 from ...summary import integrity_line
 from .base import BaselineRef, GateRef, Report, Section, SectionView, SuiteData, SuiteView
+from .ab import ab
 from .classification import classification
 from .details import baseline, contamination, other_details
 from .dropped import dropped
@@ -31,6 +32,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("dropped", "_dropped.html.j2", dropped),
     Section("usage", "_usage.html.j2", usage),
     Section("human", "_human.html.j2", human),
+    Section("ab", "_ab.html.j2", ab),
     Section("contamination", "_contamination.html.j2", contamination),
     Section("baseline", "_baseline.html.j2", baseline),
     Section("other_details", "_other_details.html.j2", other_details),
