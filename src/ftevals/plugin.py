@@ -329,7 +329,7 @@ class FtevalsSession:
                 if not live:
                     reporter.write_line(text)
                     return
-                width = max(20, reporter._tw.fullwidth - 1)
+                width = max(20, getattr(getattr(reporter, "_tw", None), "fullwidth", 80) - 1)
                 reporter.rewrite(text[:width] if transient else text, erase=True)
                 if not transient:
                     reporter.write("\n")
