@@ -77,7 +77,7 @@ class RunInfo(Record):
     argv: tuple[str, ...] = ()
     #: Wall times and generation counts (volatile: excluded from determinism checks).
     timings: Mapping[str, Json] = field(default_factory=dict)
-    #: The hardware class the numbers came from (`cpu:x86_64:avx2`, `cuda:NVIDIA H200`): baselines
+    #: The hardware class the numbers came from (`cpu:x86_64:avx2:AuthenticAMD`, `cuda:NVIDIA H200`): baselines
     #: compare exactly only across runs of the same class and dtype (see baseline.py).
     hardware: str | None = omit_none()
 
