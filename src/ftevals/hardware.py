@@ -19,7 +19,10 @@ from pathlib import Path
 _CPU_FEATURES = ("amx_bf16", "avx512_bf16", "avx512f", "avx2", "neon", "asimd")
 
 
-def hardware_class() -> str:
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def hardware_class(cpuinfo: Path = CPUINFO) -> str:
     """`cuda:<device name>` when torch is loaded and sees a GPU, else `cpu:<machine>:<best feature>`."""
     torch = sys.modules.get("torch")  # never imported here: a replay run must stay light
     if torch is not None:
@@ -28,14 +31,14 @@ def hardware_class() -> str:
                 return f"cuda:{torch.cuda.get_device_name(0)}"
         except Exception:  # a broken CUDA setup is reported elsewhere; the class falls back to the CPU
             pass
-    feature, vendor = _cpu_feature_and_vendor()
+    feature, vendor = _cpu_feature_and_vendor(cpuinfo)
     return f"cpu:{platform.machine() or 'unknown'}:{feature}" + (f":{vendor}" if vendor else "")
 
 
-def _cpu_feature_and_vendor() -> tuple[str, str]:
+def _cpu_feature_and_vendor(cpuinfo: Path) -> tuple[str, str]:
     """(best numeric feature, vendor id such as GenuineIntel or AuthenticAMD; "" where unknown)."""
     try:
-        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        text = cpuinfo.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return "unknown", ""
     flags: set[str] = set()
