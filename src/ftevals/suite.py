@@ -185,16 +185,26 @@ def suite_model_names(suite: Suite, table: Mapping[str, ModelSpec], candidates: 
 
     The suite's `models` (every model of the table when it lists none), plus each candidate that
     shares the reference's base model (an adapter of the same base, or the same base prompted
-    differently) unless the suite opts out with `candidates=False`. Names missing from the table
-    are kept: preparation refuses them by name.
+    differently) or is served elsewhere (`openai:MODEL_ID`: a managed fine-tune, whose base cannot
+    be seen), unless the suite opts out with `candidates=False`. Names missing from the table are
+    kept: preparation refuses them by name.
     """
     wanted = list(suite.models) or list(table)
     if suite.reference not in wanted:
         wanted.insert(0, suite.reference)
     reference = table.get(suite.reference)
     if suite.candidates and reference is not None:
-        wanted += [c for c in candidates if c not in wanted and c in table and same_base(table[c], reference)]
+        wanted += [c for c in candidates if c not in wanted and c in table
+                   and (same_base(table[c], reference) or served_elsewhere(table[c]))]
     return [suite.reference] + [m for m in wanted if m != suite.reference]
+
+
+def served_elsewhere(spec: ModelSpec) -> bool:
+    """A model whose spec names a server backend (`openai:MODEL_ID`): a managed fine-tune, gated and
+    joined like an adapter, since its base weights are not ours to see."""
+    from .backends.registry import loads_local_weights
+
+    return spec.backend is not None and not loads_local_weights(spec.backend)
 
 
 def same_base(a: ModelSpec, b: ModelSpec) -> bool:
@@ -219,7 +229,7 @@ def gated_model_names(suite: Suite, models: Sequence[Any]) -> list[str]:
     """
     others = [m for m in models if m.name != suite.reference]
     if suite.gate_models == "adapters":
-        adapters = [m for m in others if m.adapter is not None and m.fewshot == 0]
+        adapters = [m for m in others if (m.adapter is not None or served_elsewhere(m)) and m.fewshot == 0]
         return [m.name for m in (adapters or others)]
     return [m.name for m in others]
 

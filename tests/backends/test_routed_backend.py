@@ -110,3 +110,17 @@ def test_a_run_with_one_backend_is_not_routed(tmp_path):
     resolved = unverified_models(replayrun.MODELS.values())
     backend = make_run_backend("replay", resolved, {"path": str(preds)})
     assert not isinstance(backend, RoutedBackend) and backend.serving("base") is backend
+
+
+def test_a_managed_candidate_joins_every_suite_and_is_gated_like_an_adapter():
+    """`pytest suites/ --ftevals-model "gpt=openai:ft:..."`: a CI job's managed fine-tune has no base
+    we can see, so it joins every selected suite (unless one opts out) and unqualified gates apply."""
+    from ftevals.suite import gated_model_names, suite_model_names, unused_candidates
+
+    table = {**replayrun.MODELS, "gpt": parse_model_spec("gpt", f"openai:{MANAGED_ID}")}
+    suite = replayrun.suite(10)
+    assert suite_model_names(suite, table, ("gpt",)) == ["base", "banking77", "gpt"]
+    assert unused_candidates([suite], table, ("gpt",)) == []
+    opted_out = type(suite)(**{**suite.__dict__, "candidates": False})
+    assert unused_candidates([opted_out], table, ("gpt",)) == ["gpt"]
+    assert gated_model_names(suite, [table[m] for m in ("base", "banking77", "gpt")]) == ["banking77", "gpt"]
