@@ -41,3 +41,16 @@ def test_a_run_started_by_an_ftevals_run_keeps_routing(tmp_path) -> None:
     base = {"PATH": "/usr/bin:/bin", "FTEVALS_CACHE_DIR": str(tmp_path), "HOME": str(tmp_path)}
     first = run(base)
     assert run({**base, "VLLM_LOGGING_CONFIG_PATH": str(first["config"])}) == first
+
+
+def test_a_config_another_ftevals_cache_set_is_rerouted_not_taken_for_the_users(tmp_path) -> None:
+    # A test (or a run with another FTEVALS_CACHE_DIR) routed the logs and its child inherits that.
+    base = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    other = run({**base, "FTEVALS_CACHE_DIR": str(tmp_path / "other")})
+    inherited = {"VLLM_LOGGING_CONFIG_PATH": other["config"], "FTEVALS_VLLM_LOGGING_CONFIG": other["config"]}
+    got = run({**base, "FTEVALS_CACHE_DIR": str(tmp_path / "mine"), **inherited})
+    assert got == {"log": str(tmp_path / "mine" / "logs" / "vllm.log"),
+                   "config": str(tmp_path / "mine" / "logs" / "vllm-logging.json")}
+    # The user's own path, even when ftevals routed before, still wins.
+    mine = {"VLLM_LOGGING_CONFIG_PATH": "/etc/mine.json", "FTEVALS_VLLM_LOGGING_CONFIG": other["config"]}
+    assert run({**base, "FTEVALS_CACHE_DIR": str(tmp_path / "mine"), **mine})["log"] is None

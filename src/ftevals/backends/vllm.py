@@ -150,9 +150,16 @@ def route_engine_logs() -> Path | None:
 
     folder = cache_dir() / "logs"
     log, path = folder / "vllm.log", folder / "vllm-logging.json"
-    if os.environ.get("VLLM_LOGGING_CONFIG_PATH") == str(path):
+    current = os.environ.get("VLLM_LOGGING_CONFIG_PATH")
+    if current == str(path):
         return log  # ours, set by this process or inherited from the ftevals run that started it
-    if {"VLLM_LOGGING_CONFIG_PATH", "VLLM_LOGGING_LEVEL"} & set(os.environ) or os.environ.get("VLLM_CONFIGURE_LOGGING") == "0":
+    # A config path that some ftevals process set (another cache folder, inherited by a child run)
+    # is not the user's choice: route to this run's folder instead of showing vLLM's output.
+    inherited_from_ftevals = current is not None and current == os.environ.get(_ROUTED_MARK)
+    if not inherited_from_ftevals and (
+        {"VLLM_LOGGING_CONFIG_PATH", "VLLM_LOGGING_LEVEL"} & set(os.environ)
+        or os.environ.get("VLLM_CONFIGURE_LOGGING") == "0"
+    ):
         return None
     folder.mkdir(parents=True, exist_ok=True)
     config = {
@@ -164,8 +171,12 @@ def route_engine_logs() -> Path | None:
         "loggers": {"vllm": {"handlers": ["file"], "level": "INFO", "propagate": False}},
     }
     atomic_write_text(path, json.dumps(config, indent=1) + "\n")
-    os.environ["VLLM_LOGGING_CONFIG_PATH"] = str(path)
+    os.environ["VLLM_LOGGING_CONFIG_PATH"] = os.environ[_ROUTED_MARK] = str(path)
     return log
+
+
+#: The config path ftevals itself set (a user's own VLLM_LOGGING_CONFIG_PATH never equals it).
+_ROUTED_MARK = "FTEVALS_VLLM_LOGGING_CONFIG"
 
 
 def resolve_eager(settings: VLLMSettings) -> bool:
