@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
-from .backends.registry import loads_local_weights
 from .hubcache import looks_like_repo_id
 from .specs import DEFAULT_BASE, ModelSpec, parse_model_spec
 
@@ -385,7 +384,7 @@ def _anchor_paths(spec: ModelSpec, folder: Path) -> ModelSpec:
             return p
         return str(_anchor(folder, p))
 
-    if spec.backend is not None and not loads_local_weights(spec.backend):
+    if spec.served_elsewhere:
         return spec  # `openai:MODEL_ID`: a server's model id, not a path
     return ModelSpec(spec.name, anchor(spec.base) or DEFAULT_BASE, anchor(spec.adapter), spec.fewshot, spec.backend)
 

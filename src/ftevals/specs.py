@@ -57,6 +57,12 @@ class ModelSpec:
     def is_adapter(self) -> bool:
         return self.adapter is not None
 
+    @property
+    def served_elsewhere(self) -> bool:
+        """Named with a server backend (`openai:MODEL_ID`): a managed model whose weights and base
+        are not ours to see (no local folder to anchor, fingerprint or match against a base)."""
+        return self.backend is not None and not _serves_local_folders(self.backend)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         if d["backend"] is None:

@@ -195,16 +195,8 @@ def suite_model_names(suite: Suite, table: Mapping[str, ModelSpec], candidates: 
     reference = table.get(suite.reference)
     if suite.candidates and reference is not None:
         wanted += [c for c in candidates if c not in wanted and c in table
-                   and (same_base(table[c], reference) or served_elsewhere(table[c]))]
+                   and (same_base(table[c], reference) or table[c].served_elsewhere)]
     return [suite.reference] + [m for m in wanted if m != suite.reference]
-
-
-def served_elsewhere(spec: ModelSpec) -> bool:
-    """A model whose spec names a server backend (`openai:MODEL_ID`): a managed fine-tune, gated and
-    joined like an adapter, since its base weights are not ours to see."""
-    from .backends.registry import loads_local_weights
-
-    return spec.backend is not None and not loads_local_weights(spec.backend)
 
 
 def same_base(a: ModelSpec, b: ModelSpec) -> bool:
@@ -229,7 +221,8 @@ def gated_model_names(suite: Suite, models: Sequence[Any]) -> list[str]:
     """
     others = [m for m in models if m.name != suite.reference]
     if suite.gate_models == "adapters":
-        adapters = [m for m in others if (m.adapter is not None or served_elsewhere(m)) and m.fewshot == 0]
+        # A managed fine-tune (served elsewhere) is gated like an adapter: it is one, behind an API.
+        adapters = [m for m in others if (m.adapter is not None or m.served_elsewhere) and m.fewshot == 0]
         return [m.name for m in (adapters or others)]
     return [m.name for m in others]
 

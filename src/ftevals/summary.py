@@ -95,9 +95,7 @@ def _header(suite: SuiteResult) -> str:
     n = suite.dataset.n_examples if suite.dataset else len(suite.examples)
     total = suite.dataset.n_total if suite.dataset else 0
     size = f"n={n} of {total}" if total and total != n else f"n={n}"
-    failing = sum(1 for g in gates if _failing(g))
-    known = sum(1 for g in gates if not g.passed and g.known_failure)
-    passed = len(gates) - failing - known
+    passed, failing, known = gate_counts(suite)
     if not gates:
         gate_text = "no gates"
     elif failing:

@@ -31,6 +31,7 @@ from typing import Any
 
 from .errors import MissingDependencyError
 from .results import Results
+from .summary import gate_counts
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9_\-. /]")
 
@@ -131,9 +132,9 @@ def _metrics(results: Results) -> dict[str, float]:
                                  ("p_value", c.p_value)):
                 if (v := _number(value)) is not None:
                     out[_key(suite.name, c.model, c.metric, field=field)] = v
-        failed = sum(1 for g in suite.gates if not g.passed and not g.known_failure)
+        passed, failed, _known = gate_counts(suite)
         out[_key(suite.name, "gates_failed")] = float(failed)
-        out[_key(suite.name, "gates_passed")] = float(sum(1 for g in suite.gates if g.passed))
+        out[_key(suite.name, "gates_passed")] = float(passed)
     return out
 
 
@@ -141,9 +142,8 @@ def _tags(results: Results) -> dict[str, str]:
     tags = {"ftevals.run_id": results.run.id}
     failing = 0
     for suite in results.suites:
-        bad = sum(1 for g in suite.gates if not g.passed and not g.known_failure)
+        passed, bad, _known = gate_counts(suite)
         failing += bad
-        passed = sum(1 for g in suite.gates if g.passed)
         tags[_key("gates", suite.name, sep=".")] = f"{passed}/{len(suite.gates)} passed" + (f", {bad} FAILED" if bad else "")
     tags["ftevals.outcome"] = "gates failed" if failing else "gates passed"
     return tags
