@@ -81,7 +81,7 @@ class GenerationProgress:
             self.models = {name: _ModelProgress(n) for name, n in totals.items() if n}
             self.started = self.clock()
         total = sum(totals.values())
-        self._say(f"ftevals: {cached} generations from the cache, {total} to generate with {backend}"
+        self.sink_line(f"ftevals: {cached} generations from the cache, {total} to generate with {backend}"
                   + (f" ({', '.join(f'{m} {n}' for m, n in totals.items() if n)})" if len(self.models) > 1 else ""))
         if self.display != "quiet" and self.interval_s > 0:
             self._ticker = threading.Thread(target=self._tick, name="ftevals-progress", daemon=True)
@@ -111,11 +111,11 @@ class GenerationProgress:
                 m.tokens_out += tokens_out
             line = f"ftevals: [{self._done()}/{self._total()}] {model}: {note}{self._rates(model)}"
         if self.display != "quiet":
-            self._say(line)
+            self.sink_line(line)
 
     def finish(self, *, generated: int, seconds: float) -> None:
         self._stop_ticker()
-        self._say(f"ftevals: generated {generated} in {duration(seconds)}")
+        self.sink_line(f"ftevals: generated {generated} in {duration(seconds)}")
 
     def close(self) -> None:
         """Stop the ticker (idempotent; also after an error or Ctrl-C)."""
@@ -202,15 +202,9 @@ class GenerationProgress:
         """A permanent line (also what claims.py says while it waits for another run)."""
         self.sink(line, False)
 
-    _say = sink_line
 
 
-def printing_progress(print_line: Callable[[str], None], display: Display = "plain") -> GenerationProgress:
-    """A progress that prints permanent lines only (a log, a non-terminal stderr)."""
-    return GenerationProgress(lambda text, transient: None if transient else print_line(text), display=display)
-
-
-__all__ = ["Display", "GenerationProgress", "HookBar", "Sink", "duration", "printing_progress"]
+__all__ = ["Display", "GenerationProgress", "HookBar", "Sink", "duration"]
 
 
 class HookBar:
