@@ -101,9 +101,7 @@ def render_markdown(res: dict[str, Any]) -> str:
             auto = e["runs"]["auto"].get("timings", {}).get("strategy_choices", {})
             if auto:
                 lines.append("")
-                lines.append("`auto` chose: " + "; ".join(
-                    f"{k}: {v['strategy']} (estimated LoRA {v['lora_cost_s']:.0f} s vs merged {v['merged_cost_s']:.0f} s, "
-                    f"{v['tokens']} tokens)" for k, v in auto.items()))
+                lines.append("`auto` chose: " + "; ".join(f"{k}: {v['strategy']} ({v['reason']})" for k, v in auto.items()))
             ml = e["runs"]["multi-lora"].get("usage", {})
             base = ml.get("base")
             if base and base.get("tokens_per_s"):

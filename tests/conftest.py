@@ -57,9 +57,11 @@ def banking77_models(default_model):
 
 @pytest.fixture(scope="session")
 def vllm_backend(banking77_models):
-    """One real vLLM CPU engine for the whole test session (start-up is 30-40 s)."""
-    from ftevals.backends.vllm import VLLMBackend
+    """One real vLLM CPU engine for the whole test session (start-up is 30-40 s). Adapters as LoRA
+    requests: the merged default is checked on five architectures (tests/backends/test_architectures.py)
+    and end to end (tests/integration/test_flagship_e2e.py); this keeps vLLM's Llama LoRA path checked."""
+    from ftevals.backends.vllm import VLLMBackend, VLLMSettings
 
-    backend = VLLMBackend(banking77_models)
+    backend = VLLMBackend(banking77_models, VLLMSettings(strategy="multi-lora"))
     yield backend
     backend.close()

@@ -142,17 +142,22 @@ class Snapshot:
 
 
 def environment_of(results: Results) -> dict[str, str | None]:
-    """The backend, dtype and hardware class a run's numbers were computed with."""
+    """The backend, dtype, hardware class and adapter-serving strategy a run's numbers were computed
+    with: merged weights and LoRA requests round differently, like two dtypes."""
     backend = results.run.backend
-    dtype = backend.settings.get("dtype") if backend is not None else None
-    return {"backend": backend.name if backend is not None else None,
-            "dtype": None if dtype is None else str(dtype), "hardware": results.run.hardware}
+    settings = backend.settings if backend is not None else {}
+    env = {"backend": backend.name if backend is not None else None,
+           "dtype": None if settings.get("dtype") is None else str(settings["dtype"]), "hardware": results.run.hardware}
+    if settings.get("strategy") is not None:
+        env["strategy"] = str(settings["strategy"])
+    return env
 
 
 def describe_environment(env: Mapping[str, str | None] | None) -> str:
     if not env:
         return "an unrecorded dtype and hardware"
-    return f"{env.get('dtype') or '?'} on {env.get('hardware') or '?'} ({env.get('backend') or '?'})"
+    strategy = f", adapters {env['strategy']}" if env.get("strategy") else ""
+    return f"{env.get('dtype') or '?'} on {env.get('hardware') or '?'} ({env.get('backend') or '?'}{strategy})"
 
 
 def describe_change(change: BaselineChange) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,8 @@ class Run:
     requests: list[GenerationRequest]
     vllm: dict[str, str]
     hf: dict[str, str]
+    #: The base's outputs again after the engine swapped the merged adapter out (must equal "base").
+    base_after_swap: dict[str, str]
     hf_backend: Any
 
     def of(self, model: str) -> list[GenerationRequest]:
@@ -89,17 +91,42 @@ def run(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
         # Merged copies and fingerprint memos of these throwaway models stay out of the user's cache.
         mp.setenv("FTEVALS_CACHE_DIR", str(root / "cache"))
         models = _build(arch, root, default_model.path)
-        settings = VLLMSettings(strategy="multi-lora" if arch.vllm_lora else "merged", **ENGINE)
+        # "auto" starts one engine that serves the adapter both ways: as a LoRA request and merged
+        # into the engine's weights (the default strategy), so both are checked against peft.
+        settings = VLLMSettings(strategy="auto" if arch.vllm_lora else "merged", **ENGINE)
         vllm = VLLMBackend(models, settings)
         try:
             requests = _requests(vllm, models)
-            vllm_out = {r.key: g.text for r, g in zip(requests, vllm.generate(requests))}
+            vllm_out, base_again = _generate_every_way(vllm, models, requests, lora=arch.vllm_lora)
         finally:
             vllm.close()
         hf = HFBackend(models)
         hf_out = {r.key: g.text for r, g in zip(requests, hf.generate(requests))}
-        yield Run(arch, models, requests, vllm_out, hf_out, hf)
+        hf_out.update({f"merged-{k}": v for k, v in hf_out.items() if k.startswith("tuned:")})
+        yield Run(arch, models, requests, vllm_out, hf_out, base_again, hf)
         hf.close()
+
+
+def _generate_every_way(backend: VLLMBackend, models: dict[str, ResolvedModel], requests: list[GenerationRequest],
+                        *, lora: bool) -> tuple[dict[str, str], dict[str, str]]:
+    """Outputs keyed "base:i", "tuned:i" (as a LoRA request, when vLLM has LoRA for the
+    architecture) and "merged-tuned:i" (merged weights swapped in), and the base's again after."""
+    engine = backend._engine_for("base")
+    engine.start()
+    assert engine.can_swap
+
+    def run(model: str, *, as_lora: bool = False) -> dict[str, str]:
+        batch = [r for r in requests if r.model.name == model]
+        ids = [backend.tokenizer(r.model).encode(r.prompt, add_special_tokens=False) for r in batch]
+        return {r.key: g.text for r, g in zip(batch, engine.generate(batch, ids, lora=as_lora))}
+
+    out = run("base")
+    if lora:
+        out.update(run("tuned", as_lora=True))
+    engine.use_weights(models["tuned"])
+    out.update({f"merged-{k}": v for k, v in run("tuned").items()})
+    engine.use_weights(None)
+    return out, run("base")
 
 
 def test_adapter_is_accepted_with_its_natural_targets(run: Run) -> None:
@@ -107,10 +134,20 @@ def test_adapter_is_accepted_with_its_natural_targets(run: Run) -> None:
     assert adapter is not None and adapter.target_modules == tuple(sorted(run.arch.targets))
 
 
-def test_adapter_changes_vllm_outputs(run: Run) -> None:
-    pairs = {i: (run.vllm[f"base:{i}"], run.vllm[f"tuned:{i}"]) for i in range(len(QUESTIONS))}
+@pytest.mark.parametrize("way", ["lora", "merged"])
+def test_adapter_changes_vllm_outputs(run: Run, way: str) -> None:
+    if way == "lora" and not run.arch.vllm_lora:
+        # No LoRA in vLLM's class: served merged only (the LoRA refusal is tested below).
+        assert not any(k.startswith("tuned:") for k in run.vllm)
+        return
+    tuned = "tuned" if way == "lora" else "merged-tuned"
+    pairs = {i: (run.vllm[f"base:{i}"], run.vllm[f"{tuned}:{i}"]) for i in range(len(QUESTIONS))}
     # An adapter vLLM ignored (or applied to the base requests too) would leave the pairs identical.
     assert sum(b != t for b, t in pairs.values()) >= len(QUESTIONS) - 1, pairs
+
+
+def test_swapping_the_adapter_out_restores_the_base_outputs_exactly(run: Run) -> None:
+    assert run.base_after_swap == {k: v for k, v in run.vllm.items() if k.startswith("base:")}
 
 
 def test_adapter_effect_is_far_above_implementation_noise(run: Run) -> None:
@@ -118,9 +155,15 @@ def test_adapter_effect_is_far_above_implementation_noise(run: Run) -> None:
     assert gaps and max(gaps) >= ADAPTER_EFFECT_LOGIT_GAP, gaps
 
 
-@pytest.mark.parametrize("model", ["base", "tuned"])
+@pytest.mark.parametrize("model", ["base", "tuned", "merged-tuned"])
 def test_vllm_matches_transformers_peft(run: Run, model: str) -> None:
-    assert_parity(run.vllm, run.hf, run.of(model), run.hf_backend, min_identical=MIN_IDENTICAL)
+    if model == "tuned" and not run.arch.vllm_lora:
+        assert not any(k.startswith("tuned:") for k in run.vllm)  # merged only, as above
+        return
+    requests = run.of(model.removeprefix("merged-"))
+    if model.startswith("merged-"):
+        requests = [replace(r, key=f"merged-{r.key}") for r in requests]
+    assert_parity(run.vllm, run.hf, requests, run.hf_backend, min_identical=MIN_IDENTICAL)
 
 
 REFUSED = {
@@ -147,7 +190,7 @@ def test_what_vllm_lora_cannot_serve_is_refused_before_the_engine_starts(case: s
     adapter = build_adapter(arch, base, tmp_path / "adapter", targets=targets)
     models = resolve_models([ModelSpec("base", base=str(base)),
                              ModelSpec("tuned", base=str(base), adapter=str(adapter))], pull=False)
-    backend = VLLMBackend(models, VLLMSettings(**ENGINE))
+    backend = VLLMBackend(models, VLLMSettings(strategy="multi-lora", **ENGINE))
     requests = [r for r in _requests(backend, models) if r.model.name == "tuned"][:1]
     with pytest.raises(ModelSpecError) as info:
         backend.generate(requests)

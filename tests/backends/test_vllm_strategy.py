@@ -1,64 +1,141 @@
-"""The vLLM backend's engine strategies, without starting an engine: routing and the auto cost model.
+"""The vLLM backend's adapter strategies, without starting an engine: routing, the measured "auto"
+decision, which adapters can be swapped into a running engine, and the swap's merge arithmetic
+(checked against PEFT's own merge_and_unload).
 
-The engines themselves are exercised by tests/integration (multi-lora, against transformers+peft)
-and by the benchmarks (multi-lora vs merged vs auto, outputs compared).
+The engines themselves are exercised by tests/backends/test_architectures.py (LoRA and swapped
+merged weights on five architectures, against transformers+peft, and the base restored exactly)
+and by tests/integration (the default strategy end to end).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from ftevals.backends.base import GenerationRequest
-from ftevals.backends.vllm import VLLMBackend, VLLMSettings, choose_strategy, lora_rank_limit
+from ftevals.backends.vllm import VLLMBackend, VLLMSettings, lora_rank_limit
+from ftevals.backends.vllm_strategy import adapter_deltas, decide_from_probe, swap_refusal, tensor_files
 from ftevals.errors import ConfigError
 from ftevals.models import AdapterInfo, ModelFolder, ResolvedModel
-from ftevals.specs import ModelSpec, SamplingSpec
+from ftevals.specs import ModelSpec
 
 
-def test_cost_model_merges_when_the_lora_path_costs_more_than_an_engine_start():
-    # 1,000 tokens at 10 ms, LoRA 10x: 100 s through LoRA vs 35 + 8 + 10 s merged.
-    assert choose_strategy(1000, seconds_per_token=0.01, lora_slowdown=10, engine_start_s=35, merge_s=8)[0] == "merged"
-    # 50 tokens: an engine start is not worth it.
-    strategy, lora, merged = choose_strategy(50, seconds_per_token=0.01, lora_slowdown=10, engine_start_s=35, merge_s=8)
-    assert strategy == "multi-lora" and lora == pytest.approx(5.0) and merged == pytest.approx(43.5)
-    # A merge already on disk costs nothing more.
-    assert choose_strategy(400, seconds_per_token=0.01, lora_slowdown=10, engine_start_s=35, merge_s=8,
-                           merged_exists=True)[0] == "merged"
+def test_auto_merges_when_the_measured_lora_path_costs_more_than_two_swaps():
+    # 8 probe requests: LoRA 8 s, merged 1 s, a swap 0.5 s. 200 left: 200 s vs 1 + 25 s.
+    choice = decide_from_probe("big", 208, 8, lora_s=8.0, merged_s=1.0, swap_s=0.5)
+    assert choice.strategy == "merged" and choice.served_by == "swap"
+    assert choice.lora_cost_s == pytest.approx(200.0) and choice.merged_cost_s == pytest.approx(26.0)
+    assert "measured on 8 of its requests" in choice.reason
+    # Nothing left after the probe: swapping costs more than it can save.
+    small = decide_from_probe("small", 8, 8, lora_s=8.0, merged_s=1.0, swap_s=0.5)
+    assert small.strategy == "multi-lora" and small.served_by == "lora"
+    # A GPU-like machine where LoRA costs what the base does: no reason to swap.
+    assert decide_from_probe("gpu", 1000, 8, lora_s=1.0, merged_s=1.0, swap_s=0.1).strategy == "multi-lora"
+    # Recorded with its inputs.
+    assert set(choice.to_dict()) >= {"lora_s_per_request", "merged_s_per_request", "swap_s", "probe_requests"}
+
+
+def _write_adapter(folder: Path, config: dict, tensors: dict | None = None) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 2, "lora_alpha": 4, **config}))
+    tensors = tensors or {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.ones(2, 4),
+                          "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": torch.ones(4, 2)}
+    save_file(tensors, str(folder / "adapter_model.safetensors"))
+    return folder
+
+
+def _base(folder: Path) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({"model.layers.0.self_attn.q_proj.weight": torch.zeros(4, 4)}, str(folder / "model.safetensors"))
+    return folder
+
+
+def _resolved(base: Path, adapter: Path | None, name: str = "tuned") -> ResolvedModel:
+    info = None if adapter is None else AdapterInfo(adapter, 2, 4.0, ("q_proj",), "x", f"sha256:{name}")
+    spec = ModelSpec(name, adapter=None if adapter is None else str(adapter))
+    return ResolvedModel(spec, ModelFolder(base, "sha256:base"), info)
+
+
+def test_a_plain_lora_adapter_can_be_swapped(tmp_path):
+    assert swap_refusal(_resolved(_base(tmp_path / "base"), _write_adapter(tmp_path / "a", {}))) is None
+
+
+@pytest.mark.parametrize("config,extra,why", [
+    ({"use_dora": True}, None, "it uses DoRA (use_dora)"),
+    ({"modules_to_save": ["lm_head"]}, None, "it uses saved full modules (modules_to_save)"),
+    ({"rank_pattern": {"q_proj": 4}}, None, "it uses per-module ranks (rank_pattern)"),
+    ({"bias": "all"}, None, "it trains biases"),
+    ({"peft_type": "IA3"}, None, "it is a IA3 adapter, not LoRA"),
+    ({}, "base_model.model.model.embed_tokens.lora_embedding_A", "it holds weights other than LoRA matrices"),
+])
+def test_what_the_swap_cannot_apply_is_named(tmp_path, config, extra, why):
+    import torch
+
+    tensors = None
+    if extra:
+        tensors = {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.ones(2, 4),
+                   "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": torch.ones(4, 2), extra: torch.ones(2, 8)}
+    refusal = swap_refusal(_resolved(_base(tmp_path / "base"), _write_adapter(tmp_path / "a", config, tensors)))
+    assert refusal is not None and refusal.startswith(why), refusal
+
+
+def test_a_base_without_safetensors_is_not_swapped(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "pytorch_model.bin").write_bytes(b"")
+    refusal = swap_refusal(_resolved(tmp_path / "base", _write_adapter(tmp_path / "a", {})))
+    assert refusal is not None and "has no safetensors weights" in refusal
+
+
+def test_the_swap_merges_exactly_what_peft_merges(tmp_path, default_model):
+    """W + scale * B @ A from the files equals PEFT's merge_and_unload, tensor for tensor."""
+    import torch
+    from peft import PeftModel
+    from support.tinymodels import ARCHS, build_adapter, build_model
+    from transformers import AutoModelForCausalLM
+
+    for arch in ("qwen2", "gpt2"):  # plain Linear layers, and Conv1D (fan_in_fan_out)
+        base = build_model(ARCHS[arch], default_model.path, tmp_path / arch / "base")
+        adapter = build_adapter(ARCHS[arch], base, tmp_path / arch / "adapter", use_rslora=arch == "gpt2")
+        deltas = adapter_deltas(adapter)
+        files = tensor_files(base)
+        assert deltas and set(deltas) <= set(files)
+        model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
+        merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload().state_dict()
+        from safetensors import safe_open
+
+        with safe_open(str(files[next(iter(deltas))]), framework="pt") as f:
+            for name, delta in deltas.items():
+                assert torch.allclose(f.get_tensor(name).float() + delta, merged[name], atol=1e-6), name
 
 
 def _models(tmp_path: Path) -> dict[str, ResolvedModel]:
-    base = ModelFolder(tmp_path / "base", "sha256:base")
-    out = {"base": ResolvedModel(ModelSpec("base"), base, None)}
-    for name in ("big", "small"):
-        info = AdapterInfo(tmp_path / name, 16, 32.0, ("q_proj",), "x", f"sha256:{name}")
-        out[name] = ResolvedModel(ModelSpec(name, adapter=str(tmp_path / name)), base, info)
+    base = _base(tmp_path / "base")
+    out = {"base": _resolved(base, None, "base")}
+    out["plain"] = _resolved(base, _write_adapter(tmp_path / "plain", {}), "plain")
+    out["dora"] = _resolved(base, _write_adapter(tmp_path / "dora", {"use_dora": True}), "dora")
     return out
 
 
-def _requests(model: ModelSpec, n: int, max_tokens: int) -> list[GenerationRequest]:
-    return [GenerationRequest(f"{model.name}{i}", model, (), "p", SamplingSpec(max_tokens=max_tokens)) for i in range(n)]
-
-
-def test_auto_routes_each_adapter_by_its_own_workload(tmp_path, monkeypatch):
-    monkeypatch.setenv("FTEVALS_CACHE_DIR", str(tmp_path / "cache"))
+def test_each_strategy_routes_adapters_its_way(tmp_path):
     models = _models(tmp_path)
-    backend = VLLMBackend(models, VLLMSettings(strategy="auto", seconds_per_token=0.01, lora_slowdown=10,
-                                               engine_start_s=35, merge_s=8))
-    backend.prepare(_requests(models["big"].spec, 200, 16) + _requests(models["small"].spec, 2, 16))
-    # Base and LoRA-served adapters first, merged ones after: each engine starts once.
-    assert backend.model_order(["big", "base", "small"]) == ["base", "small", "big"]
-    assert backend.choices["big"].strategy == "merged" and backend.choices["small"].strategy == "multi-lora"
-    assert backend.choices["big"].tokens == 3200
+    merged = VLLMBackend(models, VLLMSettings())
+    assert VLLMSettings().strategy == "merged"
+    assert [merged._route(n) for n in ("base", "plain", "dora")] == ["base", "swap", "engine"]
+    # An adapter in an engine of its own goes last: each engine starts once.
+    assert merged.model_order(["dora", "base", "plain"]) == ["base", "plain", "dora"]
+    lora = VLLMBackend({k: v for k, v in models.items() if k != "dora"}, VLLMSettings(strategy="multi-lora"))
+    assert lora._route("plain") == "lora"
+    auto = VLLMBackend({k: v for k, v in models.items() if k != "dora"}, VLLMSettings(strategy="auto"))
+    assert auto._route("plain") == "probe"
     # The strategy setting is part of the cache key; the per-adapter choice is not (see identity()).
-    assert backend.identity()["strategy"] == "auto"
-
-
-@pytest.mark.parametrize("strategy,expected", [("multi-lora", "multi-lora"), ("merged", "merged")])
-def test_fixed_strategies_route_every_adapter_the_same_way(tmp_path, strategy, expected):
-    backend = VLLMBackend(_models(tmp_path), VLLMSettings(strategy=strategy))
-    assert backend._route_kind("big") == expected and backend._route_kind("base") == "base"
+    assert auto.identity()["strategy"] == "auto"
 
 
 def test_settings_and_rank_limits_are_checked():

@@ -92,7 +92,7 @@ def test_vllm_identity_keys_numerics_not_memory_or_progress() -> None:
 
 @pytest.mark.parametrize("change", [
     {"dtype": "bfloat16"}, {"max_model_len": 4096}, {"tensor_parallel_size": 2}, {"pipeline_parallel_size": 2},
-    {"trust_remote_code": True}, {"strategy": "merged"}, {"strategy": "auto"}, {"enforce_eager": True},
+    {"trust_remote_code": True}, {"strategy": "multi-lora"}, {"strategy": "auto"}, {"enforce_eager": True},
     {"enforce_eager": False}, {"engine_args": {"quantization": "fp8"}}, {"engine_args": {"kv_cache_dtype": "fp8"}},
 ])
 def test_every_vllm_setting_that_can_change_outputs_misses_the_cache(change: dict[str, Any]) -> None:

