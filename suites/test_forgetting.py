@@ -33,7 +33,7 @@ forgetting_dialogsum = Suite(
     gates=["rougeL >= base - 0.05"],
     known_failures={
         "banking77: rougeL >= base - 0.05": "the classification adapter answers a dialogue with an intent label "
-        "instead of a summary (measured: ROUGE-L 0.053 vs base 0.147)",
+        "instead of a summary (measured: ROUGE-L 0.053 vs base 0.147 with LoRA requests, 0.068 vs 0.139 merged, bf16)",
     },
 )
 

@@ -256,3 +256,15 @@ def test_a_baseline_without_a_recorded_environment_is_compared_within_the_ci(tmp
     # Updating from another environment writes this run's values (and environment) wholesale.
     check_baseline(path, _snapshot(acc=0.45), update=True)
     assert read_baseline(path) == _snapshot(acc=0.45)
+
+
+def test_a_rate_at_one_is_compared_within_its_wilson_interval_not_a_collapsed_bootstrap_ci() -> None:
+    """Every example valid: the bootstrap CI is [1, 1], which would call one example of 200 a change."""
+    from ftevals.baseline import _value_changed
+
+    all_valid = ScoreSummary(1.0, 1.0, 1.0, 200)
+    assert not _value_changed(0.995, all_valid, 1e-9, use_ci=True)  # one example of 200: inside [0.981, 1]
+    assert _value_changed(0.95, all_valid, 1e-9, use_ci=True)  # ten of 200: outside it
+    assert _value_changed(0.995, all_valid, 1e-9, use_ci=False)  # exact comparison is unchanged
+    none_valid = ScoreSummary(0.0, 0.0, 0.0, 200)
+    assert not _value_changed(0.005, none_valid, 1e-9, use_ci=True) and _value_changed(0.05, none_valid, 1e-9, use_ci=True)

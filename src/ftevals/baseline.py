@@ -376,9 +376,21 @@ def _value_changed(stored: float | None, current: ScoreSummary, tolerance: float
     if abs(new - old) <= tolerance:
         return False
     if use_ci and _finite(current.ci_low) and _finite(current.ci_high):
-        low, high = float(current.ci_low), float(current.ci_high)  # type: ignore[arg-type]
+        low, high = _interval(current)
         return not (low - tolerance <= old <= high + tolerance)
     return True
+
+
+def _interval(current: ScoreSummary) -> tuple[float, float]:
+    """The run's CI; for a rate at 0 or 1 (every example scored the same) the Wilson interval, since a
+    bootstrap interval collapses to the point there and would call one example's difference a change."""
+    low, high = float(current.ci_low), float(current.ci_high)  # type: ignore[arg-type]
+    value, n = float(current.value), int(current.n or 0)  # type: ignore[arg-type]
+    if low == high == value and value in (0.0, 1.0) and n > 0:
+        from .agreement import wilson_interval
+
+        return wilson_interval(round(value * n), n)
+    return low, high
 
 
 def _merge(stored: Snapshot, current: Snapshot, changes: list[BaselineChange]) -> Snapshot:
