@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 BEHAVIOURS = ("agree", "anti", "position", "unparseable", "retry_fixes")
+#: The criteria of the packaged classification rubric (what a classification suite is judged on).
+CRITERIA = ("correctness", "format")
 
 
 def _u(*parts: str) -> int:
@@ -121,4 +123,4 @@ def rate_and_merge(results_path: Path, packet_dir: Path, *, n_items: int = 20, n
     return results_path
 
 
-__all__ = ["BEHAVIOURS", "judge_rows", "rate_and_merge", "total", "truth"]
+__all__ = ["BEHAVIOURS", "CRITERIA", "judge_rows", "rate_and_merge", "total", "truth"]
