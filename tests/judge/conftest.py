@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.miniproject import banking77_rows
+from support.miniproject import MiniProject, banking77_rows, preload
 from support.scriptedjudge import CRITERIA, judge_rows
 
 from ftevals.pipeline import RunConfig, execute, prepare
@@ -67,3 +67,15 @@ def judged(tmp_path: Path) -> JudgedProject:
     labels = list(dict.fromkeys(r["messages"][-1]["content"] for r in rows))
     (tmp_path / "labels.json").write_text(json.dumps(labels), encoding="utf-8")
     return JudgedProject(tmp_path, rows)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _import_before_pytester() -> None:
+    """Import what an inner plugin run imports, once, up front (see support.miniproject.preload)."""
+    preload()
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester) -> MiniProject:
+    """The plugin's mini project (tests/support/miniproject.py): base right on 12 of 20, tuned on 16."""
+    return MiniProject.create(pytester, banking77_rows())
