@@ -291,7 +291,7 @@ def execute(
                                     checked=lambda m: loads_local_weights(backend_of(m, config.backend)))
         t_generated = time.monotonic()
         suites = tuple(score_suite(ps, plan, outcome, config) for ps in prepared.suites)
-        suites = run_judges(prepared.suites, suites, resolved, backend, cache, config, progress)
+        suites, judged = run_judges(prepared.suites, suites, resolved, backend, cache, config, progress)
     finally:
         cache.close()
         if own_backend:
@@ -312,6 +312,8 @@ def execute(
         "generated": outcome.generated,
         "cached": outcome.cached,
     }
+    if any(judged.values()):  # a run with an LLM judge: its answers, generated and from the cache
+        run["timings"].update(judge_generated=judged["generated"], judge_cached=judged["cached"])
     return Results(
         run=RunInfo.from_dict(run),
         models={name: ModelInfo.from_dict(r.provenance()) for name, r in resolved.items()},

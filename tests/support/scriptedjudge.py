@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +76,11 @@ def judge_rows(ids: Sequence[str], models: Sequence[str], reference: str, criter
     return rows
 
 
-def rate_and_merge(results_path: Path, packet_dir: Path, *, n_items: int = 20, noise_every: int = 10) -> Path:
+def rate_and_merge(results_path: Path, packet_dir: Path, *, n_items: int = 20, noise_every: int = 10,
+                   score_of: Callable[[str, str, str], int] = truth) -> Path:
     """Build packets from a results file, fill every sheet as three careful raters would (the true
-    score, one point off on every `noise_every`-th cell), import them and merge into the file."""
+    score `score_of(model, example, criterion)`, one point off on every `noise_every`-th cell), import
+    them and merge them into the file."""
     from ftevals.packets import build_packets, import_ratings, merge_into_results
     from ftevals.results import load, save
 
@@ -103,11 +105,11 @@ def rate_and_merge(results_path: Path, packet_dir: Path, *, n_items: int = 20, n
                 for letter, model in item["letters"].items():
                     for c in criteria:
                         cell += 1
-                        score = truth(model, item["example"], c)
+                        score = score_of(model, item["example"], c)
                         if cell % noise_every == 0:
                             score = score - 1 if score > 1 else score + 1
                         row[f"{letter}_{c}"] = score
-                    totals[letter] = total(model, item["example"], criteria)
+                    totals[letter] = sum(score_of(model, item["example"], c) for c in criteria)
                 ordered = sorted(totals, key=lambda k: -totals[k])
                 text = ordered[0]
                 for prev, cur in zip(ordered, ordered[1:]):

@@ -96,8 +96,9 @@ def questions(suite: SuiteResult, judge: Judge, rubric: Rubric) -> list[Question
 
 def _ask(qs: Sequence[Question], model: Mapping[str, ResolvedModel], sampling: Mapping[str, SamplingSpec],
          backend: Backend, cache: GenerationCache, config: RunConfig,
-         progress: Callable[[str], None] | GenerationProgress | None) -> dict[Question, str]:
-    """Each question's answer text, generated (or served from the cache) in one batch."""
+         progress: Callable[[str], None] | GenerationProgress | None, counts: dict[str, int]) -> dict[Question, str]:
+    """Each question's answer text, generated (or served from the cache) in one batch; `counts`
+    adds up how many were generated and how many came from the cache."""
     if not qs:
         return {}
     plan = Plan()
@@ -106,6 +107,8 @@ def _ask(qs: Sequence[Question], model: Mapping[str, ResolvedModel], sampling: M
                  sampling[q.suite], backend, "auto")
     outcome = run_generation(plan, backend, cache, chunk_size=config.chunk_size, progress=progress,
                              exclusive_group=config.exclusive_group)
+    counts["generated"] += outcome.generated
+    counts["cached"] += outcome.cached
     return {q: outcome.generations[item.key].text for q, item in zip(qs, plan.items)}
 
 
@@ -117,12 +120,15 @@ def _read(q: Question, answer: str, rubric: Rubric) -> int | str | None:
 
 def run_judges(prepared: Sequence[PreparedSuite], suites: Sequence[SuiteResult], resolved: Mapping[str, ResolvedModel],
                backend: Backend, cache: GenerationCache, config: RunConfig,
-               progress: Callable[[str], None] | GenerationProgress | None = None) -> tuple[SuiteResult, ...]:
-    """`suites` with each judged suite's `judge` block and judge gate outcomes added."""
+               progress: Callable[[str], None] | GenerationProgress | None = None,
+               ) -> tuple[tuple[SuiteResult, ...], dict[str, int]]:
+    """`suites` with each judged suite's `judge` block and judge gate outcomes added, and how many
+    judge answers were generated and how many came from the cache (for the run's timings)."""
+    counts = {"generated": 0, "cached": 0}
     by_name = {ps.name: ps for ps in prepared}
     judged = [(s, by_name[s.name]) for s in suites if s.name in by_name and by_name[s.name].suite.judge_config]
     if not judged:
-        return tuple(suites)
+        return tuple(suites), counts
     rubrics: dict[str, Rubric] = {}
     all_qs: list[Question] = []
     model: dict[str, ResolvedModel] = {}
@@ -135,13 +141,13 @@ def run_judges(prepared: Sequence[PreparedSuite], suites: Sequence[SuiteResult],
         sampling[s.name] = SamplingSpec(max_tokens=judge.max_tokens, seed=config.seed)
         all_qs += questions(s, judge, rubrics[s.name])
 
-    answers = _ask(all_qs, model, sampling, backend, cache, config, progress)
+    answers = _ask(all_qs, model, sampling, backend, cache, config, progress, counts)
     readings = {q: _read(q, answers[q], rubrics[q.suite]) for q in all_qs}
     unreadable = [q for q in all_qs if readings[q] is None]
     retry = [q for q in unreadable if by_name[q.suite].suite.judge_config.retry]  # type: ignore[union-attr]
     again = [dataclasses.replace(q, retry=True, messages=retry_messages(q.messages, answers[q], rubrics[q.suite],
                                                             pairwise=q.kind == "pair")) for q in retry]
-    second = _ask(again, model, sampling, backend, cache, config, progress)
+    second = _ask(again, model, sampling, backend, cache, config, progress, counts)
     for q, q2 in zip(retry, again):
         readings[q] = _read(q2, second[q2], rubrics[q.suite])
 
@@ -158,7 +164,7 @@ def run_judges(prepared: Sequence[PreparedSuite], suites: Sequence[SuiteResult],
                          retried=sum(1 for q in retry if q.suite == s.name))
         outcomes = judge_gate_outcomes(ps, result)
         out.append(dataclasses.replace(s, judge=result, gates=(*s.gates, *outcomes)))
-    return tuple(out)
+    return tuple(out), counts
 
 
 def _result(s: SuiteResult, ps: PreparedSuite, rubric: Rubric, qs: Sequence[Question],
