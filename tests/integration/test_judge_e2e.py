@@ -2,7 +2,7 @@
 six easy questions answered by itself and by the banking77 adapter (which answers every question
 with an intent label), through the pytest plugin. Its judge gate is refused: first uncalibrated,
 then, after synthetic raters' ratings are imported and calibrated, below the floor with the figure
-(a 135M judge on 12 items). The second run's judge calls all come from the generation cache.
+(a 135M judge on at most 12 items). The second run's judge calls all come from the generation cache.
 """
 
 from __future__ import annotations
@@ -91,15 +91,18 @@ def test_the_embedded_model_judges_through_vllm_and_its_gate_is_refused_until_ca
     calibration = project / "baselines" / "easy-judged.judge-calibration.json"
     assert main(["judge", "calibrate", str(project / "out/results.json"), "--out", str(calibration)]) == 0
     figures = json.loads(calibration.read_text(encoding="utf-8"))["criteria"]
+    print("embedded judge:", judge.parsing, judge.win_rates, f"position bias {judge.position_bias}")
     print("embedded judge calibration:", json.dumps({c: {k: f[k] for k in ("n_items", "alpha", "alpha_humans",
                                                                           "kappa_quadratic")}
                                                      for c, f in figures.items()}))
+    # Items: the rated outputs the judge could score (a weak judge leaves some unreadable).
+    fig = figures["correctness"]
 
     second = _pytest(project)
     assert second.returncode == 1, (second.stdout + second.stderr)[-4000:]
-    assert (f"refused: judge:correctness may not gate yet: judge-human alpha on correctness is "
-            f"{'undefined' if figures['correctness']['alpha'] is None else format(figures['correctness']['alpha'], '.2f')}"
-            f" on 12 items, below the suite's floor (alpha >= 0.67 on >= 30 items") in second.stdout
+    alpha = "undefined" if fig["alpha"] is None else format(fig["alpha"], ".2f")
+    assert (f"refused: judge:correctness may not gate yet: judge-human alpha on correctness is {alpha} on "
+            f"{fig['n_items']} items, below the suite's floor (alpha >= 0.67 on >= 30 items") in second.stdout
     again = load(project / "out/results.json")
     # Outputs and judge verdicts: all from the cache.
     assert again.run.timings["generated"] == again.run.timings["judge_generated"] == 0

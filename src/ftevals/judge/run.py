@@ -94,7 +94,7 @@ def questions(suite: SuiteResult, judge: Judge, rubric: Rubric) -> list[Question
     return out
 
 
-def _ask(qs: Sequence[Question], model: Mapping[str, ResolvedModel], sampling: Mapping[str, SamplingSpec],
+def _ask(qs: Sequence[Question], judges: Mapping[str, ResolvedModel], sampling: Mapping[str, SamplingSpec],
          backend: Backend, cache: GenerationCache, config: RunConfig,
          progress: Callable[[str], None] | GenerationProgress | None, counts: dict[str, int]) -> dict[Question, str]:
     """Each question's answer text, generated (or served from the cache) in one batch; `counts`
@@ -103,7 +103,7 @@ def _ask(qs: Sequence[Question], model: Mapping[str, ResolvedModel], sampling: M
         return {}
     plan = Plan()
     for q in qs:
-        plan.add(f"judge:{q.suite}", model[q.suite], Example(q.request_id, q.messages, ""), q.messages,
+        plan.add(f"judge:{q.suite}", judges[q.suite], Example(q.request_id, q.messages, ""), q.messages,
                  sampling[q.suite], backend, "auto")
     outcome = run_generation(plan, backend, cache, chunk_size=config.chunk_size, progress=progress,
                              exclusive_group=config.exclusive_group)
@@ -131,23 +131,23 @@ def run_judges(prepared: Sequence[PreparedSuite], suites: Sequence[SuiteResult],
         return tuple(suites), counts
     rubrics: dict[str, Rubric] = {}
     all_qs: list[Question] = []
-    model: dict[str, ResolvedModel] = {}
+    judges: dict[str, ResolvedModel] = {}  # suite -> its judge model
     sampling: dict[str, SamplingSpec] = {}
     for s, ps in judged:
         judge = ps.suite.judge_config
         assert judge is not None
         rubrics[s.name] = load_rubric(ps.suite.rubric, task=ps.suite.task, where=f"suite {s.name!r} rubric")
-        model[s.name] = resolved[judge.model]
+        judges[s.name] = resolved[judge.model]
         sampling[s.name] = SamplingSpec(max_tokens=judge.max_tokens, seed=config.seed)
         all_qs += questions(s, judge, rubrics[s.name])
 
-    answers = _ask(all_qs, model, sampling, backend, cache, config, progress, counts)
+    answers = _ask(all_qs, judges, sampling, backend, cache, config, progress, counts)
     readings = {q: _read(q, answers[q], rubrics[q.suite]) for q in all_qs}
     unreadable = [q for q in all_qs if readings[q] is None]
     retry = [q for q in unreadable if by_name[q.suite].suite.judge_config.retry]  # type: ignore[union-attr]
     again = [dataclasses.replace(q, retry=True, messages=retry_messages(q.messages, answers[q], rubrics[q.suite],
                                                             pairwise=q.kind == "pair")) for q in retry]
-    second = _ask(again, model, sampling, backend, cache, config, progress, counts)
+    second = _ask(again, judges, sampling, backend, cache, config, progress, counts)
     for q, q2 in zip(retry, again):
         readings[q] = _read(q2, second[q2], rubrics[q.suite])
 
