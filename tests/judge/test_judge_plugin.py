@@ -71,3 +71,15 @@ def test_a_judge_that_disagrees_with_the_raters_stays_refused_after_calibration(
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*refused: judge:correctness may not gate yet: judge-human alpha on correctness is -0.* "
                                  "on 40 items, below the suite's floor (alpha >= 0.67 on >= 30 items*"])
+
+
+def test_under_xdist_the_judge_block_and_its_refused_gate_reach_the_results_file(project: MiniProject) -> None:
+    _with_judge(project)
+
+    result = project.run_subprocess("-n", "2")
+
+    result.assert_outcomes(passed=2, failed=1)
+    suite = project.results()["suites"][0]
+    assert suite["judge"]["identity"]["model"] == "base" and suite["judge"]["win_rates"]["tuned"]["n"] == 20
+    (refused,) = [g for g in suite["gates"] if not g["passed"]]
+    assert refused["id"] == "tuned::judge:correctness >= base" and refused["message"].startswith("refused: ")
