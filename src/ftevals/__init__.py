@@ -15,6 +15,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Suite": "ftevals.suite",
     "FewShot": "ftevals.suite",
+    "Judge": "ftevals.suite",
+    "write_calibration": "ftevals.judge",
+    "load_calibration": "ftevals.judge",
     "ModelSpec": "ftevals.specs",
     "SamplingSpec": "ftevals.specs",
     "parse_model_spec": "ftevals.specs",
@@ -95,4 +98,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .results import save as save_results
     from .results.frames import examples_frame, metrics_frame
     from .specs import ModelSpec, SamplingSpec, parse_model_spec
-    from .suite import FewShot, Suite
+    from .judge import load_calibration, write_calibration
+    from .suite import FewShot, Judge, Suite

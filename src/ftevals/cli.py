@@ -5,6 +5,7 @@
     ftevals compare A B                       two runs / two adapter versions, same per-example statistics
     ftevals packet RESULTS --out DIR          blinded rubric packets for human raters
     ftevals ratings PACKET_DIR SHEETS...      import returned sheets: agreement, win rates; merge into results
+    ftevals judge calibrate RESULTS --out F   judge-human agreement per criterion -> a calibration file
     ftevals models pull-default|list|inspect  the embedded default model and adapters
     ftevals data validate|split|contamination datasets
 
@@ -122,6 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", help="merge the human results into this results file and re-render its report")
     p.add_argument("--partial", action="store_true", help="accept sheets that do not cover every assigned item")
     p.set_defaults(func=cmd_ratings)
+
+    p = sub.add_parser("judge", help="the LLM judge: calibrate it against imported human ratings")
+    jsub = p.add_subparsers(metavar="ACTION")
+    q = jsub.add_parser("calibrate", help="judge-human agreement per rubric criterion -> a calibration file",
+                        description="Compare the judge's verdicts in a results file with the human ratings merged "
+                                    "into it (ftevals ratings ... --results) and write the calibration file that "
+                                    "lets the suite's judge gates count (docs/judge.md).")
+    q.add_argument("results", help="results.json with the suite's judge verdicts and merged human ratings")
+    q.add_argument("--suite", help="the suite (default: the one suite that has both)")
+    q.add_argument("--out", required=True, help="where to write it, e.g. suites/baselines/SUITE.judge-calibration.json")
+    q.set_defaults(func=cmd_judge_calibrate)
 
     p = sub.add_parser("ab", help="online A/B outcomes of two models, tested unpaired, beside the offline verdict")
     p.add_argument("results", help="results.json of the offline run")
@@ -302,6 +314,34 @@ def cmd_ratings(args: argparse.Namespace) -> int:
         save(args.results, merged)
         report = write_report(merged, Path(args.results).with_name("report.html"))
         print(f"merged into {args.results}; report: {report}")
+    return 0
+
+
+def cmd_judge_calibrate(args: argparse.Namespace) -> int:
+    from .errors import ResultsError
+    from .judge.calibration import write_calibration
+    from .results import load
+    from .suite import JUDGE_MIN_ALPHA, JUDGE_MIN_ITEMS
+
+    results = load(args.results)
+    name = args.suite
+    if name is None:
+        both = [s.name for s in results.suites if s.judge is not None and s.human is not None]
+        if len(both) != 1:
+            raise ResultsError(f"{args.results}: {len(both)} suites have both judge verdicts and human ratings "
+                               f"({', '.join(both) or 'none'}); name one with --suite")
+        name = both[0]
+    doc = write_calibration(results, name, args.out)
+    print(f"judge {doc['identity']['model']} ({doc['identity']['prompt_version']}) on suite {name}, "
+          f"{len(doc['raters'])} raters:")
+    for criterion, fig in doc["criteria"].items():
+        def f(x: float | None) -> str:
+            return "n/a" if x is None else f"{x:+.2f}"
+        ok = fig["alpha"] is not None and fig["alpha"] >= JUDGE_MIN_ALPHA and fig["n_items"] >= JUDGE_MIN_ITEMS
+        print(f"  {criterion}: alpha {f(fig['alpha'])} (raters among themselves {f(fig['alpha_humans'])}), "
+              f"quadratic kappa {f(fig['kappa_quadratic'])}, n={fig['n_items']} items"
+              f" -> {'may gate' if ok else 'may not gate'} at the default floor")
+    print(f"wrote {args.out}: commit it beside the suite's baseline")
     return 0
 
 

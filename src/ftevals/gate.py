@@ -48,6 +48,10 @@ _SIGNED_NUMBER_PREFIX = re.compile(rf"([+-]?{_NUMBER})\s*(%?)")
 _UNSIGNED_NUMBER_PREFIX = re.compile(rf"({_NUMBER})\s*(%?)")
 _BASE_RE = re.compile(r"base\b(.*)", re.IGNORECASE | re.DOTALL)
 _EXPECTED_OPS = ", ".join(OPERATORS)
+#: `judge:CRITERION` names an LLM judge's score on a rubric criterion (ftevals/judge/); the ids
+#: follow the rubric's rule (packets/rubrics.py).
+JUDGE_PREFIX = "judge"
+_CRITERION_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 @dataclass(frozen=True)
@@ -237,6 +241,19 @@ def _op_hint(op_text: str) -> str:
 def _parse_lhs(lhs: str, op: str, fail: Any) -> tuple[str | None, str]:
     if not lhs:
         raise fail(f"missing the metric name before {op!r}")
+    parts = [p.strip() for p in lhs.split(":")]
+    if len(parts) >= 2 and parts[-2] == JUDGE_PREFIX:
+        # `judge:CRITERION` is one metric name (the judge's score on a rubric criterion); the colon
+        # is part of it, so `MODEL: judge:CRITERION` still qualifies it with a model.
+        criterion = parts[-1]
+        if not _CRITERION_RE.fullmatch(criterion):
+            raise fail(f"judge criterion {criterion!r} is not valid; write 'judge:CRITERION' with a rubric "
+                       "criterion id, e.g. 'judge:helpfulness'")
+        if len(parts) > 3:
+            raise fail(f"{lhs!r} has too many ':'; write MODEL: judge:CRITERION, e.g. 'tuned: judge:helpfulness'")
+        rest = f"{parts[0]}:x" if len(parts) == 3 else "x"
+        model, _ = _parse_lhs(rest, op, fail)
+        return model, f"{JUDGE_PREFIX}:{criterion}"
     model: str | None = None
     if ":" in lhs:
         if lhs.count(":") > 1:
@@ -497,4 +514,4 @@ def _relative(gate: Gate, model: str, c: Comparison) -> GateResult:
     return GateResult(gate, model, passed, message, observed, m)
 
 
-__all__ = ["OPERATORS", "Gate", "GateResult", "Op", "evaluate_gate", "parse_gate", "parse_gates"]
+__all__ = ["JUDGE_PREFIX", "OPERATORS", "Gate", "GateResult", "Op", "evaluate_gate", "parse_gate", "parse_gates"]

@@ -27,6 +27,10 @@ from .errors import ConfigError
 from .gate import Gate, parse_gate
 from .generate import Plan, build_messages, choose_shots, run_generation
 from .integrity import check_integrity
+from .judge.calibration import load_calibration
+from .judge.gates import check_judge_gate, is_judge_gate
+from .judge.run import run_judges
+from .packets.rubrics import load_rubric
 from .metrics import Metric, get_metric
 from .progress import GenerationProgress
 from .models import resolve_models, unverified_models
@@ -71,6 +75,10 @@ class PreparedSuite:
     contamination: dict[str, Any] | None
     #: Fingerprint of the whole dataset file (the sample's own is `dataset.fingerprint`).
     file_fingerprint: str = ""
+    #: Gates on the LLM judge's verdicts (ftevals/judge/gates.py): evaluated after the judge stage.
+    judge_gates: list[Gate] = field(default_factory=list)
+    #: The suite's judge model, when it has one (served like any model, judged nothing itself).
+    judge_model: ModelSpec | None = None
 
     @property
     def name(self) -> str:
@@ -85,7 +93,7 @@ class PreparedRun:
     def model_specs(self) -> list[ModelSpec]:
         seen: dict[str, ModelSpec] = {}
         for ps in self.suites:
-            for m in ps.models:
+            for m in [*ps.models, *([ps.judge_model] if ps.judge_model is not None else [])]:
                 if m.name in seen and seen[m.name] != m:
                     raise ConfigError(
                         f"model name {m.name!r} means two different things across suites ({seen[m.name]} vs {m}); "
@@ -168,10 +176,14 @@ def prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
     for metric in metrics:
         metric.check_params(suite.metric_params.get(metric.name, {}), f"suite {suite.name!r}")
     known = {m.name for m in metrics} | set(SUITE_VALUES)
-    gates = []
+    judge_model, criteria = _prepare_judge(suite, table)
+    gates, judge_gates = [], []
     for text in suite.gates:
         gate = parse_gate(text)
-        gate.check_metrics(known)
+        if is_judge_gate(gate):
+            check_judge_gate(suite, gate, criteria)
+        else:
+            gate.check_metrics(known)
         if gate.metric in SUITE_VALUES and gate.model is not None:
             raise ConfigError(f"suite {suite.name!r}: gate {text!r}: {gate.metric} is a suite-level value; drop the model name")
         if gate.model is not None and gate.model not in {m.name for m in models}:
@@ -179,10 +191,10 @@ def prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
                 f"suite {suite.name!r}: gate {text!r} names model {gate.model!r}, which the suite does not run "
                 f"(models: {', '.join(m.name for m in models)})"
             )
-        gates.append(gate)
+        (judge_gates if is_judge_gate(gate) else gates).append(gate)
 
     if suite.known_failures:
-        check_known_failures(suite, [t for gate in gates for t in gate_targets(suite, models, gate)])
+        check_known_failures(suite, [t for gate in [*gates, *judge_gates] for t in gate_targets(suite, models, gate)])
 
     contamination = None
     if suite.train_files:
@@ -192,7 +204,22 @@ def prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
             train_sets.append((str(f), load_dataset(path).examples))
         contamination = check_contamination(_as_written(suite, dataset, template), train_sets).to_dict()
     return PreparedSuite(suite, dataset, len(full), models, metrics, gates, shots, labels, contamination,
-                         full.fingerprint)
+                         full.fingerprint, judge_gates, judge_model)
+
+
+def _prepare_judge(suite: Suite, table: Mapping[str, ModelSpec]) -> tuple[ModelSpec | None, list[str]]:
+    """The judge's model spec and the rubric's criteria; a bad judge or calibration file stops the run here."""
+    judge = suite.judge_config
+    if judge is None:
+        return None, []
+    if judge.model not in table:
+        raise ConfigError(f"suite {suite.name!r}: the judge {judge.model!r} is not in the model table (known models: "
+                          f"{', '.join(table) or 'none'}); declare it in ftevals_models or with --ftevals-model")
+    rubric = load_rubric(suite.rubric, task=suite.task, where=f"suite {suite.name!r} rubric")
+    path = suite.judge_calibration_path()
+    if path is not None and path.exists():
+        load_calibration(path)
+    return table[judge.model], [c.id for c in rubric.criteria]
 
 
 def _as_written(suite: Suite, dataset: Dataset, template: PromptTemplate | None) -> tuple[Example, ...]:
@@ -264,6 +291,7 @@ def execute(
                                     checked=lambda m: loads_local_weights(backend_of(m, config.backend)))
         t_generated = time.monotonic()
         suites = tuple(score_suite(ps, plan, outcome, config) for ps in prepared.suites)
+        suites, judged = run_judges(prepared.suites, suites, resolved, backend, cache, config, progress)
     finally:
         cache.close()
         if own_backend:
@@ -284,6 +312,8 @@ def execute(
         "generated": outcome.generated,
         "cached": outcome.cached,
     }
+    if any(judged.values()):  # a run with an LLM judge: its answers, generated and from the cache
+        run["timings"].update(judge_generated=judged["generated"], judge_cached=judged["cached"])
     return Results(
         run=RunInfo.from_dict(run),
         models={name: ModelInfo.from_dict(r.provenance()) for name, r in resolved.items()},

@@ -79,6 +79,56 @@ class FewShot:
         return ModelSpec(self.model_name(reference.name), reference.base, reference.adapter, self.k, reference.backend)
 
 
+#: Agreement floor a judge criterion must reach against the human raters before a judge gate may
+#: decide anything (docs/judge.md): Krippendorff's alpha (ordinal, judge vs the raters' consensus)
+#: of at least 0.67, Krippendorff's own lowest bar for tentative conclusions, on at least 30 items,
+#: below which alpha's interval is too wide to tell 0.5 from 0.8.
+JUDGE_MIN_ALPHA = 0.67
+JUDGE_MIN_ITEMS = 30
+
+
+@dataclass(frozen=True)
+class Judge:
+    """An LLM judge on the suite's own rubric (ftevals/judge/, docs/judge.md).
+
+    `model` is a name from the model table (the embedded base, a local adapter, `openai:ID`).
+    "pointwise" scores every output on every rubric criterion; "pairwise" asks, blinded and in both
+    orders, whether a model's output beats the reference model's; "both" does both. A judge gate
+    (`judge:helpfulness >= base`, `judge_win_rate > 0.5`) is refused until a calibration file shows
+    the judge agrees with the human raters on that criterion: alpha >= `min_alpha` on >= `min_items`.
+    """
+
+    model: str
+    mode: Literal["pointwise", "pairwise", "both"] = "both"
+    #: Tokens a verdict may take: a number or a letter, with room for a weak judge's preamble.
+    max_tokens: int = 16
+    #: Ask once more, with a stricter reminder, when a verdict cannot be read (never guessed).
+    retry: bool = True
+    min_alpha: float = JUDGE_MIN_ALPHA
+    min_items: int = JUDGE_MIN_ITEMS
+    #: The calibration file; default `baselines/<suite>.judge-calibration.json` beside the suite file.
+    calibration: str | None = None
+
+    def __post_init__(self) -> None:
+        check_name("judge model", self.model)
+        if self.mode not in ("pointwise", "pairwise", "both"):
+            raise ConfigError(f"judge {self.model!r}: mode must be 'pointwise', 'pairwise' or 'both', got {self.mode!r}")
+        if self.max_tokens < 1:
+            raise ConfigError(f"judge {self.model!r}: max_tokens must be >= 1, got {self.max_tokens}")
+        if not -1.0 <= self.min_alpha <= 1.0:
+            raise ConfigError(f"judge {self.model!r}: min_alpha must be in [-1, 1], got {self.min_alpha}")
+        if self.min_items < 2:
+            raise ConfigError(f"judge {self.model!r}: min_items must be >= 2 (agreement needs pairs), got {self.min_items}")
+
+    @property
+    def pointwise(self) -> bool:
+        return self.mode in ("pointwise", "both")
+
+    @property
+    def pairwise(self) -> bool:
+        return self.mode in ("pairwise", "both")
+
+
 @dataclass(frozen=True)
 class Suite:
     name: str
@@ -125,6 +175,9 @@ class Suite:
     #: How the suite's significance calls (every contender x metric) are adjusted together:
     #: "holm" (default), "bonferroni" or "none" (see ftevals/multiplicity.py, docs/gates.md).
     multiplicity: Literal["holm", "bonferroni", "none"] = "holm"
+    #: An LLM judge on this suite's rubric: a model name (shorthand for `Judge(model=NAME)`) or a
+    #: `Judge`; None = no judge. Its gates are refused until calibrated (docs/judge.md).
+    judge: Judge | str | None = None
     #: Folder against which relative paths resolve; set by the plugin from the suite file.
     root: str = ""
 
@@ -142,6 +195,10 @@ class Suite:
             raise ConfigError(f"suite {self.name!r}: multiplicity must be 'holm', 'bonferroni' or 'none', "
                               f"got {self.multiplicity!r}")
         check_prompt_format(self.prompt_format, f"suite {self.name!r}")
+        if isinstance(self.judge, str):
+            object.__setattr__(self, "judge", Judge(model=self.judge))
+        elif self.judge is not None and not isinstance(self.judge, Judge):
+            raise ConfigError(f"suite {self.name!r}: judge must be a model name or a Judge, got {type(self.judge).__name__}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"suite {self.name!r}: limit must be >= 1, got {self.limit}")
         if self.reference in self.models[1:] and self.models and self.models[0] != self.reference:
@@ -175,6 +232,17 @@ class Suite:
                 raise ConfigError(f"suite {self.name!r}: {path} must hold a JSON list of label strings")
             return data
         return [str(x) for x in self.labels]
+
+    @property
+    def judge_config(self) -> Judge | None:
+        """The judge, typed (`judge` is normalised to a `Judge` when the suite is built)."""
+        return self.judge if isinstance(self.judge, Judge) else None
+
+    def judge_calibration_path(self) -> Path | None:
+        judge = self.judge_config
+        if judge is None:
+            return None
+        return self.path(judge.calibration or f"baselines/{self.name}.judge-calibration.json")
 
     def with_root(self, root: str | Path) -> Suite:
         return replace(self, root=str(root))
@@ -295,6 +363,9 @@ __all__ = [
     "SUITE_VALUES",
     "FewShot",
     "GateTarget",
+    "JUDGE_MIN_ALPHA",
+    "JUDGE_MIN_ITEMS",
+    "Judge",
     "Suite",
     "Task",
     "check_known_failures",

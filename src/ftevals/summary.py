@@ -24,7 +24,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .numbers import num, p_clause, signed
-from .results import Comparison, GateOutcome, IntegrityCheck, Results, ScoreSummary, SuiteResult, from_data
+from .results import (Comparison, GateOutcome, IntegrityCheck, JudgeResult, Results, ScoreSummary, SuiteResult,
+                      from_data)
 
 Markup = dict[str, bool]
 Row = tuple[str, Markup]
@@ -70,6 +71,8 @@ def suite_rows(suite: SuiteResult, note: str | None = None) -> list[Row]:
     failing = sum(1 for g in gates if _failing(g))
     out: list[Row] = [(_header(suite), _FAIL if failing else {"bold": True})]
     out += _table(suite)
+    if suite.judge is not None:
+        out.append((judge_line(suite.judge), _PLAIN))
     for g in gates:
         if g.passed:
             out.append((f"  [PASS] {g.message}", _PASS))
@@ -88,6 +91,25 @@ def suite_rows(suite: SuiteResult, note: str | None = None) -> list[Row]:
     if suite.prompting is not None and suite.prompting.recommendation:
         out.append((f"  note: {suite.prompting.recommendation}", _PLAIN))
     return out
+
+
+def judge_line(judge: JudgeResult) -> str:
+    """One line: the judge's deltas and win rates against the reference, parsing, bias, calibration."""
+    parts = []
+    for c in judge.comparisons:
+        parts.append(f"{c.model} {c.metric} {signed(c.delta)} [{signed(c.ci_low)},{signed(c.ci_high)}]")
+    for model, w in judge.win_rates.items():
+        parts.append(f"{model} wins {num(w.win_rate)} [{num(w.ci_low)},{num(w.ci_high)}] n={w.n}")
+    p = judge.parsing
+    if p is not None:
+        parts.append(f"unparseable {p.unparseable_pointwise + p.unparseable_pairwise}/{p.requests}")
+    if judge.position_bias is not None:
+        parts.append(f"position bias {num(judge.position_bias)}")
+    if judge.calibration is not None:
+        states = sorted({c.state for c in judge.calibration.criteria.values()})
+        parts.append("calibration " + ("calibrated" if states == ["calibrated"] else
+                                       ", ".join(f"{k} {v.state}" for k, v in judge.calibration.criteria.items())))
+    return f"  judge {judge.identity.model}, against {judge.reference}: " + "; ".join(parts)
 
 
 def _header(suite: SuiteResult) -> str:

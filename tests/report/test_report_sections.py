@@ -50,7 +50,7 @@ def test_a_new_section_renders_escaped_in_its_place(results: dict[str, Any], tmp
 def test_the_default_sections_are_the_registered_ones(results: dict[str, Any]) -> None:
     assert render_html(results) == render_html(results, sections=SECTIONS)
     names = [s.name for s in SECTIONS]
-    assert names == ["scores", "classification", "format_errors", "dropped", "usage", "human", "ab", "contamination",
+    assert names == ["scores", "classification", "format_errors", "dropped", "usage", "human", "judge", "ab", "contamination",
                      "baseline", "other_details", "examples"]
     templates = resources.files("ftevals.report") / "templates"
     for section in SECTIONS:

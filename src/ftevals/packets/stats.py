@@ -138,6 +138,13 @@ def _suite_block(
         "comments": [
             {"item": r.item, "example": r.example, "rater": r.rater, "text": r.comment} for r in ratings if r.comment
         ],
+        # Every rating, unblinded: what an LLM judge is calibrated against (ftevals/judge/calibration.py).
+        "ratings": [
+            {"rater": r.rater, "example": r.example,
+             "scores": {m: {c: int(v) for c, v in by.items()} for m, by in r.scores.items()},
+             "ranking": [list(group) for group in r.ranking]}
+            for r in sorted(ratings, key=lambda r: (r.example, r.rater))
+        ],
     }
 
 

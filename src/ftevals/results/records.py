@@ -449,6 +449,9 @@ class HumanRatings(Record):
     agreement: Mapping[str, Json] = field(default_factory=dict)
     flags: Mapping[str, Json] = field(default_factory=dict)
     comments: tuple[Mapping[str, Json], ...] = ()
+    #: Every unblinded rating: {"rater", "example", "scores": {model: {criterion: int}}, "ranking":
+    #: [[model, ...], ...]}. What a judge is calibrated against; absent in files imported before.
+    ratings: tuple[Mapping[str, Json], ...] | None = omit_none()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -489,6 +492,8 @@ class SuiteResult(Record):
     human: HumanRatings | None = None
     #: Production A/B outcomes of two of the suite's models (ftevals ab), when imported.
     ab: ABResult | None = omit_none()
+    #: The LLM judge's verdicts on the suite's rubric (Suite(judge=...)), when the suite has a judge.
+    judge: JudgeResult | None = omit_none()
 
     # The file's key order (the pipeline has always written name, task, ... human).
     __json_keys__ = ("name", "task", "description", "dataset", "sampling", "prompt_formats", "reference", "models",
@@ -535,6 +540,12 @@ class Results(Record):
         return next((s for s in self.suites if s.name == name), None)
 
 
+# At the end: judge_records builds on the records above (Record, ScoreSummary, Comparison), and
+# SuiteResult's `judge` annotation is resolved by name when the codec first reads the hints.
+from .judge_records import *  # noqa: E402,F403
+from .judge_records import __all__ as _judge_all  # noqa: E402
+
+
 def undefined(x: float | None) -> bool:
     """True for None and NaN: a number the results file stores as null."""
     return x is None or (isinstance(x, float) and math.isnan(x))
@@ -545,5 +556,5 @@ __all__ = [
     "ContaminationMatch", "DatasetInfo", "ExampleDelta", "ExampleResult", "FewShotInfo", "ForgettingModel",
     "ForgettingResult", "GateOutcome", "GitInfo", "HumanRatings", "IntegrityCheck", "MetricInfo", "ModelInfo", "Output",
     "PromptFormat", "PromptingResult", "Record", "Results", "RunInfo", "SCHEMA", "SCHEMA_VERSION", "ScoreSummary", "SuiteResult",
-    "TestName", "Usage", "Verdict", "undefined",
+    "TestName", "Usage", "Verdict", "undefined", *_judge_all,
 ]

@@ -21,6 +21,7 @@ from .dropped import dropped
 from .examples import examples
 from .format_errors import format_errors
 from .human import human
+from .judge import judge
 from .scores import prompting, scores, verdicts
 from .usage import normalize_prices, usage
 
@@ -32,6 +33,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("dropped", "_dropped.html.j2", dropped),
     Section("usage", "_usage.html.j2", usage),
     Section("human", "_human.html.j2", human),
+    Section("judge", "_judge.html.j2", judge),
     Section("ab", "_ab.html.j2", ab),
     Section("contamination", "_contamination.html.j2", contamination),
     Section("baseline", "_baseline.html.j2", baseline),
