@@ -258,5 +258,5 @@ def test_vllm_refuses_what_its_lora_cannot_serve(tmp_path: Path, extra: dict[str
     models = resolve_models([ModelSpec("base", base=str(base)), ModelSpec("tuned", base=str(base), adapter=str(adapter))])
     assert VLLMBackend(models, VLLMSettings(strategy="merged")).models is models
     with pytest.raises(ModelSpecError) as info:
-        VLLMBackend(models)
+        VLLMBackend(models, VLLMSettings(strategy="multi-lora"))
     assert re.fullmatch(message, str(info.value).replace(str(tmp_path), "TMP")), str(info.value)

@@ -159,6 +159,8 @@ def test_plugin_stops_with_a_usage_error_before_any_engine(case: Case, pytester:
         "--ftevals-backend", "vllm", "--ftevals-model", f"bad={spec}",
         "--ftevals-results", "out/results.json", "--ftevals-report", "out/report.html",
         "--ftevals-cache-dir", "cache",
+        # Rank 1024 is refused for LoRA requests only; the default (merged) serves it.
+        *(["--ftevals-backend-option", "strategy=multi-lora"] if case is RANK_CASE else []),
     )
     assert result.ret == pytest.ExitCode.USAGE_ERROR == 4, result.stdout.str() + result.stderr.str()
     errors = [line for line in result.stderr.lines if line.startswith("ERROR: ftevals: ")]
