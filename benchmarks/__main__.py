@@ -6,7 +6,8 @@ run is a fresh process (engine start-up included, as a user meets it) and its wh
 memory is sampled for the peak.
 
     python -m benchmarks                 # everything (about 15-20 minutes on 2 CPU cores)
-    python -m benchmarks --only scoring  # one section: scoring, engines, overhead
+    python -m benchmarks --only scoring  # one section: scoring, report, engines, overhead
+    python -m benchmarks --only peer     # the real lm-evaluation-harness beside ftevals (installs it)
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "BENCHMARKS.md"
 RAW = ROOT / "benchmarks" / "results.json"
 
-SECTIONS = ("scoring", "report", "engines", "overhead")
+SECTIONS = ("scoring", "report", "engines", "overhead", "roofline", "mainjob", "peer")
+#: Run only when asked for (`--only peer`): it installs lm-eval and takes 15-20 minutes on 2 cores.
+ON_REQUEST = ("peer",)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,12 +138,13 @@ def _evaluate_rouge_available() -> str:
 
 
 def bench_engines(n_labels: int, n_summaries: int) -> dict[str, Any]:
-    """Goals 1, 2 and 5 from the same runs.
+    """Issue 14.4 (auto against both strategies) and the warm re-run, from the same runs.
 
-    labels workload (base + 3 adapters): ftevals with each strategy (multi-lora, merged, auto),
-    each cold in its own cache; the auto run again from its cache (warm); and a fresh vLLM engine
-    per model, the lm-evaluation-harness way. summaries workload (base + 1 adapter, long outputs):
-    the three strategies. Greedy outputs are compared across all of them.
+    labels workload (base + 3 adapters, short answers) and summaries workload (base + 1 adapter,
+    long answers): ftevals with each strategy, each cold in its own cache, merges not cached
+    beforehand (swaps need none; an adapter that cannot be swapped is merged in the run); the
+    default strategy's labels run again from its cache (warm). Greedy outputs are compared across
+    strategies. The peer (lm-eval itself) is `--only peer`.
     """
     out: dict[str, Any] = {}
     for workload, n in (("labels", n_labels), ("summaries", n_summaries)):
@@ -151,16 +155,12 @@ def bench_engines(n_labels: int, n_summaries: int) -> dict[str, Any]:
             runs[strategy] = scenario("ftevals", workload, str(n), strategy, caches[strategy],
                                       label=f"{workload} x{n}: ftevals, strategy {strategy}")
         if workload == "labels":
-            runs["auto-warm"] = scenario("ftevals", workload, str(n), "auto", caches["auto"],
-                                         label=f"{workload} x{n}: ftevals auto, warm re-run from the cache")
-            per_model = scenario("engine-per-model", workload, str(n),
-                                 label=f"{workload} x{n}: fresh vLLM engine per model (lm-eval style)")
-            runs["engine-per-model"] = {**per_model, "outputs": _transpose(per_model["per_model"])}
+            runs["merged-warm"] = scenario("ftevals", workload, str(n), "merged", caches["merged"],
+                                           label=f"{workload} x{n}: ftevals merged, warm re-run from the cache")
         ref = runs["multi-lora"]["outputs"]
         total = sum(len(o) for o in ref.values())
         agreement = {s: f"{_agree(ref, r['outputs'])}/{total}" for s, r in runs.items()}
         out[workload] = {"n": n, "runs": {s: _strip(r) for s, r in runs.items()}, "agreement": agreement}
-    out["adapter_load"] = scenario("adapter-load", label="adapter load time in a running engine")
     return out
 
 
@@ -185,6 +185,33 @@ def bench_overhead(n: int) -> dict[str, Any]:
     return {"n": n, "wall_s": r["wall_s"], "engine_start_s": t["engine_start_s"],
             "generate_s": t["backend_generate_s"], "overhead_s": overhead,
             "ratio": overhead / t["backend_generate_s"], "peak_rss_gb": r["peak_rss_gb"]}
+
+
+def bench_roofline() -> dict[str, Any]:
+    """Prefill/decode tokens/s and the FLOP/s they imply, against this machine's matmul peak."""
+    return scenario("roofline", label="roofline: prefill and decode, base and LoRA, and the matmul peak")
+
+
+def bench_mainjob() -> dict[str, Any]:
+    """README command 1's main job, `pytest suites/`, cold (an empty generation cache; the model is
+    already converted) and warm (the same cache again), in fresh processes."""
+    cache = tempfile.mkdtemp(prefix="ftevals-bench-mainjob-")
+    out: dict[str, Any] = {}
+    for run in ("cold", "warm"):
+        print(f"benchmarks: main job, {run} ...", file=sys.stderr, flush=True)
+        cmd = [sys.executable, "-m", "pytest", "suites/", "-q", "-p", "no:cacheprovider", "--ftevals-cache-dir", cache,
+               "--ftevals-results", f"{cache}/results.json", "--ftevals-report", f"{cache}/report.html"]
+        started = time.monotonic()
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        wall = time.monotonic() - started
+        tail = [line for line in proc.stdout.splitlines() if " passed" in line or " failed" in line]
+        out[run] = {"wall_s": wall, "exit": proc.returncode, "outcome": tail[-1].strip("= ") if tail else "?"}
+        print(f"benchmarks: main job, {run}: {wall:.0f} s, {out[run]['outcome']}", file=sys.stderr, flush=True)
+    results = json.loads(Path(cache, "results.json").read_text())
+    out["timings"] = results["run"]["timings"]
+    out["backend_settings"] = results["run"].get("backend", {}).get("settings", {})
+    out["hardware"] = results["run"].get("hardware")
+    return out
 
 
 def bench_report() -> dict[str, Any]:
@@ -258,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overhead-n", type=int, default=1000)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    sections = args.only or list(SECTIONS)
+    sections = args.only or [s for s in SECTIONS if s not in ON_REQUEST]
     previous = json.loads(RAW.read_text()) if RAW.exists() else {}
     results: dict[str, Any] = {**previous, "machine": machine(),
                                "command": "python -m benchmarks" + "".join(f" --only {s}" for s in args.only or [])}
@@ -271,6 +298,14 @@ def main(argv: list[str] | None = None) -> int:
         results["engines"] = bench_engines(args.labels_n, args.summaries_n)
     if "overhead" in sections:
         results["overhead"] = bench_overhead(args.overhead_n)
+    if "roofline" in sections:
+        results["roofline"] = bench_roofline()
+    if "mainjob" in sections:
+        results["mainjob"] = bench_mainjob()
+    if "peer" in sections:
+        from benchmarks.peer import bench_peer
+
+        results["peer"] = bench_peer()
     results["total_s"] = time.monotonic() - started
     RAW.write_text(json.dumps(results, indent=1) + "\n")
     OUT.write_text(render(results))

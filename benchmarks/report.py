@@ -42,34 +42,17 @@ def render_markdown(res: dict[str, Any]) -> str:
     ]
     rows: list[str] = []
     eng = res.get("engines")
-    if eng:
-        lab = eng["labels"]["runs"]
-        one, per, warm = lab["auto"], lab["engine-per-model"], lab["auto-warm"]
-        ratio = one["process_wall_s"] / per["process_wall_s"]
-        rows.append(f"| 1 | one ftevals run (base + 3 adapters) vs a fresh engine per model: at most 0.5x | "
-                    f"{_r(ratio)} ({_s(one['process_wall_s'])} vs {_s(per['process_wall_s'])}) | {_met(ratio <= 0.5)} |")
-        wratio = warm["process_wall_s"] / one["process_wall_s"]
-        calls = warm["timings"]["backend_calls"]
-        rows.append(f"| 2 | warm re-run from the cache: under 5% of the cold run, zero generation calls | "
-                    f"{_pct(wratio)} ({_s(warm['process_wall_s'])} vs {_s(one['process_wall_s'])}), "
-                    f"{calls} generation calls, engine start {_s(warm['timings']['engine_start_s'])} | "
-                    f"{_met(wratio < 0.05 and calls == 0)} |")
-    ov = res.get("overhead")
-    if ov:
-        rows.append(f"| 3 | harness overhead at {ov['n']} examples: under 5% of generate time | {_pct(ov['ratio'])} "
-                    f"({_s(ov['overhead_s'])} over {_s(ov['generate_s'])} of generation) | {_met(ov['ratio'] < 0.05)} |")
-    sc = res.get("scoring")
-    if sc:
-        rows.append(f"| 4 | ROUGE-1/2/L on {sc['pairs']:,} pairs: at least 5x a plain rouge-score loop, identical scores | "
-                    f"{_r(sc['speedup'])} ({_s(sc['fast_s'])} vs {_s(sc['plain_s'])}), identical: {sc['identical']} | "
-                    f"{_met(sc['speedup'] >= 5 and sc['identical'])} |")
-    rep = res.get("report")
-    if rep:
-        biggest = max(r["bytes"] for r in rep.values())
-        slowest = max(r["first_frame_ms"] for r in rep.values())
-        rows.append(f"| 6a | HTML report, 1,000 examples x 4 models: under 5 MB, opens in Chromium in under 2 s | "
-                    f"largest {biggest / 1e6:.2f} MB, slowest first frame {slowest / 1000:.2f} s | "
-                    f"{_met(biggest < 5e6 and slowest < 2000)} |")
+    peer = res.get("peer")
+    if peer:
+        for name, row in peer["rows"].items():
+            lm, ft = row["lmeval"], row["ftevals"]
+            what = ("equal engine settings (" + ", ".join(f"{k}={v}" for k, v in lm["settings"].items()) + ")"
+                    if name == "equal" else "each at its own defaults")
+            goal = " at most 0.3x" if name == "equal" else ""
+            verdict = _met(row["ratio"] <= 0.3) if name == "equal" else "context"
+            rows.append(f"| 14.3 | ftevals vs lm-evaluation-harness {lm['version']} (base + 3 adapters, {peer['n']} BANKING77 "
+                        f"prompts), {what}:{goal} | {_r(row['ratio'])} ({_s(ft['wall_s'])} vs {_s(lm['wall_s'])}); greedy "
+                        f"answers equal {row['answers_equal']}/{row['answers']} | {verdict} |")
     if eng:
         worst = 0.0
         parts = []
@@ -79,8 +62,37 @@ def render_markdown(res: dict[str, Any]) -> str:
             slower = runs["auto"]["process_wall_s"] / best - 1
             worst = max(worst, slower)
             parts.append(f"{wl}: auto {_s(runs['auto']['process_wall_s'])} vs best {_s(best)} ({100 * slower:+.1f}%)")
-        rows.append(f"| 5 | strategy `auto` never more than 10% slower than the better of multi-lora and merged | "
-                    f"{'; '.join(parts)} | {_met(worst <= 0.10)} |")
+        rows.append(f"| 14.4 | strategy `auto` within 5% of the better of multi-lora and merged | "
+                    f"{'; '.join(parts)} | {_met(worst <= 0.05)} |")
+    mj = res.get("mainjob")
+    if mj:
+        cold, warm = mj["cold"], mj["warm"]
+        rows.append(f"| 15.1 | main job (`pytest suites/`) cold: at most 7 minutes | {_s(cold['wall_s'])} "
+                    f"({cold['outcome']}) | {_met(cold['wall_s'] <= 420)} |")
+        rows.append(f"| 15.1 | main job warm (every generation cached): at most 1% of cold | {_pct(warm['wall_s'] / cold['wall_s'])} "
+                    f"({_s(warm['wall_s'])}; {warm['outcome']}) | {_met(warm['wall_s'] <= 0.01 * cold['wall_s'])} |")
+    ov = res.get("overhead")
+    if ov:
+        rows.append(f"| 15.2 | harness overhead at {ov['n']} examples: under 5% of generate time | {_pct(ov['ratio'])} "
+                    f"({_s(ov['overhead_s'])} over {_s(ov['generate_s'])} of generation) | {_met(ov['ratio'] < 0.05)} |")
+    rf = res.get("roofline")
+    if rf:
+        base = rf["base"]
+        rows.append(f"| 15.3 | against the hardware's limit (reported, no threshold) | base decode "
+                    f"{_pct(base['decode_gflops'] / rf['peak']['gflops'])}, prefill {_pct(base['prefill_gflops'] / rf['peak']['gflops'])} "
+                    f"of a {rf['peak']['gflops']:.0f} GFLOP/s {rf['peak']['dtype']} matmul peak | reported |")
+    sc = res.get("scoring")
+    if sc:
+        rows.append(f"| 15.5 | ROUGE-1/2/L on {sc['pairs']:,} pairs: at least 20x a plain rouge-score loop, identical scores | "
+                    f"{_r(sc['speedup'])} ({_s(sc['fast_s'])} vs {_s(sc['plain_s'])}), identical: {sc['identical']} | "
+                    f"{_met(sc['speedup'] >= 20 and sc['identical'])} |")
+    rep = res.get("report")
+    if rep:
+        biggest = max(r["bytes"] for r in rep.values())
+        slowest = max(r["first_frame_ms"] for r in rep.values())
+        rows.append(f"| 6a | HTML report, 1,000 examples x 4 models: under 5 MB, opens in Chromium in under 2 s | "
+                    f"largest {biggest / 1e6:.2f} MB, slowest first frame {slowest / 1000:.2f} s | "
+                    f"{_met(biggest < 5e6 and slowest < 2000)} |")
     lines += rows
     if eng:
         lines += ["", "## Engines and strategies", ""]
@@ -93,9 +105,6 @@ def render_markdown(res: dict[str, Any]) -> str:
                 t = r.get("timings", {})
                 start = t.get("engine_start_s")
                 gen = t.get("backend_generate_s")
-                if name == "engine-per-model":
-                    start = sum(x["engine_start_s"] for x in r["per_model"].values())
-                    gen = sum(x["generate_s"] for x in r["per_model"].values())
                 lines.append(f"| {name} | {_s(r['process_wall_s'])} | {_s(start)} | {_s(gen)} | {_s(t.get('merge_s'))} | "
                              f"{r['peak_rss_gb']:.2f} GiB | {e['agreement'].get(name, '-')} |")
             auto = e["runs"]["auto"].get("timings", {}).get("strategy_choices", {})
@@ -110,10 +119,48 @@ def render_markdown(res: dict[str, Any]) -> str:
                 lines += ["", f"Adapter vs base in the same engine (multi-lora), time per generated token: "
                           + ", ".join(per_adapter) + f" (base {base['tokens_per_s']:.0f} tokens/s)."]
             lines.append("")
-        load = eng.get("adapter_load", {}).get("adapters", {})
-        if load:
-            lines += ["Adapter load time in a running engine (first request minus a repeat of it): "
-                      + ", ".join(f"{k} {1000 * v['load_s']:.0f} ms" for k, v in load.items()) + ".", ""]
+    if peer:
+        lines += ["## The real lm-evaluation-harness beside ftevals", "",
+                  f"`python -m benchmarks --only peer`: lm-eval installed into its own venv (benchmarks/peer.py), "
+                  f"{peer['n']} BANKING77 test prompts, the same system prompt and chat template, greedy, "
+                  f"{peer['max_tokens']} tokens; lm-eval run once per model (an adapter as `lora_local_path`), "
+                  "ftevals once for all four.", "",
+                  "| row | lm-eval settings | lm-eval wall (base, adapters) | ftevals settings | ftevals wall | ratio | answers equal |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, row in peer["rows"].items():
+            lm, ft = row["lmeval"], row["ftevals"]
+            per = ", ".join(f"{v:.0f}" for v in lm["per_model_wall_s"].values())
+            resolved = ft["settings"].get("resolved", {})
+            ft_settings = ", ".join(f"{k}={resolved.get(k)}" for k in ("dtype", "enforce_eager", "strategy") if k in resolved)
+            lines.append(f"| {name} | {lm['settings']} | {_s(lm['wall_s'])} ({per} s) | {ft_settings} | "
+                         f"{_s(ft['wall_s'])} | {_r(row['ratio'])} | {row['answers_equal']}/{row['answers']} |")
+        lines.append("")
+    if mj:
+        t = mj["timings"]
+        lines += ["## The main job", "",
+                  f"`pytest suites/` in a fresh process with an empty generation cache (cold), then again (warm); "
+                  f"{mj.get('hardware')}, backend settings {mj.get('backend_settings')}. Cold: {_s(mj['cold']['wall_s'])} "
+                  f"({mj['cold']['outcome']}), of which engine start {_s(t.get('engine_start_s'))}, generation "
+                  f"{_s(t.get('backend_generate_s'))}, merging {_s(t.get('merge_s'))}. Warm: {_s(mj['warm']['wall_s'])} "
+                  f"({mj['warm']['outcome']}).", ""]
+    if rf:
+        lines += ["## Against the hardware's limit", "",
+                  f"{rf['hardware']}, {rf['dtype']}, eager; {rf['prompts']} DialogSum prompts ({rf['prompt_tokens']} prompt "
+                  f"tokens), {rf['decode_tokens_per_prompt']} decoded tokens each; {rf['parameters'] / 1e6:.0f}M parameters, "
+                  f"so {rf['flops_per_token'] / 1e9:.2f} GFLOP per token. Matmul peak: {rf['peak']['gflops']:.0f} GFLOP/s "
+                  f"({rf['peak']['size']}x{rf['peak']['size']} {rf['peak']['dtype']}, {rf['peak']['threads']} threads).", "",
+                  "| path | prefill tok/s | prefill GFLOP/s | of peak | decode tok/s | decode GFLOP/s | of peak |",
+                  "|---|---|---|---|---|---|---|"]
+        for name in ("base", "adapter as a LoRA request"):
+            x = rf[name]
+            lines.append(f"| {name} | {x['prefill_tokens_per_s']:.0f} | {x['prefill_gflops']:.1f} | "
+                         f"{_pct(x['prefill_gflops'] / rf['peak']['gflops'])} | {x['decode_tokens_per_s']:.0f} | "
+                         f"{x['decode_gflops']:.1f} | {_pct(x['decode_gflops'] / rf['peak']['gflops'])} |")
+        lines += ["", "An adapter served merged (the default) runs on the base's weights: its figures are the base's.",
+                  "Why the rest is lost: a 135M-parameter model's matrices are small (576 wide), so each decode step is "
+                  "a few small matrix-vector products per request; at this batch the step is dominated by vLLM's "
+                  "per-step scheduling and Python overhead and by memory traffic, not by arithmetic. Prefill batches "
+                  "whole prompts and comes closer to the matmul limit.", ""]
     if ov:
         lines += ["## Harness overhead", "",
                   f"{ov['n']} examples, base model: wall {_s(ov['wall_s'])} = engine start {_s(ov['engine_start_s'])} "

@@ -65,7 +65,9 @@ def run_ftevals(workload: str, n: int, strategy: str, cache_dir: str) -> dict[st
     from ftevals.pipeline import RunConfig, execute, prepare
 
     started = time.monotonic()
-    config = RunConfig(models=model_table(), backend="vllm", backend_options={"strategy": strategy},
+    # STRATEGY is a strategy name or a JSON object of backend options ("{}": every default).
+    options = json.loads(strategy) if strategy.startswith("{") else {"strategy": strategy}
+    config = RunConfig(models=model_table(), backend="vllm", backend_options=options,
                        cache_dir=Path(cache_dir), resamples=1000)
     results = execute(prepare(workload_suites(workload, n), config), progress=lambda m: print(m, file=sys.stderr))
     wall = time.monotonic() - started
@@ -73,6 +75,7 @@ def run_ftevals(workload: str, n: int, strategy: str, cache_dir: str) -> dict[st
     return {
         "wall_s": wall,
         "timings": dict(results.run.timings),
+        "backend_settings": dict(results.run.backend.settings) if results.run.backend else {},
         "usage": {m: u.to_dict() for m, u in suite.usage.items()},
         "outputs": {ex.id: {m: o.text for m, o in ex.outputs.items()} for ex in suite.examples},
         "scores": {m: {k: s.to_dict() for k, s in by.items()} for m, by in suite.scores.items()},
@@ -168,6 +171,80 @@ def adapter_load() -> dict[str, Any]:
     return {"adapters": loads}
 
 
+def matmul_peak(dtype: str, size: int = 2048, repeats: int = 5) -> dict[str, Any]:
+    """The machine's measured matmul limit in `dtype`: best of `repeats` square products on every core."""
+    import torch
+
+    torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[dtype]
+    a = torch.randn(size, size).to(torch_dtype)
+    b = torch.randn(size, size).to(torch_dtype)
+    torch.matmul(a, b)  # warm-up: thread pool and kernel choice
+    best = min(_timed(lambda: torch.matmul(a, b)) for _ in range(repeats))
+    return {"dtype": dtype, "size": size, "threads": torch.get_num_threads(), "seconds": best,
+            "gflops": 2 * size**3 / best / 1e9}
+
+
+def _timed(fn: Any) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def roofline(n: int = 64, decode_tokens: int = 64) -> dict[str, Any]:
+    """Prefill and decode tokens/s of the base model and of an adapter as a LoRA request, in the
+    dtype ftevals picks here, and the FLOP/s they imply (2 x parameters per token) against the
+    matmul peak measured in the same process. Merged adapters run on the base's weights: base figures."""
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+    from vllm.lora.request import LoRARequest
+
+    from ftevals.backends.vllm import VLLMSettings, configure_cpu_environment, load_tokenizer, render_chat, resolve_dtype
+    from ftevals.data import load_dataset
+    from ftevals.hardware import hardware_class
+    from ftevals.models import pull_default_model
+
+    settings = VLLMSettings()
+    configure_cpu_environment(settings)
+    dtype = resolve_dtype(settings)
+    base = pull_default_model()
+    tok = load_tokenizer(base.path)
+    examples = load_dataset(ROOT / "data/dialogsum/test.jsonl").sample(n, seed=3).examples
+    ids = [tok.encode(render_chat(tok, e.messages), add_special_tokens=False) for e in examples]
+    prompts = [TokensPrompt(prompt_token_ids=i) for i in ids]
+    llm = LLM(model=str(base.path), dtype=dtype, max_model_len=2048, enforce_eager=True, seed=0,
+              enable_lora=True, max_loras=1, max_lora_rank=16)
+    params_count = _parameter_count(base.path)
+    out: dict[str, Any] = {"dtype": dtype, "hardware": hardware_class(), "prompts": n,
+                           "prompt_tokens": sum(map(len, ids)), "decode_tokens_per_prompt": decode_tokens,
+                           "parameters": params_count, "flops_per_token": 2 * params_count}
+    lora = LoRARequest("dialogsum", 1, str(ROOT / "adapters" / "dialogsum"))
+    for name, req in (("base", None), ("adapter as a LoRA request", lora)):
+        llm.generate(prompts[:2], SamplingParams(max_tokens=2, temperature=0.0), lora_request=req, use_tqdm=False)
+        prefill = _timed(lambda: llm.generate(prompts, SamplingParams(max_tokens=1, temperature=0.0),
+                                              lora_request=req, use_tqdm=False))
+        full = _timed(lambda: llm.generate(prompts, SamplingParams(max_tokens=decode_tokens, temperature=0.0,
+                                                                   ignore_eos=True), lora_request=req, use_tqdm=False))
+        decode = max(full - prefill, 1e-9)
+        prefill_tps = out["prompt_tokens"] / prefill
+        decode_tps = n * (decode_tokens - 1) / decode
+        out[name] = {"prefill_s": prefill, "decode_s": decode, "prefill_tokens_per_s": prefill_tps,
+                     "decode_tokens_per_s": decode_tps, "prefill_gflops": prefill_tps * out["flops_per_token"] / 1e9,
+                     "decode_gflops": decode_tps * out["flops_per_token"] / 1e9}
+    out["peak"] = matmul_peak(dtype if dtype in ("float32", "bfloat16") else "float32")
+    return out
+
+
+def _parameter_count(folder: Path) -> int:
+    """Parameters in the weights file, a tied lm_head counted once (as stored), which is what one
+    token's forward pass multiplies by (embedding lookup aside)."""
+    import math
+
+    from safetensors import safe_open
+
+    with safe_open(str(folder / "model.safetensors"), framework="pt") as f:
+        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+
+
 def main() -> None:
     _env()
     name, *args = sys.argv[1:]
@@ -179,6 +256,8 @@ def main() -> None:
         result = run_engine_per_model(args[0], int(args[1]))
     elif name == "adapter-load":
         result = adapter_load()
+    elif name == "roofline":
+        result = roofline()
     elif name == "one-engine-model":
         result = one_engine_model(args[0], int(args[1]), args[2])
     else:

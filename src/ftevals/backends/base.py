@@ -155,6 +155,13 @@ class Backend(Protocol):
         integrity probe (integrity.py). Default None: the backend cannot report them."""
         ...
 
+    def verify_schedule(self, samples: Sequence[tuple[GenerationRequest, str]]) -> str:
+        """After generation, for the engine-integrity record: check that how this backend batched and
+        served models left base-model outputs untouched, given a few base requests and the outputs
+        the run got for them; return how requests were scheduled, in words. Raise
+        `ftevals.IntegrityError` when the check fails. Default: "one model per engine call"."""
+        ...
+
     def close(self) -> None:
         """Release engines, processes, connections. Idempotent. Default: nothing to release."""
         ...
@@ -195,6 +202,9 @@ class BackendDefaults:
 
     def first_token_logprobs(self, requests: Sequence[GenerationRequest]) -> list[dict[int, float]] | None:
         return None
+
+    def verify_schedule(self, samples: Sequence[tuple[GenerationRequest, str]]) -> str:
+        return "one model per engine call"
 
     def close(self) -> None:
         return None

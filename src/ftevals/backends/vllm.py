@@ -188,8 +188,10 @@ class _Engine:
         self.base_path = base_path
         self.settings = settings
         self.can_swap = can_swap
-        #: The adapter whose merged weights the engine holds now (None: the base weights).
+        #: The adapter whose merged weights the engine holds now (None: the base weights), and
+        #: whether any adapter was ever swapped in (verify_schedule checks the swap back).
         self.weights_of: str | None = None
+        self.swapped = False
         self.lora_ids = {m.name: i + 1 for i, m in enumerate(sorted(adapters, key=lambda m: m.name))}
         self.adapters = {m.name: m for m in adapters}
         self.llm: Any = None
@@ -257,6 +259,7 @@ class _Engine:
                                f"{name or 'the base model'}: {type(exc).__name__}: {exc}; serve adapters as LoRA "
                                f"requests instead (--ftevals-backend-option strategy=multi-lora)") from exc
         self.weights_of = name
+        self.swapped = self.swapped or name is not None
         return time.monotonic() - started
 
     def first_token_logprobs(self, requests: Sequence[GenerationRequest], token_ids: list[list[int]], *,
@@ -529,6 +532,33 @@ class VLLMBackend(BackendDefaults):
             for i, probs in zip(idxs, engine.first_token_logprobs(batch, ids, lora=route == "lora")):
                 out[i] = probs
         return [p or {} for p in out]
+
+    def verify_schedule(self, samples: Sequence[tuple[GenerationRequest, str]]) -> str:
+        """Where merged adapters were swapped into an engine: swap them out, re-run a few base
+        requests, and require the outputs the run kept (the weights restored bit for bit)."""
+        if not samples:
+            return "one model per engine call"
+        engine = self._engines.get(("base", str(self.models[samples[0][0].model.name].base.path)))
+        if engine is None or not engine.swapped:
+            return "one model per engine call"
+        if engine.llm is None:  # closed to make room for an adapter's own engine
+            return "one model per engine call; adapters merged into the engine's weights in turn (not re-checked)"
+        self.merge_seconds += engine.use_weights(None)
+        batch = [r for r, _ in samples]
+        ids = [self.tokenizer(r.model).encode(r.prompt, add_special_tokens=False) for r in batch]
+        again = [g.text for g in engine.generate(batch, ids, lora=False)]
+        differ = [r.example_id or r.key for (r, kept), text in zip(samples, again) if text != kept]
+        if differ:
+            from ..integrity import IntegrityError
+
+            raise IntegrityError(
+                f"engine integrity: after the merged adapters were swapped out of the engine for {engine.base_path}, "
+                f"the base model's greedy outputs changed on {len(differ)} of {len(samples)} prompts "
+                f"({', '.join(differ[:3])}): its weights were not restored, so outputs generated after a swap cannot be "
+                f"trusted. Re-run with adapters as LoRA requests (--ftevals-backend-option strategy=multi-lora) and "
+                f"report this with your vLLM version.")
+        return (f"one model per engine call; adapters merged into the engine's weights in turn, and after swapping "
+                f"them out the base's outputs equal the run's ({len(samples)}/{len(samples)})")
 
     def _engine_for(self, name: str) -> _Engine:
         m = self.models[name]
