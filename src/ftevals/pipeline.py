@@ -287,8 +287,10 @@ def execute(
         outcome = run_generation(plan, backend, cache, chunk_size=config.chunk_size, progress=progress, model_order=order,
                                  exclusive_group=config.exclusive_group)
         # Before anything is scored: an adapter the engine did not apply stops the run here.
+        # Local engines, and servers (which may report log-probabilities); not a predictions file.
         integrity = check_integrity(prepared.suites, plan, outcome, backend,
-                                    checked=lambda m: loads_local_weights(backend_of(m, config.backend)))
+                                    checked=lambda m: loads_local_weights(backend_of(m, config.backend))
+                                    or backend_of(m, config.backend) == "openai")
         t_generated = time.monotonic()
         suites = tuple(score_suite(ps, plan, outcome, config) for ps in prepared.suites)
         suites, judged = run_judges(prepared.suites, suites, resolved, backend, cache, config, progress)

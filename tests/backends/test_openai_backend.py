@@ -260,3 +260,20 @@ def test_completions_mode_renders_the_template_locally(fake_server):
     prompt = fake_server.posts[0]["prompt"]
     assert prompt.startswith("<|im_start|>system\nbe brief<|im_end|>") and prompt.endswith("<|im_start|>assistant\n")
     assert "messages" not in fake_server.posts[0]
+
+
+def test_first_token_logprobs_come_from_the_server_per_model(fake_server):
+    """The engine-integrity probe on a server: top log-probabilities of the first token, asked with
+    `logprobs`/`top_logprobs` and max_tokens 1; a server that refuses or ignores them gives None."""
+    backend = make(fake_server.url)
+    base, adapter = requests_for(backend, ["a"]), requests_for(backend, ["a"], ADAPTER)
+    probs = backend.first_token_logprobs(base + adapter)
+    assert probs is not None and len(probs) == 2 and all(len(p) == 2 for p in probs)
+    assert probs[0] != probs[1]  # two model ids, two sets of weights
+    asked = fake_server.probes
+    assert [p["model"] for p in asked] == [SERVED_BASE, "lora-a"]
+    assert all(p["logprobs"] is True and p["top_logprobs"] == 5 and p["max_tokens"] == 1 for p in asked)
+    assert fake_server.posts == []  # no generation request was made
+    for mode in ("refuse", "ignore"):
+        fake_server.probe_mode = mode
+        assert backend.first_token_logprobs(base) is None, mode

@@ -15,6 +15,7 @@ from ftevals.backends.openai_http import OpenAIBackend, OpenAISettings
 from ftevals.backends.routed import RoutedBackend, split_options
 from ftevals.data import Message
 from ftevals.errors import ConfigError
+from ftevals.integrity import IntegrityError
 from ftevals.pipeline import RunConfig, execute, prepare
 from ftevals.results import Results
 from ftevals.specs import ModelSpec, parse_model_spec
@@ -124,3 +125,19 @@ def test_a_managed_candidate_joins_every_suite_and_is_gated_like_an_adapter():
     opted_out = type(suite)(**{**suite.__dict__, "candidates": False})
     assert unused_candidates([opted_out], table, ("gpt",)) == ["gpt"]
     assert gated_model_names(suite, [table[m] for m in ("base", "banking77", "gpt")]) == ["banking77", "gpt"]
+
+
+def test_an_adapter_on_a_server_gets_the_engine_integrity_check(fake_server, tmp_path):
+    """Base and adapter served by an OpenAI-compatible server answer alike (echo): the outputs cannot
+    tell, so the probe asks the server for first-token log-probabilities. They differ per model id:
+    a weak adapter, recorded. A server that drops the fields leaves nothing to tell: the run stops."""
+    suite = replayrun.suite(8)  # base and banking77
+    config = RunConfig(models=replayrun.MODELS, backend="openai", cache_dir=tmp_path / "cache", resamples=100,
+                       backend_options={"base_urls": [fake_server.url], "model_names": {"banking77": "lora-a"}})
+    results = execute(prepare([suite], config))
+    check = results.integrity["banking77"]
+    assert check.changed_outputs == 0 and check.applied and check.probe == "first-token-logprobs"
+    assert {p["model"] for p in fake_server.probes} == {"HuggingFaceTB/SmolLM2-135M-Instruct", "lora-a"}
+    fake_server.probe_mode = "ignore"
+    with pytest.raises(IntegrityError, match="cannot report log-probabilities"):
+        execute(prepare([suite], RunConfig(**{**config.__dict__, "cache_dir": tmp_path / "cache2"})))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import zlib
 import socket
 import threading
 import time
@@ -34,13 +35,27 @@ class Reply:
     delay_s: float = 0.0
 
 
-def completion(text: str, prompt_tokens: int = 7, completion_tokens: int = 3, finish: str = "stop") -> dict[str, Any]:
+def completion(text: str, prompt_tokens: int = 7, completion_tokens: int = 3, finish: str = "stop",
+               logprobs: Any = None) -> dict[str, Any]:
+    choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+    if logprobs is not None:
+        choice["logprobs"] = logprobs
     return {
         "id": "cmpl-1",
         "object": "chat.completion",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
+        "choices": [choice],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
     }
+
+
+def model_logprobs(body: dict[str, Any]) -> dict[str, Any] | None:
+    """When asked (`logprobs`, as the engine-integrity probe asks), chat-style top log-probabilities
+    that depend on the model id, as a server that really applies each model's weights gives."""
+    if not body.get("logprobs"):
+        return None
+    shift = zlib.crc32(str(body.get("model")).encode()) % 1000 / 1000
+    top = [{"token": "card", "logprob": -0.2 - shift}, {"token": "lost", "logprob": -1.9 + shift}]
+    return {"content": [{"token": "card", "logprob": -0.2 - shift, "top_logprobs": top}]}
 
 
 def echo(body: dict[str, Any]) -> str:
@@ -78,6 +93,11 @@ class FakeOpenAI:
         self.answer = answer
         self.respond: Callable[[dict[str, Any], int], Reply] = lambda body, n: Reply()
         self.posts: list[dict[str, Any]] = []
+        #: Requests of the engine-integrity probe (they ask for `logprobs`), apart from `posts`.
+        self.probes: list[dict[str, Any]] = []
+        #: How probes are met: "answer" (log-probabilities per model id), "ignore" (a completion
+        #: without them, as servers that drop unknown fields do) or "refuse" (HTTP 400).
+        self.probe_mode = "answer"
         self.paths: list[str] = []
         self.auth: list[str | None] = []
         self.answered: list[dict[str, Any]] = []  # bodies that got a normal completion
@@ -104,6 +124,7 @@ class FakeOpenAI:
         """Forget what was asked (attempt counts included), as a freshly started server would."""
         with self._lock:
             self.posts.clear()
+            self.probes.clear()
             self.paths.clear()
             self.auth.clear()
             self.answered.clear()
@@ -145,6 +166,18 @@ class FakeOpenAI:
 
             def do_POST(self) -> None:  # noqa: N802
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if json.loads(raw).get("logprobs"):
+                    # The engine-integrity probe: answered as is, kept apart from the generation
+                    # requests the tests count and script faults on.
+                    body = json.loads(raw)
+                    with server._lock:
+                        server.probes.append(body)
+                    if server.probe_mode == "refuse":
+                        self._send(Reply(400, {"error": {"message": "logprobs are not supported"}}))
+                    else:
+                        lp = model_logprobs(body) if server.probe_mode == "answer" else None
+                        self._send(Reply(body=completion(server.answer(body), logprobs=lp)))
+                    return
                 with server._lock:
                     server.paths.append(self.path)
                     server.auth.append(self.headers.get("Authorization"))
@@ -165,11 +198,13 @@ class FakeOpenAI:
                             with server._lock:
                                 server.answered.append(body)
                         reply = dataclasses.replace(reply, body=completion(server.answer(body)))
-                    self._send(reply)
                 finally:
+                    # Before the reply goes out: once the client has it, it may send the next model's
+                    # request, which must not find this one still counted in flight.
                     with server._lock:
                         server.inflight -= 1
                         server._models_inflight.remove(body.get("model"))
+                self._send(reply)
 
             def _send(self, reply: Reply) -> None:
                 data = reply.body
@@ -188,4 +223,4 @@ class FakeOpenAI:
         return Handler
 
 
-__all__ = ["FakeOpenAI", "Reply", "closed_url", "completion", "echo", "label_answer"]
+__all__ = ["FakeOpenAI", "Reply", "closed_url", "completion", "echo", "label_answer", "model_logprobs"]

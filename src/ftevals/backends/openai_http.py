@@ -15,7 +15,6 @@ setting, identity, result, log line or error message.
 
 from __future__ import annotations
 
-import email.utils
 import http.client
 import json
 import os
@@ -23,21 +22,20 @@ import random
 import socket
 import threading
 import time
+import zlib
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from ..data import Message
 from ..errors import BackendError, ConfigError
 from ..specs import ModelSpec, SamplingSpec
 from .base import BackendDefaults, Generation, GenerationRequest
-
-#: How much of a server's error body is quoted in our messages (they can be whole HTML pages).
-_MAX_QUOTED = 300
-
+from .openai_transport import (_display_url, _hint, _normalize_url, _NotSent, _Pool, _retry_after, _Router,
+                               _server_message, _Transient)
 
 @dataclass(frozen=True)
 class OpenAISettings:
@@ -112,153 +110,6 @@ def _base_id_candidates(model: ModelSpec) -> list[str]:
     else:
         found = [model.base, str(Path(model.base).expanduser().resolve())]
     return list(dict.fromkeys(found + [model.name]))
-
-
-def _normalize_url(url: str) -> str:
-    parts = urlsplit(str(url).strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"openai backend: {url!r} is not an http(s) URL; expected e.g. http://127.0.0.1:8000/v1")
-    path = parts.path.rstrip("/") or "/v1"
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-
-
-def _display_url(url: str) -> str:
-    """The URL without user:password@, for messages."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-# ---------------------------------------------------------------------------------------------
-# Errors
-
-
-class _Transient(Exception):
-    """A failure worth retrying; `retry_after` is the server's requested wait, if it gave one."""
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class _NotSent(Exception):
-    """A queued request skipped because an earlier one failed for good."""
-
-
-def _hint(status: int, api_key_env: str | None) -> str:
-    if status == 401:
-        if api_key_env:
-            return f"set ${api_key_env} to the server's API key"
-        return "this server wants an API key: set api_key_env to the variable that holds it"
-    if status == 403:
-        return "the API key is not allowed to use this model"
-    if status == 404:
-        return (
-            "is the adapter loaded? start the server with vllm serve BASE --enable-lora --lora-modules NAME=PATH, "
-            "or map the ftevals model to the server's id with model_names={NAME: SERVER_ID}"
-        )
-    if status in (400, 413, 422):
-        return "the server rejected the request: check max_tokens against its context length, and the sampling options"
-    return "see the server's log"
-
-
-def _server_message(body: bytes) -> str:
-    """The server's own error text: OpenAI-style {"error": {"message"}} or vLLM's {"message"}, else the body."""
-    text = body.decode("utf-8", errors="replace").strip()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        data = None
-    if isinstance(data, dict):
-        err = data.get("error")
-        if isinstance(err, dict) and err.get("message"):
-            text = str(err["message"])
-        elif isinstance(err, str) and err:
-            text = err
-        elif data.get("message"):
-            text = str(data["message"])
-    text = " ".join(text.split())
-    return text if len(text) <= _MAX_QUOTED else text[:_MAX_QUOTED] + "..."
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Retry-After is either seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-# ---------------------------------------------------------------------------------------------
-# Transport: pooled connections and a router over the URLs
-
-
-class _Pool:
-    """Idle keep-alive connections per URL; a thread takes one for a request and gives it back."""
-
-    def __init__(self, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
-        self._idle: dict[str, list[http.client.HTTPConnection]] = {}
-        self._lock = threading.Lock()
-
-    def take(self, url: str) -> tuple[http.client.HTTPConnection, bool]:
-        """A connection to url's host and whether it was used before (and so may have gone stale)."""
-        with self._lock:
-            idle = self._idle.get(url)
-            if idle:
-                return idle.pop(), True
-        parts = urlsplit(url)
-        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        return cls(parts.hostname or "", parts.port, timeout=self.timeout_s), False
-
-    def give_back(self, url: str, conn: http.client.HTTPConnection) -> None:
-        with self._lock:
-            self._idle.setdefault(url, []).append(conn)
-
-    def close(self) -> None:
-        with self._lock:
-            conns = [c for idle in self._idle.values() for c in idle]
-            self._idle.clear()
-        for c in conns:
-            c.close()
-
-
-class _Router:
-    """Picks the URL with the fewest requests in flight; ties go round-robin so load spreads evenly."""
-
-    def __init__(self, urls: Sequence[str]) -> None:
-        self.urls = list(urls)
-        self._inflight = [0] * len(self.urls)
-        self._next = 0
-        self._lock = threading.Lock()
-
-    def acquire(self, avoid: int | None = None) -> int:
-        n = len(self.urls)
-        with self._lock:
-            # After a failure on one server, try another one if there is one.
-            candidates = [i for i in range(n) if i != avoid] or list(range(n))
-            pick = min(candidates, key=lambda i: (self._inflight[i], (i - self._next) % n))
-            self._next = (pick + 1) % n
-            self._inflight[pick] += 1
-            return pick
-
-    def release(self, i: int) -> None:
-        with self._lock:
-            self._inflight[i] -= 1
-
-
-# ---------------------------------------------------------------------------------------------
-# The backend
 
 
 class OpenAIBackend(BackendDefaults):
@@ -446,6 +297,29 @@ class OpenAIBackend(BackendDefaults):
         self._report_done(1)
         return Generation(text, tokens_in, tokens_out, finish, latency, extra=meta)
 
+    def first_token_logprobs(self, requests: Sequence[GenerationRequest]) -> list[dict[int, float]] | None:
+        """Top-5 first-token log-probabilities for the integrity probe, asked of the server (chat:
+        `logprobs` + `top_logprobs`; completions: `logprobs`). Servers name tokens by their text, so
+        each token is keyed by a stable number made from its text. None when the server refuses the
+        fields (4xx): it cannot tell a weak adapter from an unapplied one."""
+        out = []
+        path = "/chat/completions" if self.settings.chat else "/completions"
+        for request in requests:
+            body = {**self._body(request), "max_tokens": 1, "temperature": 0.0}
+            body.update({"logprobs": True, "top_logprobs": 5} if self.settings.chat else {"logprobs": 5})
+            what = f"model {body['model']!r} (ftevals model {request.model.name!r}, log-probabilities)"
+            try:
+                top, _latency, _meta = self._call("POST", path, body, what=what,
+                                                  parse=lambda d: _parse_top_logprobs(d, self.settings.chat))
+            except BackendError as exc:
+                if getattr(exc, "status", None) is not None:
+                    return None  # a client error: the server does not take these fields
+                raise
+            if top is None:
+                return None
+            out.append({zlib.crc32(token.encode("utf-8")): float(lp) for token, lp in top})
+        return out
+
     def _body(self, request: GenerationRequest) -> dict[str, Any]:
         try:
             body = json.loads(request.prompt)
@@ -481,7 +355,9 @@ class OpenAIBackend(BackendDefaults):
                 message = self._redact(_server_message(raw))
                 if status == 429 or status >= 500:
                     raise _Transient(f"HTTP {status}: {message}", _retry_after(headers.get("Retry-After")))
-                raise BackendError(self._client_error(status, message, url, path, what))
+                refused = BackendError(self._client_error(status, message, url, path, what))
+                refused.status = status  # type: ignore[attr-defined]  # read by first_token_logprobs
+                raise refused
             except _Transient as exc:
                 last, wait_s = str(exc), exc.retry_after
             except (OSError, http.client.HTTPException) as exc:
@@ -584,6 +460,17 @@ def _parse_completion(data: Any, chat: bool) -> tuple[str, str, int, int]:
         raise TypeError(f"the completion text is a {type(text).__name__}, not a string")
     usage = data.get("usage") or {}
     return text, str(choice.get("finish_reason") or "stop"), int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+
+
+def _parse_top_logprobs(data: Any, chat: bool) -> list[tuple[str, float]] | None:
+    """[(token text, logprob)] of the first generated token's top alternatives; None when the server
+    answered without them (it ignores the fields)."""
+    logprobs = data["choices"][0].get("logprobs")
+    if not logprobs:
+        return None
+    if chat:
+        return [(str(t["token"]), float(t["logprob"])) for t in logprobs["content"][0]["top_logprobs"]]
+    return [(str(t), float(lp)) for t, lp in logprobs["top_logprobs"][0].items()]
 
 
 def _model_ids(data: Any) -> list[str]:

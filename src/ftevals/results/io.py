@@ -204,6 +204,8 @@ def canonical(results: Results | Mapping[str, Any]) -> dict[str, Any]:
     out = copy.deepcopy(_clean(results))  # _clean: records become plain dicts
     for key in VOLATILE_RUN_KEYS:
         out.get("run", {}).pop(key, None)
+    for check in (out.get("integrity") or {}).values():
+        check.pop("seconds", None)  # how long the probe took
     for suite in out.get("suites", []):
         for usage in (suite.get("usage") or {}).values():
             for key in VOLATILE_USAGE_KEYS:
