@@ -280,8 +280,8 @@ def render(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", choices=SECTIONS)
-    parser.add_argument("--labels-n", type=int, default=96, help="prompts per model in the label workload")
-    parser.add_argument("--summaries-n", type=int, default=48, help="prompts per model in the summary workload")
+    parser.add_argument("--labels-n", type=int, default=64, help="prompts per model in the label workload")
+    parser.add_argument("--summaries-n", type=int, default=32, help="prompts per model in the summary workload")
     parser.add_argument("--overhead-n", type=int, default=1000)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -16,25 +16,23 @@ small KV cache.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import os
-import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..data import Message
 from ..errors import BackendError, ConfigError, MissingDependencyError
-from ..fsutil import atomic_write_text
 from ..models import ResolvedModel
 from ..offline import hub_offline
 from ..progress import HookBar
 from ..specs import ModelSpec, SamplingSpec
 from .base import BackendDefaults, Generation, GenerationRequest
+from .vllm_logs import _route_logs_once, _stderr_into, route_engine_logs
 from .vllm_watch import _DeathWatch, _dead_engine_process
 from .vllm_lora import check_architecture_serves_lora, check_lora_servable, lora_rank_limit
 from .vllm_strategy import PROBE_REQUESTS, StrategyChoice, decide_from_probe, merge_adapter, swap_refusal
@@ -94,76 +92,6 @@ def configure_cpu_environment(settings: VLLMSettings) -> None:
     os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
     os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{cores[0]}-{cores[-1]}" if cores == list(range(cores[0], cores[-1] + 1)) else ",".join(map(str, cores)))
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(settings.cpu_kv_cache_gb))
-
-
-#: Whether this process has said where vLLM's log lines go (once is enough).
-_told_log = [False]
-
-
-def _route_logs_once() -> Path | None:
-    log = route_engine_logs()
-    if log is not None and not _told_log[0]:
-        _told_log[0] = True
-        print(f"ftevals: vLLM's log lines and warnings go to {log} (set VLLM_LOGGING_LEVEL to see them here)",
-              file=sys.stderr)
-    return log
-
-
-@contextlib.contextmanager
-def _stderr_into(log: Path | None) -> Iterator[None]:
-    """Point file descriptor 2 at the engine log while vLLM is imported and its engine processes
-    start: they inherit it, so their Python warnings, C++ warnings and prints land in the log, not
-    on the user's terminal. None (the user asked to see vLLM's output): leave stderr alone."""
-    if log is None:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.dup2(fd, 2)
-        yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(fd)
-
-
-def route_engine_logs() -> Path | None:
-    """vLLM's log lines, from every engine process (each reads VLLM_LOGGING_CONFIG_PATH), go to a
-    file: the terminal is ftevals'. A user's own VLLM_LOGGING_* choice wins (returns None)."""
-    from ..models import cache_dir
-
-    folder = cache_dir() / "logs"
-    log, path = folder / "vllm.log", folder / "vllm-logging.json"
-    current = os.environ.get("VLLM_LOGGING_CONFIG_PATH")
-    if current == str(path):
-        return log  # ours, set by this process or inherited from the ftevals run that started it
-    # A config path that some ftevals process set (another cache folder, inherited by a child run)
-    # is not the user's choice: route to this run's folder instead of showing vLLM's output.
-    inherited_from_ftevals = current is not None and current == os.environ.get(_ROUTED_MARK)
-    if not inherited_from_ftevals and (
-        {"VLLM_LOGGING_CONFIG_PATH", "VLLM_LOGGING_LEVEL"} & set(os.environ)
-        or os.environ.get("VLLM_CONFIGURE_LOGGING") == "0"
-    ):
-        return None
-    folder.mkdir(parents=True, exist_ok=True)
-    config = {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"}},
-        "handlers": {"file": {"class": "logging.FileHandler", "filename": str(log), "formatter": "plain",
-                              "level": "INFO", "encoding": "utf-8"}},
-        "loggers": {"vllm": {"handlers": ["file"], "level": "INFO", "propagate": False}},
-    }
-    atomic_write_text(path, json.dumps(config, indent=1) + "\n")
-    os.environ["VLLM_LOGGING_CONFIG_PATH"] = os.environ[_ROUTED_MARK] = str(path)
-    return log
-
-
-#: The config path ftevals itself set (a user's own VLLM_LOGGING_CONFIG_PATH never equals it).
-_ROUTED_MARK = "FTEVALS_VLLM_LOGGING_CONFIG"
 
 
 def resolve_eager(settings: VLLMSettings) -> bool:
@@ -472,12 +400,10 @@ class VLLMBackend(BackendDefaults):
         for name, idxs in by_model.items():
             batch = [requests[i] for i in idxs]
             ids = [self.tokenizer(r.model).encode(r.prompt, add_special_tokens=False) for r in batch]
-            gen_started = time.monotonic()
             if self._route(name) == "probe":
                 outs = self._probe_and_generate(name, batch, ids)
             else:
                 outs = self._generate_routed(name, batch, ids)
-            self.generate_seconds += time.monotonic() - gen_started
             for i, g in zip(idxs, outs):
                 results[i] = g
         return [g for g in results if g is not None]
@@ -486,7 +412,16 @@ class VLLMBackend(BackendDefaults):
         route = self._route(name)
         self._note(name, route)
         engine = self._ready_engine(name, route)
-        return engine.generate(batch, ids, lora=route == "lora")
+        return self._timed_generate(engine, batch, ids, lora=route == "lora")
+
+    def _timed_generate(self, engine: _Engine, batch: list[GenerationRequest], ids: list[list[int]], *,
+                        lora: bool) -> list[Generation]:
+        """Generate, counting only the engine's own time (not its start-up or weight swaps)."""
+        started = time.monotonic()
+        try:
+            return engine.generate(batch, ids, lora=lora)
+        finally:
+            self.generate_seconds += time.monotonic() - started
 
     def _ready_engine(self, name: str, route: str) -> _Engine:
         """The engine for this model, started, with the right weights in place; counts the time."""
@@ -504,12 +439,12 @@ class VLLMBackend(BackendDefaults):
         k = min(PROBE_REQUESTS, len(batch))
         engine = self._ready_engine(name, "lora")
         t0 = time.monotonic()
-        via_lora = engine.generate(batch[:k], ids[:k], lora=True)
+        via_lora = self._timed_generate(engine, batch[:k], ids[:k], lora=True)
         lora_s = time.monotonic() - t0
         swap_s = engine.use_weights(self.models[name])
         self.merge_seconds += swap_s
         t0 = time.monotonic()
-        via_merged = engine.generate(batch[:k], ids[:k], lora=False)
+        via_merged = self._timed_generate(engine, batch[:k], ids[:k], lora=False)
         merged_s = time.monotonic() - t0
         choice = decide_from_probe(name, self._planned.get(name, len(batch)), k, lora_s=lora_s, merged_s=merged_s,
                                    swap_s=swap_s)
@@ -591,5 +526,5 @@ class VLLMBackend(BackendDefaults):
             engine.close()
 
 
-__all__ = ["STRATEGIES", "StrategyChoice", "VLLMBackend", "VLLMSettings", "load_tokenizer",
+__all__ = ["STRATEGIES", "StrategyChoice", "VLLMBackend", "VLLMSettings", "load_tokenizer", "route_engine_logs",
            "lora_rank_limit", "merge_adapter", "render_chat"]
