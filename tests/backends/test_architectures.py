@@ -200,15 +200,15 @@ def test_what_vllm_lora_cannot_serve_is_refused_before_the_engine_starts(case: s
 
 def test_auto_measures_each_adapter_both_ways_and_records_the_decision(tmp_path: Path, default_model,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    """"auto" on a real engine: the adapter's first requests go both ways (LoRA and merged), the
-    rest the cheaper way; the choice and its measurements are recorded, and the outputs are the
-    chosen way's (checked against the engine serving that way directly)."""
+    """"auto" on a real engine: a few of the adapter's requests, cut short, go both ways (LoRA and
+    merged), then all of them the cheaper way; the choice and its measurements are recorded, and the
+    outputs are the chosen way's (checked against the engine serving that way directly)."""
     monkeypatch.setenv("FTEVALS_CACHE_DIR", str(tmp_path / "cache"))
     models = _build(ARCHS["qwen2"], tmp_path, default_model.path)
     backend = VLLMBackend(models, VLLMSettings(strategy="auto", **ENGINE))
     try:
         sampling = SamplingSpec(max_tokens=MAX_TOKENS)
-        questions = [f"{q} ({i})" for i in range(2) for q in QUESTIONS]  # 12: more than the 8-request probe
+        questions = [f"{q} ({i})" for i in range(2) for q in QUESTIONS]  # 12: more than the 4-request probe
         requests = []
         for name in ("base", "tuned"):
             spec = models[name].spec
@@ -218,11 +218,12 @@ def test_auto_measures_each_adapter_both_ways_and_records_the_decision(tmp_path:
         backend.prepare(requests)
         out = {r.key: g.text for r, g in zip(requests, backend.generate(requests))}
         choice = backend.choices["tuned"]
-        assert choice.probe_requests == 8 and choice.requests == len(questions)
+        assert choice.probe_requests == 4 and choice.requests == len(questions)
         assert choice.lora_s_per_request and choice.merged_s_per_request and choice.swap_s is not None
         assert choice.strategy == ("merged" if choice.merged_cost_s < choice.lora_cost_s else "multi-lora")
-        assert "measured on 8 of its requests" in choice.reason
-        # The kept outputs are the chosen way's, probe included.
+        assert "measured on 4 of its requests cut to 8 tokens" in choice.reason
+        assert "the base's measured time per request" in choice.reason  # the base went first
+        # The kept outputs are the chosen way's.
         engine = backend._engine_for("tuned")
         tuned = [r for r in requests if r.model.name == "tuned"]
         ids = [backend.tokenizer(r.model).encode(r.prompt, add_special_tokens=False) for r in tuned]

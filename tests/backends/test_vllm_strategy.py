@@ -22,16 +22,19 @@ from ftevals.specs import ModelSpec
 
 
 def test_auto_merges_when_the_measured_lora_path_costs_more_than_two_swaps():
-    # 8 probe requests: LoRA 8 s, merged 1 s, a swap 0.5 s. 200 left: 200 s vs 1 + 25 s.
-    choice = decide_from_probe("big", 208, 8, lora_s=8.0, merged_s=1.0, swap_s=0.5)
+    # Probe of 4 requests: LoRA 2.0 s, merged 0.5 s (4x); a swap 0.5 s; the base took 0.3 s per full
+    # request. 100 requests: 100 x 0.3 x 4 = 120 s as LoRA vs 1 + 30 s merged.
+    choice = decide_from_probe("big", 100, 4, lora_s=2.0, merged_s=0.5, swap_s=0.5, request_s=0.3)
     assert choice.strategy == "merged" and choice.served_by == "swap"
-    assert choice.lora_cost_s == pytest.approx(200.0) and choice.merged_cost_s == pytest.approx(26.0)
-    assert "measured on 8 of its requests" in choice.reason
-    # Nothing left after the probe: swapping costs more than it can save.
-    small = decide_from_probe("small", 8, 8, lora_s=8.0, merged_s=1.0, swap_s=0.5)
+    assert choice.lora_cost_s == pytest.approx(120.0) and choice.merged_cost_s == pytest.approx(31.0)
+    assert "measured on 4 of its requests cut to 8 tokens" in choice.reason
+    assert "the base's measured time per request" in choice.reason
+    # Two requests and a slow swap: swapping costs more than it can save.
+    small = decide_from_probe("small", 2, 2, lora_s=0.4, merged_s=0.2, swap_s=1.0)
     assert small.strategy == "multi-lora" and small.served_by == "lora"
+    assert "the probe's time per request" in small.reason  # no base measured yet: the probe's own
     # A GPU-like machine where LoRA costs what the base does: no reason to swap.
-    assert decide_from_probe("gpu", 1000, 8, lora_s=1.0, merged_s=1.0, swap_s=0.1).strategy == "multi-lora"
+    assert decide_from_probe("gpu", 1000, 4, lora_s=1.0, merged_s=1.0, swap_s=0.1).strategy == "multi-lora"
     # Recorded with its inputs.
     assert set(choice.to_dict()) >= {"lora_s_per_request", "merged_s_per_request", "swap_s", "probe_requests"}
 

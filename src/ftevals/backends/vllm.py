@@ -21,7 +21,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ from .base import BackendDefaults, Generation, GenerationRequest
 from .vllm_logs import _route_logs_once, _stderr_into, route_engine_logs
 from .vllm_watch import _DeathWatch, _dead_engine_process
 from .vllm_lora import check_architecture_serves_lora, check_lora_servable, lora_rank_limit
-from .vllm_strategy import PROBE_REQUESTS, StrategyChoice, decide_from_probe, merge_adapter, swap_refusal
+from .vllm_strategy import (PROBE_REQUESTS, PROBE_TOKENS, StrategyChoice, decide_from_probe, merge_adapter,
+                            swap_refusal)
 # render_chat is re-exported: older imports name it here.
 from .templates import load_tokenizer, render_chat, render_prompt, resolve_prompt_format
 
@@ -303,6 +304,8 @@ class VLLMBackend(BackendDefaults):
         self._tokenizers: dict[str, Any] = {}
         self._engines: dict[tuple[str, str], _Engine] = {}
         self._planned: dict[str, int] = {}
+        #: Base folder -> (seconds, requests) the base model took here, for "auto".
+        self._base_served: dict[str, tuple[float, int]] = {}
         self.choices: dict[str, StrategyChoice] = {}
         self.engine_start_seconds = 0.0
         self.generate_seconds = 0.0
@@ -412,7 +415,13 @@ class VLLMBackend(BackendDefaults):
         route = self._route(name)
         self._note(name, route)
         engine = self._ready_engine(name, route)
-        return self._timed_generate(engine, batch, ids, lora=route == "lora")
+        started = time.monotonic()
+        outs = self._timed_generate(engine, batch, ids, lora=route == "lora")
+        if route == "base":  # what a full request costs on the plain weights: "auto" weighs adapters by it
+            key = str(self.models[name].base.path)
+            seconds, n = self._base_served.get(key, (0.0, 0))
+            self._base_served[key] = (seconds + time.monotonic() - started, n + len(batch))
+        return outs
 
     def _timed_generate(self, engine: _Engine, batch: list[GenerationRequest], ids: list[list[int]], *,
                         lora: bool) -> list[Generation]:
@@ -434,23 +443,25 @@ class VLLMBackend(BackendDefaults):
         return engine
 
     def _probe_and_generate(self, name: str, batch: list[GenerationRequest], ids: list[list[int]]) -> list[Generation]:
-        """"auto": generate a few of this adapter's requests both ways, keep the cheaper way for
-        the rest (and the probe's outputs made that way)."""
+        """"auto": time a few of this adapter's requests, cut to a few tokens, both ways; serve all
+        of its requests the way that costs less (the probe's short outputs are not kept)."""
         k = min(PROBE_REQUESTS, len(batch))
+        probe = [replace(r, sampling=replace(r.sampling, max_tokens=min(PROBE_TOKENS, r.sampling.max_tokens)))
+                 for r in batch[:k]]
         engine = self._ready_engine(name, "lora")
         t0 = time.monotonic()
-        via_lora = self._timed_generate(engine, batch[:k], ids[:k], lora=True)
+        self._timed_generate(engine, probe, ids[:k], lora=True)
         lora_s = time.monotonic() - t0
         swap_s = engine.use_weights(self.models[name])
         self.merge_seconds += swap_s
         t0 = time.monotonic()
-        via_merged = self._timed_generate(engine, batch[:k], ids[:k], lora=False)
+        self._timed_generate(engine, probe, ids[:k], lora=False)
         merged_s = time.monotonic() - t0
-        choice = decide_from_probe(name, self._planned.get(name, len(batch)), k, lora_s=lora_s, merged_s=merged_s,
-                                   swap_s=swap_s)
-        self.choices[name] = choice
-        rest = self._generate_routed(name, batch[k:], ids[k:]) if len(batch) > k else []
-        return (via_merged if choice.served_by == "swap" else via_lora) + rest
+        base_s, base_n = self._base_served.get(str(self.models[name].base.path), (0.0, 0))
+        self.choices[name] = decide_from_probe(
+            name, self._planned.get(name, len(batch)), k, lora_s=lora_s, merged_s=merged_s, swap_s=swap_s,
+            request_s=base_s / base_n if base_n else None)
+        return self._generate_routed(name, batch, ids)
 
     def first_token_logprobs(self, requests: Sequence[GenerationRequest]) -> list[dict[int, float]] | None:
         """Top-5 first-token log-probabilities, one model per engine call (as `generate`)."""

@@ -10,8 +10,8 @@ request, or (when neither fits) merged weights in an engine of their own.
   a model folder and served by an engine of its own.
 - **multi-lora**: every adapter a `LoRARequest` in the base model's engine.
 - **auto**: decides per adapter from measurements of this run: when an adapter's turn comes, a
-  few of its own requests are generated both ways in one engine that can do both, and the rest go
-  the cheaper way (`decide_from_probe`). The decision and its inputs are recorded.
+  few of its own requests, cut short, are generated both ways in one engine that can do both, and
+  all its requests go the cheaper way (`decide_from_probe`). The decision and its inputs are recorded.
 """
 
 from __future__ import annotations
@@ -31,8 +31,11 @@ from ..offline import hub_offline
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-#: How many of an adapter's requests "auto" generates both ways before deciding.
-PROBE_REQUESTS = 8
+#: How many of an adapter's requests "auto" generates both ways before deciding, cut to how many
+#: tokens: the per-token cost of each way is what differs, and a probe at full length through the
+#: CPU LoRA path would cost more than the decision can save on a small suite.
+PROBE_REQUESTS = 4
+PROBE_TOKENS = 8
 
 
 @dataclass(frozen=True)
@@ -60,23 +63,27 @@ class StrategyChoice:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def decide_from_probe(model: str, requests: int, probed: int, *, lora_s: float, merged_s: float,
-                      swap_s: float) -> StrategyChoice:
-    """Pick the cheaper way for the requests left after the probe, from the probe's own timings.
+def decide_from_probe(model: str, requests: int, probed: int, *, lora_s: float, merged_s: float, swap_s: float,
+                      request_s: float | None = None) -> StrategyChoice:
+    """Pick the cheaper way for all of an adapter's requests, from a probe of `probed` of them (cut to
+    PROBE_TOKENS) generated both ways in one engine, and what a full request costs on the plain
+    weights (`request_s`: the base model's measured seconds per request in this run; without it,
+    the probe's own merged time per request, a lower bound that favours LoRA).
 
-    LoRA: per-request LoRA time x requests. Merged: the swap (paid again at the next swap back,
-    so counted twice) + per-request merged time x requests. Ties go to multi-lora, which needs no
-    weight changes.
+    LoRA: requests x request_s x (lora_s / merged_s). Merged: two swaps (in, and out again before
+    the next model) + requests x request_s. Ties go to multi-lora, which touches no weights.
     """
-    left = max(requests - probed, 0)
-    lora_per, merged_per = lora_s / probed, merged_s / probed
-    lora_cost = left * lora_per
-    merged_cost = 2 * swap_s + left * merged_per
+    per_request = request_s if request_s else merged_s / probed
+    ratio = lora_s / merged_s if merged_s > 0 else 1.0
+    lora_cost = requests * per_request * ratio
+    merged_cost = 2 * swap_s + requests * per_request
     strategy = "merged" if merged_cost < lora_cost else "multi-lora"
-    reason = (f"measured on {probed} of its requests: LoRA {lora_per:.3f} s, merged {merged_per:.3f} s per request, "
-              f"swap {swap_s:.2f} s; estimated {lora_cost:.1f} s vs {merged_cost:.1f} s for the {left} left")
+    source = "the base's measured time per request" if request_s else "the probe's time per request"
+    reason = (f"measured on {probed} of its requests cut to {PROBE_TOKENS} tokens: LoRA {lora_s:.2f} s, merged "
+              f"{merged_s:.2f} s ({ratio:.1f}x), swap {swap_s:.2f} s; with {source} ({per_request:.3f} s), "
+              f"estimated {lora_cost:.1f} s as LoRA vs {merged_cost:.1f} s merged for its {requests} requests")
     return StrategyChoice(model, strategy, requests, "swap" if strategy == "merged" else "lora", reason, probed,
-                          round(lora_per, 4), round(merged_per, 4), round(swap_s, 3), round(lora_cost, 2),
+                          round(lora_s / probed, 4), round(merged_s / probed, 4), round(swap_s, 3), round(lora_cost, 2),
                           round(merged_cost, 2))
 
 
@@ -201,4 +208,4 @@ def merge_adapter(model: ResolvedModel) -> Path:
     return target
 
 
-__all__ = ["PROBE_REQUESTS", "StrategyChoice", "adapter_deltas", "decide_from_probe", "merge_adapter", "merged_model_dir", "read_tensors", "swap_refusal", "tensor_files"]
+__all__ = ["PROBE_REQUESTS", "PROBE_TOKENS", "StrategyChoice", "adapter_deltas", "decide_from_probe", "merge_adapter", "merged_model_dir", "read_tensors", "swap_refusal", "tensor_files"]
