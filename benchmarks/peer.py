@@ -109,7 +109,13 @@ def run_lmeval(settings: dict[str, Any], workdir: Path) -> dict[str, Any]:
     tasks = workdir / "tasks"
     tasks.mkdir(exist_ok=True)
     (tasks / "ftevals_banking77.yaml").write_text(TASK.format(data=data, max_tokens=MAX_TOKENS))
+    from ftevals.backends.vllm import VLLMSettings, configure_cpu_environment
+
     base = pull_default_model().path
+    # The CPU engine's environment ftevals sets for itself (every core for the model, a 2 GiB KV
+    # cache), for lm-eval too: without VLLM_CPU_KVCACHE_SPACE vLLM reserves 92% of the machine's
+    # memory for its cache and fails to start beside anything else.
+    configure_cpu_environment(VLLMSettings())
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "VLLM_TARGET_DEVICE": "cpu",
            "TOKENIZERS_PARALLELISM": "false"}
     per_model: dict[str, Any] = {}
@@ -130,7 +136,8 @@ def run_lmeval(settings: dict[str, Any], workdir: Path) -> dict[str, Any]:
                    for line in f.read_text().splitlines()]
         answers = {s["doc"]["id"]: s["resps"][0][0] for s in samples}
         per_model[model] = {"wall_s": wall, "answers": answers}
-    return {"wall_s": sum(m["wall_s"] for m in per_model.values()), "settings": settings,
+    cpu_env = {k: env[k] for k in sorted(env) if k.startswith("VLLM_CPU_")}
+    return {"wall_s": sum(m["wall_s"] for m in per_model.values()), "settings": settings, "environment": cpu_env,
             "version": LMEVAL_VERSION, "per_model": per_model}
 
 

@@ -14,7 +14,7 @@ workers=$(.venv/bin/python -c "import os; print(min(4, len(os.sched_getaffinity(
 fast=0
 .venv/bin/python -m pytest tests/ -m "not vllm" -n "$workers" || fast=$?
 engines=0
-.venv/bin/python -m pytest tests/ -m vllm || engines=$?
+.venv/bin/python -m pytest tests/ -m vllm --durations=15 || engines=$?
 echo "tests without an engine: exit $fast; vLLM engine tests: exit $engines"
 # Either session collecting nothing (exit 5) is a failure too: .ci/run turns a 5 into a failure.
 if [ "$fast" -ne 0 ]; then exit "$fast"; fi
