@@ -134,6 +134,12 @@ def render_markdown(res: dict[str, Any]) -> str:
             ft_settings = ", ".join(f"{k}={resolved.get(k)}" for k in ("dtype", "enforce_eager", "strategy") if k in resolved)
             lines.append(f"| {name} | {lm['settings']} | {_s(lm['wall_s'])} ({per} s) | {ft_settings} | "
                          f"{_s(ft['wall_s'])} | {_r(row['ratio'])} | {row['answers_equal']}/{row['answers']} |")
+        env = next(iter(peer["rows"].values()))["lmeval"].get("environment")
+        if env:
+            lines += ["", "Both tools ran with the same CPU engine environment (ftevals sets it for itself and the "
+                      "benchmark passes it to lm-eval, which does not start without a KV-cache size on a shared "
+                      "machine): " + ", ".join(f"`{k}={v}`" for k, v in env.items()) + ". lm-eval stops at its "
+                      "default `until` (a blank line) and at the end-of-turn token; ftevals at the end-of-turn token."]
         lines.append("")
     if mj:
         t = mj["timings"]
