@@ -153,7 +153,9 @@ def render_markdown(res: dict[str, Any]) -> str:
         lines += ["## Against the hardware's limit", "",
                   f"{rf['hardware']}, {rf['dtype']}, eager; {rf['prompts']} DialogSum prompts ({rf['prompt_tokens']} prompt "
                   f"tokens), {rf['decode_tokens_per_prompt']} decoded tokens each; {rf['parameters'] / 1e6:.0f}M parameters, "
-                  f"so {rf['flops_per_token'] / 1e9:.2f} GFLOP per token. Matmul peak: {rf['peak']['gflops']:.0f} GFLOP/s "
+                  f"so {rf['flops_per_token'] / 1e9:.2f} GFLOP per decoded token and "
+                  f"{rf.get('flops_per_prefill_token', rf['flops_per_token']) / 1e9:.2f} per prompt token (no output "
+                  f"projection: logits are computed for a prompt's last position only; attention not counted). Matmul peak: {rf['peak']['gflops']:.0f} GFLOP/s "
                   f"({rf['peak']['size']}x{rf['peak']['size']} {rf['peak']['dtype']}, {rf['peak']['threads']} threads).", "",
                   "| path | prefill tok/s | prefill GFLOP/s | of peak | decode tok/s | decode GFLOP/s | of peak |",
                   "|---|---|---|---|---|---|---|"]

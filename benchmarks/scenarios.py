@@ -211,12 +211,17 @@ def roofline(n: int = 32, decode_tokens: int = 32) -> dict[str, Any]:
     examples = load_dataset(ROOT / "data/dialogsum/test.jsonl").sample(n, seed=3).examples
     ids = [tok.encode(render_chat(tok, e.messages), add_special_tokens=False) for e in examples]
     prompts = [TokensPrompt(prompt_token_ids=i) for i in ids]
+    # No prefix caching: each timed call must prefill its prompts itself, or the decode time (the full
+    # call minus the prefill-only call) would lose the prefill the cache saved.
     llm = LLM(model=str(base.path), dtype=dtype, max_model_len=2048, enforce_eager=True, seed=0,
-              enable_lora=True, max_loras=1, max_lora_rank=16)
-    params_count = _parameter_count(base.path)
+              enable_lora=True, max_loras=1, max_lora_rank=16, enable_prefix_caching=False)
+    params_count, embedding_count = _parameter_count(base.path)
     out: dict[str, Any] = {"dtype": dtype, "hardware": hardware_class(), "prompts": n,
                            "prompt_tokens": sum(map(len, ids)), "decode_tokens_per_prompt": decode_tokens,
-                           "parameters": params_count, "flops_per_token": 2 * params_count}
+                           "parameters": params_count, "flops_per_token": 2 * params_count,
+                           # vLLM computes logits for the last position of a prompt only: a prefill
+                           # token passes every layer but not the (tied) output projection.
+                           "flops_per_prefill_token": 2 * (params_count - embedding_count)}
     lora = LoRARequest("dialogsum", 1, str(ROOT / "adapters" / "dialogsum"))
     for name, req in (("base", None), ("adapter as a LoRA request", lora)):
         llm.generate(prompts[:2], SamplingParams(max_tokens=2, temperature=0.0), lora_request=req, use_tqdm=False)
@@ -224,25 +229,28 @@ def roofline(n: int = 32, decode_tokens: int = 32) -> dict[str, Any]:
                                               lora_request=req, use_tqdm=False))
         full = _timed(lambda: llm.generate(prompts, SamplingParams(max_tokens=decode_tokens, temperature=0.0,
                                                                    ignore_eos=True), lora_request=req, use_tqdm=False))
-        decode = max(full - prefill, 1e-9)
+        decode = full - prefill
+        if decode <= 0:
+            raise SystemExit(f"roofline: {name}: the full run ({full:.2f} s) took no longer than prefill alone "
+                             f"({prefill:.2f} s); the decode time cannot be told apart")
         prefill_tps = out["prompt_tokens"] / prefill
         decode_tps = n * (decode_tokens - 1) / decode
         out[name] = {"prefill_s": prefill, "decode_s": decode, "prefill_tokens_per_s": prefill_tps,
-                     "decode_tokens_per_s": decode_tps, "prefill_gflops": prefill_tps * out["flops_per_token"] / 1e9,
+                     "decode_tokens_per_s": decode_tps, "prefill_gflops": prefill_tps * out["flops_per_prefill_token"] / 1e9,
                      "decode_gflops": decode_tps * out["flops_per_token"] / 1e9}
     out["peak"] = matmul_peak(dtype if dtype in ("float32", "bfloat16") else "float32")
     return out
 
 
-def _parameter_count(folder: Path) -> int:
-    """Parameters in the weights file, a tied lm_head counted once (as stored), which is what one
-    token's forward pass multiplies by (embedding lookup aside)."""
+def _parameter_count(folder: Path) -> tuple[int, int]:
+    """(parameters, of which the token embedding) in the weights file; a tied lm_head is stored once."""
     import math
 
     from safetensors import safe_open
 
     with safe_open(str(folder / "model.safetensors"), framework="pt") as f:
-        return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+        sizes = {k: math.prod(f.get_slice(k).get_shape()) for k in f.keys()}
+    return sum(sizes.values()), sum(v for k, v in sizes.items() if "embed_tokens" in k)
 
 
 def main() -> None:
