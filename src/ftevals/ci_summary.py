@@ -18,7 +18,7 @@ from typing import Any
 
 from .fsutil import atomic_write_text
 from .results import Results, SuiteResult, from_data
-from .summary import gate_cell, gate_counts, integrity_line, score_cell, suite_header, verdict_phrase
+from .summary import gate_cell, gate_counts, integrity_line, judge_line, score_cell, suite_header, verdict_phrase
 
 
 def _escape(text: str) -> str:
@@ -66,6 +66,8 @@ def _suite(suite: SuiteResult) -> list[str]:
             out.append(f"- ⚠️ known failure: {_escape(g.message)} ({_escape(g.known_failure)})")
         else:
             out.append(f"- ❌ **{_escape(g.message)}**")
+    if suite.judge is not None:
+        out.append(f"- ⚖️ {_escape(judge_line(suite.judge).strip())}")
     if suite.baseline is not None:
         first = (suite.baseline.message or f"baseline {suite.baseline.path}: {suite.baseline.status}").splitlines()[0]
         out.append(f"- {'❌' if suite.baseline.status == 'changed' else 'ℹ️'} {_escape(first)}")

@@ -44,3 +44,11 @@ def test_the_terminal_summary_has_one_judge_line(judged) -> None:
     assert "tuned wins 0.000" in lines[0] and "position bias 1.000" in lines[0]
     assert "calibration correctness missing, format missing, preference missing" in lines[0]
     assert json.dumps(results.to_dict())  # the whole record stays JSON
+
+
+def test_the_ci_markdown_summary_has_the_judge_line_too(judged) -> None:
+    from ftevals.ci_summary import markdown_summary
+
+    results = judged.run("position", gates=["judge_win_rate > 0.5"])
+    judge_lines = [line for line in markdown_summary(results).splitlines() if line.startswith("- ⚖️ judge ")]
+    assert len(judge_lines) == 1 and "tuned wins 0.000" in judge_lines[0] and "position bias 1.000" in judge_lines[0]
