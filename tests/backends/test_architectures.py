@@ -14,7 +14,7 @@ Qwen2, whose vLLM class takes no LoRA on its embeddings.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -70,12 +70,13 @@ def _build(arch: Arch, root: Path, tokenizer_dir: Path) -> dict[str, ResolvedMod
                            ModelSpec("tuned", base=str(base), adapter=str(adapter))], pull=False)
 
 
-def _requests(backend: Any, models: dict[str, ResolvedModel]) -> list[GenerationRequest]:
+def _requests(backend: Any, models: dict[str, ResolvedModel], questions: Sequence[str] = QUESTIONS
+              ) -> list[GenerationRequest]:
     sampling = SamplingSpec(max_tokens=MAX_TOKENS)
     out = []
     for name in ("base", "tuned"):
         spec = models[name].spec
-        for i, q in enumerate(QUESTIONS):
+        for i, q in enumerate(questions):
             messages = (Message("user", q),)
             out.append(GenerationRequest(f"{name}:{i}", spec, messages, backend.render(spec, messages), sampling, str(i)))
     return out
@@ -117,7 +118,7 @@ def _generate_every_way(backend: VLLMBackend, models: dict[str, ResolvedModel], 
 
     def run(model: str, *, as_lora: bool = False) -> dict[str, str]:
         batch = [r for r in requests if r.model.name == model]
-        ids = [backend.tokenizer(r.model).encode(r.prompt, add_special_tokens=False) for r in batch]
+        ids = backend._token_ids(batch)
         return {r.key: g.text for r, g in zip(batch, engine.generate(batch, ids, lora=as_lora))}
 
     out = run("base")
@@ -207,14 +208,8 @@ def test_auto_measures_each_adapter_both_ways_and_records_the_decision(tmp_path:
     models = _build(ARCHS["qwen2"], tmp_path, default_model.path)
     backend = VLLMBackend(models, VLLMSettings(strategy="auto", **ENGINE))
     try:
-        sampling = SamplingSpec(max_tokens=MAX_TOKENS)
         questions = [f"{q} ({i})" for i in range(2) for q in QUESTIONS]  # 12: more than the 4-request probe
-        requests = []
-        for name in ("base", "tuned"):
-            spec = models[name].spec
-            for i, q in enumerate(questions):
-                messages = (Message("user", q),)
-                requests.append(GenerationRequest(f"{name}:{i}", spec, messages, backend.render(spec, messages), sampling, str(i)))
+        requests = _requests(backend, models, questions)
         backend.prepare(requests)
         out = {r.key: g.text for r, g in zip(requests, backend.generate(requests))}
         choice = backend.choices["tuned"]
@@ -226,7 +221,7 @@ def test_auto_measures_each_adapter_both_ways_and_records_the_decision(tmp_path:
         # The kept outputs are the chosen way's.
         engine = backend._engine_for("tuned")
         tuned = [r for r in requests if r.model.name == "tuned"]
-        ids = [backend.tokenizer(r.model).encode(r.prompt, add_special_tokens=False) for r in tuned]
+        ids = backend._token_ids(tuned)
         engine.use_weights(models["tuned"] if choice.served_by == "swap" else None)
         direct = engine.generate(tuned, ids, lora=choice.served_by == "lora")
         assert [out[r.key] for r in tuned] == [g.text for g in direct]

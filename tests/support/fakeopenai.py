@@ -166,10 +166,10 @@ class FakeOpenAI:
 
             def do_POST(self) -> None:  # noqa: N802
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                if json.loads(raw).get("logprobs"):
+                body = json.loads(raw)
+                if body.get("logprobs"):
                     # The engine-integrity probe: answered as is, kept apart from the generation
                     # requests the tests count and script faults on.
-                    body = json.loads(raw)
                     with server._lock:
                         server.probes.append(body)
                     if server.probe_mode == "refuse":
@@ -181,7 +181,6 @@ class FakeOpenAI:
                 with server._lock:
                     server.paths.append(self.path)
                     server.auth.append(self.headers.get("Authorization"))
-                    body = json.loads(raw)
                     server.posts.append(body)
                     server._attempts[_body_key(body)] += 1
                     n = len(server.posts)

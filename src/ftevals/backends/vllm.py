@@ -402,7 +402,7 @@ class VLLMBackend(BackendDefaults):
             by_model.setdefault(r.model.name, []).append(i)
         for name, idxs in by_model.items():
             batch = [requests[i] for i in idxs]
-            ids = [self.tokenizer(r.model).encode(r.prompt, add_special_tokens=False) for r in batch]
+            ids = self._token_ids(batch)
             if self._route(name) == "probe":
                 outs = self._probe_and_generate(name, batch, ids)
             else:
@@ -410,6 +410,10 @@ class VLLMBackend(BackendDefaults):
             for i, g in zip(idxs, outs):
                 results[i] = g
         return [g for g in results if g is not None]
+
+    def _token_ids(self, batch: Sequence[GenerationRequest]) -> list[list[int]]:
+        """The rendered prompts as the ids vLLM gets (the template already placed special tokens)."""
+        return [self.tokenizer(r.model).encode(r.prompt, add_special_tokens=False) for r in batch]
 
     def _generate_routed(self, name: str, batch: list[GenerationRequest], ids: list[list[int]]) -> list[Generation]:
         route = self._route(name)
@@ -471,7 +475,7 @@ class VLLMBackend(BackendDefaults):
             by_model.setdefault(r.model.name, []).append(i)
         for name, idxs in by_model.items():
             batch = [requests[i] for i in idxs]
-            ids = [self.tokenizer(r.model).encode(r.prompt, add_special_tokens=False) for r in batch]
+            ids = self._token_ids(batch)
             route = self._route(name)
             route = "lora" if route == "probe" else route
             engine = self._ready_engine(name, route)
@@ -491,7 +495,7 @@ class VLLMBackend(BackendDefaults):
             return "one model per engine call; adapters merged into the engine's weights in turn (not re-checked)"
         self.merge_seconds += engine.use_weights(None)
         batch = [r for r, _ in samples]
-        ids = [self.tokenizer(r.model).encode(r.prompt, add_special_tokens=False) for r in batch]
+        ids = self._token_ids(batch)
         again = [g.text for g in engine.generate(batch, ids, lora=False)]
         differ = [r.example_id or r.key for (r, kept), text in zip(samples, again) if text != kept]
         if differ:
