@@ -65,9 +65,8 @@ class WeightSwap:
         for name, delta in deltas.items():
             weights[name] = weights[name].float() + delta  # vLLM's loader casts to the engine's dtype
         model = self.model_runner.get_model()  # type: ignore[attr-defined]
-        params = dict(model.named_parameters())
         for name, tensor in weights.items():
-            self._ftevals_load(model, params, name, tensor)
+            self._ftevals_load(model, name, tensor)
         _repack(model, names)
         self._ftevals_swapped = set(deltas)
         reset = getattr(self, "reset_prefix_cache", None)
@@ -76,7 +75,7 @@ class WeightSwap:
         return {"tensors": len(names), "seconds": round(time.monotonic() - started, 3)}
 
     @staticmethod
-    def _ftevals_load(model: torch.nn.Module, params: dict[str, Any], name: str, tensor: torch.Tensor) -> None:
+    def _ftevals_load(model: torch.nn.Module, name: str, tensor: torch.Tensor) -> None:
         try:
             model.load_weights([(name, tensor)])  # type: ignore[operator]
         except KeyError:
