@@ -30,10 +30,9 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
-from scipy import stats
 
 from .errors import ConfigError
 from .metrics.base import MetricKind, Scored
@@ -207,6 +206,8 @@ def _resampled_values(scored: Scored, n: int, resamples: int, seed: int) -> np.n
     for idx in _index_batches(rng, n, resamples):
         if scored.aggregate is None:
             out[done : done + len(idx)] = _nanmean_rows(per_example[idx])
+        elif scored.aggregate_rows is not None:
+            out[done : done + len(idx)] = scored.aggregate_rows(idx)
         else:
             for j, row in enumerate(idx):
                 out[done + j] = scored.on(row)
@@ -262,7 +263,23 @@ def _exact_binomial_p(b: int, c: int) -> float:
     if discordant == 0:
         return 1.0
     # Binomial(n, 1/2) is symmetric, so the two-sided p-value is twice the smaller tail.
-    return float(min(1.0, 2.0 * stats.binom.cdf(min(b, c), discordant, 0.5)))
+    return float(min(1.0, 2.0 * binomial_half_cdf(min(b, c), discordant)))
+
+
+def binomial_half_cdf(k: int, n: int) -> float:
+    """P(X <= k) for X ~ Binomial(n, 1/2), in exact integer arithmetic (sum of C(n, i) over 2^n).
+
+    Exact and free of scipy, whose import costs about half a second of every run. Beyond a few
+    thousand trials the big integers grow slow, and scipy's cdf is used instead."""
+    if n > 4000:
+        from scipy import stats
+
+        return float(stats.binom.cdf(k, n, 0.5))
+    total, term = 0, 1
+    for i in range(k + 1):
+        total += term
+        term = term * (n - i) // (i + 1)
+    return total / (1 << n)
 
 
 def flips(

@@ -149,9 +149,37 @@ def load_dataset(
     `labels`, when given, is the declared label set: a row whose label is outside it is an error.
     `prompt_template` (prompts.py) writes each row's user turn from its fields; ids are computed
     from the row as written, so a changed template changes the prompts but not the sample.
+
+    A file loaded before with the same bytes, arguments and loader code is read from the memo
+    (memo.py): validating tens of thousands of training rows is most of a warm re-run otherwise.
     """
     if isinstance(prompt_template, str):
         prompt_template = PromptTemplate.parse(prompt_template, owner="prompt_template", labels=labels)
+    args = dict(format=format, name=name, columns=columns, system_prompt=system_prompt, labels=labels,
+                prompt_template=prompt_template)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError:
+        return _load_dataset(path, **args)  # type: ignore[arg-type]  # which says what is wrong
+    from . import data_csv, memo, prompts
+
+    key = memo.memo_key(raw, str(path), format, name, dict(columns or {}), system_prompt,
+                        list(labels) if labels is not None else None,
+                        [prompt_template.text, prompt_template.labels] if prompt_template is not None else None,
+                        memo.code_key(__file__, data_csv.__file__, prompts.__file__))
+    return memo.memoised("datasets", key, lambda: _load_dataset(path, **args))  # type: ignore[arg-type]
+
+
+def _load_dataset(
+    path: str | Path,
+    *,
+    format: str | None,
+    name: str | None,
+    columns: Mapping[str, str] | None,
+    system_prompt: str | None,
+    labels: Sequence[str] | None,
+    prompt_template: PromptTemplate | None,
+) -> Dataset:
     p = Path(path)
     if not p.is_file():
         raise DatasetError(

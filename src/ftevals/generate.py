@@ -92,6 +92,8 @@ class Plan:
     items: list[PlannedExample] = field(default_factory=list)
     #: (suite, model) -> the prompt format its prompts were rendered in: "chat" or "completion".
     formats: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: id(backend) -> its identity(), which enters every cache key.
+    identities: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def add(self, suite: str, model: ResolvedModel, example: Example, messages: tuple[Message, ...],
             sampling: SamplingSpec, backend: Backend, prompt_format: str = "auto") -> None:
@@ -105,8 +107,10 @@ class Plan:
             # the prompt (replay) must not share one answer between two models or two examples
             # that happen to have the same prompt.
             prompt = json.dumps({"model": model.name, "example": example.id, "prompt": prompt}, sort_keys=True)
+        if id(backend) not in self.identities:  # asked once per backend, not once per request
+            self.identities[id(backend)] = backend.identity()
         key = cache_key(
-            backend=backend.identity(),
+            backend=self.identities[id(backend)],
             base_fingerprint=model.base.fingerprint,
             adapter_fingerprint=model.adapter.fingerprint if model.adapter else None,
             prompt=prompt,

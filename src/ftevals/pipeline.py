@@ -21,8 +21,9 @@ from .backends import Backend, make_run_backend
 from .backends.routed import backend_of
 from .backends.registry import loads_local_weights
 from .cache import CacheMode, GenerationCache
+from . import contamination as contamination_module, memo
 from .contamination import check_contamination
-from .data import Dataset, Example, load_dataset, normalize_text
+from .data import Dataset, Example, fingerprint_examples, load_dataset, normalize_text
 from .errors import ConfigError
 from .gate import Gate, parse_gate
 from .generate import Plan, build_messages, choose_shots, run_generation
@@ -198,11 +199,13 @@ def prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
 
     contamination = None
     if suite.train_files:
-        train_sets = []
-        for f in suite.train_files:
-            path = suite.path(f)
-            train_sets.append((str(f), load_dataset(path).examples))
-        contamination = check_contamination(_as_written(suite, dataset, template), train_sets).to_dict()
+        train_sets = [(str(f), load_dataset(suite.path(f))) for f in suite.train_files]
+        written = _as_written(suite, dataset, template)
+        # Pure in its inputs, and a second or more on large training files: memoised (memo.py).
+        key = memo.memo_key(fingerprint_examples(written), [(f, d.fingerprint) for f, d in train_sets],
+                            memo.code_key(contamination_module.__file__))
+        contamination = memo.memoised("contamination", key, lambda: check_contamination(
+            written, [(f, d.examples) for f, d in train_sets]).to_dict())
     return PreparedSuite(suite, dataset, len(full), models, metrics, gates, shots, labels, contamination,
                          full.fingerprint, judge_gates, judge_model)
 

@@ -16,13 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..data import Message
 from ..errors import BackendError, MissingDependencyError
 from ..models import ResolvedModel
 from ..offline import hub_offline
 from ..specs import ModelSpec
 from .base import BackendDefaults, Generation, GenerationRequest
-from .templates import load_tokenizer, render_prompt, resolve_prompt_format
+from .render_memo import MemoisedRendering
+from .templates import load_tokenizer
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class HFSettings:
     trust_remote_code: bool = False
 
 
-class HFBackend(BackendDefaults):
+class HFBackend(MemoisedRendering, BackendDefaults):
     name = "hf"
     settings_type = HFSettings
 
@@ -52,11 +52,8 @@ class HFBackend(BackendDefaults):
             self._tokenizers[str(path)] = load_tokenizer(path, self.settings.trust_remote_code)
         return self._tokenizers[str(path)]
 
-    def prompt_format(self, model: ModelSpec, requested: str) -> str:
-        return resolve_prompt_format(self.tokenizer(model), requested, self.models[model.name].base.path)
-
-    def render(self, model: ModelSpec, messages: Sequence[Message], prompt_format: str = "chat") -> str:
-        return render_prompt(self.tokenizer(model), messages, prompt_format)
+    def prepare(self, requests: Sequence[GenerationRequest]) -> None:
+        self.save_renders()  # every prompt is rendered by now
 
     def _model_for(self, base_key: str) -> Any:  # noqa: C901 - one load path, read top to bottom
         if base_key in self._loaded:
@@ -128,6 +125,7 @@ class HFBackend(BackendDefaults):
         return [g for g in results if g is not None]
 
     def close(self) -> None:
+        self.save_renders()
         self._loaded.clear()
 
 

@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..data import Message
 from ..errors import BackendError, ConfigError, MissingDependencyError
 from ..models import ResolvedModel
 from ..offline import hub_offline
@@ -38,7 +37,8 @@ from .vllm_lora import check_architecture_serves_lora, check_lora_servable, lora
 from .vllm_strategy import (PROBE_REQUESTS, PROBE_TOKENS, StrategyChoice, decide_from_probe, merge_adapter,
                             swap_refusal)
 # render_chat is re-exported: older imports name it here.
-from .templates import load_tokenizer, render_chat, render_prompt, resolve_prompt_format
+from .render_memo import MemoisedRendering
+from .templates import load_tokenizer, render_chat
 
 STRATEGIES = ("multi-lora", "merged", "auto")
 
@@ -69,8 +69,17 @@ class VLLMSettings:
             raise ConfigError(f"vLLM strategy {self.strategy!r} is unknown; expected one of {', '.join(STRATEGIES)}")
 
 
+@functools.lru_cache(maxsize=1)
 def is_cpu_platform() -> bool:
     """True when vLLM will run on the CPU (no CUDA/ROCm device visible to torch)."""
+    from importlib import metadata
+
+    try:
+        version = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        return True
+    if "+cpu" in version:
+        return True  # a CPU-only build sees no device; answered without importing torch (1-2 s)
     try:
         import torch
     except ImportError:
@@ -285,7 +294,7 @@ def _sampling_params(cls: Any, s: SamplingSpec) -> Any:
     return cls(**kwargs)
 
 
-class VLLMBackend(BackendDefaults):
+class VLLMBackend(MemoisedRendering, BackendDefaults):
     """Serve base models and their LoRA adapters through vLLM's offline engine."""
 
     name = "vllm"
@@ -347,16 +356,11 @@ class VLLMBackend(BackendDefaults):
             self._tokenizers[key] = load_tokenizer(base.path, self.settings.trust_remote_code)
         return self._tokenizers[key]
 
-    def prompt_format(self, model: ModelSpec, requested: str) -> str:
-        return resolve_prompt_format(self.tokenizer(model), requested, self.models[model.name].base.path)
-
-    def render(self, model: ModelSpec, messages: Sequence[Message], prompt_format: str = "chat") -> str:
-        return render_prompt(self.tokenizer(model), messages, prompt_format)
-
     # -- planning -----------------------------------------------------------------------------
 
     def prepare(self, requests: Sequence[GenerationRequest]) -> None:
         """Told the whole workload up front: "auto" weighs each adapter's request count."""
+        self.save_renders()  # every prompt is rendered by now
         for r in requests:
             self._planned[r.model.name] = self._planned.get(r.model.name, 0) + 1
 
@@ -537,6 +541,7 @@ class VLLMBackend(BackendDefaults):
         return engine
 
     def close(self) -> None:
+        self.save_renders()
         for engine in self._engines.values():
             engine.close()
 

@@ -112,10 +112,11 @@ def swap_refusal(model: ResolvedModel) -> str | None:
     base = model.base.path
     if not ((base / "model.safetensors").is_file() or (base / "model.safetensors.index.json").is_file()):
         return f"the base model {base} has no safetensors weights"
-    from safetensors import safe_open
-
-    with safe_open(str(a.path / "adapter_model.safetensors"), framework="pt") as f:
-        odd = [k for k in f.keys() if not (k.endswith(".lora_A.weight") or k.endswith(".lora_B.weight"))]
+    try:
+        names = safetensors_names(a.path / "adapter_model.safetensors")
+    except (OSError, ValueError) as exc:
+        return f"its adapter_model.safetensors cannot be read ({exc})"
+    odd = [k for k in names if not (k.endswith(".lora_A.weight") or k.endswith(".lora_B.weight"))]
     if odd:
         return f"it holds weights other than LoRA matrices ({odd[0]})"
     return None
@@ -126,11 +127,24 @@ def tensor_files(folder: Path) -> dict[str, Path]:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         return {name: folder / file for name, file in json.loads(index.read_text())["weight_map"].items()}
-    from safetensors import safe_open
-
     single = folder / "model.safetensors"
-    with safe_open(str(single), framework="pt") as f:
-        return {name: single for name in f.keys()}
+    return {name: single for name in safetensors_names(single)}
+
+
+def safetensors_names(path: Path) -> list[str]:
+    """The tensor names in a safetensors file, read from its header alone.
+
+    The format starts with the header's length (8 bytes, little-endian) and the header, a JSON
+    object of tensor name -> dtype, shape, offsets (plus "__metadata__"). Reading it directly
+    keeps torch out of a run that only needs to know which tensors exist (a warm re-run)."""
+    with open(path, "rb") as fh:
+        size = int.from_bytes(fh.read(8), "little")
+        if not 2 <= size <= 100_000_000:
+            raise ValueError(f"{path} is not a safetensors file (header length {size})")
+        header = json.loads(fh.read(size))
+    if not isinstance(header, dict):
+        raise ValueError(f"{path} is not a safetensors file (header is not a JSON object)")
+    return [name for name in header if name != "__metadata__"]
 
 
 def read_tensors(files: dict[str, Path], names: list[str]) -> dict[str, torch.Tensor]:
@@ -208,4 +222,4 @@ def merge_adapter(model: ResolvedModel) -> Path:
     return target
 
 
-__all__ = ["PROBE_REQUESTS", "PROBE_TOKENS", "StrategyChoice", "adapter_deltas", "decide_from_probe", "merge_adapter", "merged_model_dir", "read_tensors", "swap_refusal", "tensor_files"]
+__all__ = ["PROBE_REQUESTS", "PROBE_TOKENS", "StrategyChoice", "adapter_deltas", "decide_from_probe", "merge_adapter", "merged_model_dir", "read_tensors", "safetensors_names", "swap_refusal", "tensor_files"]

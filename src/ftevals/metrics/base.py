@@ -53,6 +53,10 @@ class Scored:
     #: At most this many bootstrap resamples for this metric (None: the run's number). For metrics
     #: whose `aggregate` is expensive (a corpus-level `evaluate` module recomputed per resample).
     max_resamples: int | None = None
+    #: Optional: `aggregate` on every row of a (resamples, n) index matrix at once, returning one
+    #: value per row. The bootstrap uses it instead of a Python loop over rows; it must agree with
+    #: `aggregate` row by row (to floating-point rounding).
+    aggregate_rows: Callable[[np.ndarray], np.ndarray] | None = None
 
     def on(self, idx: np.ndarray) -> float:
         """The metric on the examples at `idx` (indices may repeat, as in a bootstrap resample)."""

@@ -127,6 +127,38 @@ def _f1_aggregator(enc: _Encoded, average: Average) -> Callable[[np.ndarray], fl
     return aggregate
 
 
+def _f1_rows(enc: _Encoded, average: Average) -> Callable[[np.ndarray], np.ndarray]:
+    """`_f1_aggregator` on each row of a (rows, n) index matrix at once: one bincount over all rows,
+    each row's codes offset into a block of its own."""
+    k = len(enc.labels)
+    gold = enc.gold
+    pred = np.where(enc.pred >= 0, enc.pred, k)
+    hit = gold == pred
+
+    def aggregate_rows(idx: np.ndarray) -> np.ndarray:
+        idx = np.asarray(idx, dtype=np.intp)
+        rows = idx.shape[0]
+        if idx.shape[1] == 0:
+            return np.full(rows, math.nan)
+        offset = (np.arange(rows, dtype=np.intp) * (k + 1))[:, None]
+        g, p = gold[idx] + offset, pred[idx] + offset
+        size = rows * (k + 1)
+        support = np.bincount(g.ravel(), minlength=size).reshape(rows, k + 1)[:, :k]
+        predicted = np.bincount(p.ravel(), minlength=size).reshape(rows, k + 1)[:, :k]
+        tp = np.bincount(g[hit[idx]], minlength=size).reshape(rows, k + 1)[:, :k]
+        present = support > 0
+        if average == "micro":
+            denom = np.where(present, support + predicted, 0).sum(axis=1)
+            return 2 * np.where(present, tp, 0).sum(axis=1) / denom
+        with np.errstate(invalid="ignore", divide="ignore"):
+            f1 = np.where(present, 2 * tp / np.maximum(support + predicted, 1), 0.0)
+        if average == "macro":
+            return f1.sum(axis=1) / present.sum(axis=1)
+        return (f1 * support).sum(axis=1) / support.sum(axis=1)
+
+    return aggregate_rows
+
+
 def _details(enc: _Encoded) -> dict[str, Any]:
     """Confusion matrix and per-class scores over the labels that occur in gold or predictions."""
     k = len(enc.labels)
@@ -155,7 +187,7 @@ def _f1_scored(enc: _Encoded, average: Average) -> Scored:
     aggregate = _f1_aggregator(enc, average)
     value = aggregate(np.arange(len(enc.gold)))
     # Per-example F1 is undefined; correctness per example is the accuracy metric.
-    return Scored(value, np.full(len(enc.gold), math.nan), aggregate, _details(enc))
+    return Scored(value, np.full(len(enc.gold), math.nan), aggregate, _details(enc), aggregate_rows=_f1_rows(enc, average))
 
 
 @register_metric("accuracy", higher_is_better=True, kind="binary", value_range=(0.0, 1.0))

@@ -334,6 +334,15 @@ def field_f1(predictions: Sequence[str], examples: Sequence[Example], *, lenient
         denom = 2 * tp + fp + fn
         return float(2 * tp / denom) if denom else float(per_example[idx].mean())
 
+    def aggregate_rows(idx: np.ndarray) -> np.ndarray:
+        idx = np.asarray(idx, dtype=np.intp)
+        if idx.shape[1] == 0:
+            return np.full(idx.shape[0], math.nan)
+        tp, fp, fn = counts[idx].sum(axis=1).T
+        denom = 2 * tp + fp + fn
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(denom > 0, 2 * tp / np.maximum(denom, 1), per_example[idx].mean(axis=1))
+
     kinds = [None if pred is not None else ("not_json" if not parse_json(as_text(p), lenient)[0] else "not_object")
              for p, pred in zip(predictions, preds)]
     details = {
@@ -341,7 +350,7 @@ def field_f1(predictions: Sequence[str], examples: Sequence[Example], *, lenient
         "per_field": _per_field(golds, preds),
         "counts": dict(zip(("tp", "fp", "fn"), (int(x) for x in counts.sum(axis=0)))),
     }
-    return Scored(aggregate(np.arange(len(golds))), per_example, aggregate, details)
+    return Scored(aggregate(np.arange(len(golds))), per_example, aggregate, details, aggregate_rows=aggregate_rows)
 
 
 @register_metric("field_exact", higher_is_better=True, kind="binary", value_range=(0.0, 1.0))

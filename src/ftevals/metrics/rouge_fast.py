@@ -19,6 +19,7 @@ benchmarks/rouge_reference.py runs plain rouge-score: what tests and benchmarks 
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -39,16 +40,77 @@ _MIN_PAIRS_PER_WORKER = 2_000
 References = Sequence[str] | Sequence[Sequence[str]]
 
 
+class _StemMemo:
+    """Porter stems (nltk, the stemmer rouge-score uses) memoised per process and on disk.
+
+    A word's stem never changes for one nltk version, and importing nltk (it pulls in scikit-learn
+    and pandas) costs about a second: a re-run that scores the same texts reads the stems from
+    `<memo dir>/stems/porter-nltk-<version>.json` (memo.py) and never imports it. `save()` writes new stems."""
+
+    MAX_WORDS = 500_000
+
+    def __init__(self) -> None:
+        from importlib import metadata
+
+        from ..memo import memo_dir
+
+        try:
+            version = metadata.version("nltk")
+        except metadata.PackageNotFoundError:
+            version = "absent"
+        self.path = memo_dir() / "stems" / f"porter-nltk-{version}.json"
+        self._stems: dict[str, str] = {}
+        self._porter: Callable[[str], str] | None = None
+        self._dirty = False
+        try:
+            loaded = json.loads(self.path.read_text(encoding="utf-8"))
+            if isinstance(loaded, dict) and all(isinstance(v, str) for v in loaded.values()):
+                self._stems = loaded
+        except (OSError, ValueError):
+            pass  # none yet, or damaged: stem afresh
+
+    def stem(self, word: str) -> str:
+        found = self._stems.get(word)
+        if found is None:
+            if self._porter is None:
+                from nltk.stem import porter
+
+                # The same stemmer (class and mode) that rouge-score's DefaultTokenizer builds.
+                self._porter = porter.PorterStemmer().stem
+            if len(self._stems) >= self.MAX_WORDS:
+                self._stems = {}
+            found = self._stems[word] = self._porter(word)
+            self._dirty = True
+        return found
+
+    def save(self) -> None:
+        if not self._dirty:
+            return
+        from ..fsutil import atomic_write_text
+
+        try:
+            atomic_write_text(self.path, json.dumps(self._stems, sort_keys=True, ensure_ascii=False))
+            self._dirty = False
+        except OSError:
+            pass  # a read-only cache only costs speed
+
+
+_stem_memo: list[_StemMemo] = []
+
+
+def _stems() -> _StemMemo:
+    if not _stem_memo:
+        _stem_memo.append(_StemMemo())
+    return _stem_memo[0]
+
+
 class _Vocabulary:
     """Maps raw words to integer ids of their (stemmed) tokens, stemming each distinct word once."""
 
     def __init__(self, stemmer: bool) -> None:
         self._stem: Callable[[str], str] | None = None
         if stemmer:
-            from nltk.stem import porter
-
-            # The same stemmer (class and mode) that rouge-score's DefaultTokenizer builds.
-            self._stem = porter.PorterStemmer().stem
+            self._stem = _stems().stem
         self._word_ids: dict[str, int | None] = {}
         self._token_ids: dict[str, int] = {}
 
@@ -239,6 +301,8 @@ def _score_chunk(
                     best["rougeLsum"] = f
         for t in types:
             out[t].append(best[t])
+    if stemmer:
+        _stems().save()
     return out
 
 

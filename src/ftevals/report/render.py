@@ -17,7 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from jinja2 import BaseLoader, ChainableUndefined, ChoiceLoader, Environment, PackageLoader, TemplateNotFound
+from jinja2 import (BaseLoader, ChainableUndefined, ChoiceLoader, Environment, FileSystemBytecodeCache, PackageLoader,
+                    TemplateNotFound)
 from markupsafe import Markup
 
 from ..fsutil import atomic_write_text
@@ -42,6 +43,19 @@ class _FileLoader(BaseLoader):
         return []  # any file, by path: nothing to list
 
 
+def _bytecode_cache() -> FileSystemBytecodeCache | None:
+    """Compiled templates kept between runs (jinja checks each against its template's source):
+    compiling the report's templates is a good part of a warm re-run's time otherwise."""
+    from ..memo import memo_dir
+
+    folder = memo_dir() / "jinja"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return FileSystemBytecodeCache(str(folder))
+
+
 @functools.lru_cache(maxsize=1)
 def _environment() -> Environment:
     env = Environment(
@@ -52,6 +66,7 @@ def _environment() -> Environment:
         # An optional part of the records may be None (a suite without a dataset, a run without a
         # backend): reading an attribute through it renders as missing instead of crashing.
         undefined=ChainableUndefined,
+        bytecode_cache=_bytecode_cache(),
     )
     env.filters.update(FILTERS)
     env.globals["tabular"] = tabular
