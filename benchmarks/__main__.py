@@ -56,12 +56,20 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def scenario(*args: str, label: str) -> dict[str, Any]:
-    """Run `python -m benchmarks.scenarios ARGS` and return its JSON plus wall time and peak memory."""
+def fresh_memo() -> str:
+    """An empty memo folder (ftevals/memo.py): a cold run must render, validate and stem afresh."""
+    return tempfile.mkdtemp(prefix="ftevals-bench-memo-")
+
+
+def scenario(*args: str, label: str, memo: str | None = None) -> dict[str, Any]:
+    """Run `python -m benchmarks.scenarios ARGS` and return its JSON plus wall time and peak memory.
+
+    `memo`: the memo folder the run may reuse (a warm re-run passes its cold run's); default empty."""
     print(f"benchmarks: {label} ...", file=sys.stderr, flush=True)
     started = time.monotonic()
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.scenarios", *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "FTEVALS_MEMO_DIR": memo or fresh_memo()})
     peak = [0]
     done = threading.Event()
 
@@ -111,6 +119,8 @@ def bench_scoring(pairs: int = 10_000) -> dict[str, Any]:
         offset += 1
     p, r = p[:pairs], r[:pairs]
     types = ("rouge1", "rouge2", "rougeL")
+    # No stems from an earlier run's memo (memo.py): both sides stem every distinct word here.
+    os.environ["FTEVALS_MEMO_DIR"] = fresh_memo()
     # Imports (nltk, rouge_score) and stemmer set-up are paid once per process by both; keep them
     # out of the comparison.
     rouge_scores(p[:2], r[:2], types=types)
@@ -125,6 +135,16 @@ def bench_scoring(pairs: int = 10_000) -> dict[str, Any]:
     evaluate_note = _evaluate_rouge_available()
     return {"pairs": pairs, "fast_s": t_fast, "plain_s": t_plain, "speedup": t_plain / t_fast,
             "identical": identical, "evaluate": evaluate_note}
+
+
+def bench_import(repeats: int = 7) -> dict[str, Any]:
+    """Issue 15.2: `import ftevals.plugin` (what pytest loads in every session, also with no suite),
+    timed inside fresh interpreters; the median of `repeats`."""
+    code = "import time; t = time.perf_counter(); import ftevals.plugin; print(time.perf_counter() - t)"
+    times = sorted(float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                        cwd=ROOT).stdout) for _ in range(repeats))
+    return {"median_s": times[len(times) // 2], "min_s": times[0], "max_s": times[-1], "repeats": repeats,
+            "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE", "")}
 
 
 def _evaluate_rouge_available() -> str:
@@ -150,12 +170,13 @@ def bench_engines(n_labels: int, n_summaries: int) -> dict[str, Any]:
     for workload, n in (("labels", n_labels), ("summaries", n_summaries)):
         runs: dict[str, Any] = {}
         caches = {}
+        memos = {}
         for strategy in ("multi-lora", "merged", "auto"):
-            caches[strategy] = tempfile.mkdtemp(prefix="ftevals-bench-")
-            runs[strategy] = scenario("ftevals", workload, str(n), strategy, caches[strategy],
+            caches[strategy], memos[strategy] = tempfile.mkdtemp(prefix="ftevals-bench-"), fresh_memo()
+            runs[strategy] = scenario("ftevals", workload, str(n), strategy, caches[strategy], memo=memos[strategy],
                                       label=f"{workload} x{n}: ftevals, strategy {strategy}")
         if workload == "labels":
-            runs["merged-warm"] = scenario("ftevals", workload, str(n), "merged", caches["merged"],
+            runs["merged-warm"] = scenario("ftevals", workload, str(n), "merged", caches["merged"], memo=memos["merged"],
                                            label=f"{workload} x{n}: ftevals merged, warm re-run from the cache")
         ref = runs["multi-lora"]["outputs"]
         total = sum(len(o) for o in ref.values())
@@ -177,14 +198,27 @@ def _agree(ref: dict[str, dict[str, str]], other: dict[str, dict[str, str]]) -> 
 
 
 def bench_overhead(n: int) -> dict[str, Any]:
-    """Goal 3: everything but engine start-up and the backend's generate time, relative to the latter."""
+    """Issue 15.2: what ftevals adds to generating `n` requests, against vLLM alone sending the same
+    requests (benchmarks.scenarios.bare_vllm), both fresh processes with cold memos.
+
+    `overhead_s` = ftevals' process wall - vLLM alone's (its preparation of identical requests left
+    out); judged against the generate time. The older split (ftevals' wall minus its own engine
+    start and generate times) is kept as `within_run_overhead_s`: it also counts work vLLM would do
+    anyway (importing transformers, shutting the engine down) as ftevals'."""
     r = scenario("ftevals", "overhead", str(n), "multi-lora", tempfile.mkdtemp(prefix="ftevals-bench-"),
-                 label=f"harness overhead, {n} examples")
+                 label=f"harness overhead, {n} examples: ftevals")
+    bare = scenario("bare-vllm", "overhead", str(n), label=f"harness overhead, {n} examples: vLLM alone")
     t = r["timings"]
-    overhead = r["wall_s"] - t["engine_start_s"] - t["backend_generate_s"]
-    return {"n": n, "wall_s": r["wall_s"], "engine_start_s": t["engine_start_s"],
-            "generate_s": t["backend_generate_s"], "overhead_s": overhead,
-            "ratio": overhead / t["backend_generate_s"], "peak_rss_gb": r["peak_rss_gb"]}
+    bare_s = bare["process_wall_s"] - bare["prep_s"]
+    overhead = r["process_wall_s"] - bare_s
+    within = r["wall_s"] - t["engine_start_s"] - t["backend_generate_s"]
+    same = sum(1 for ex, outs in bare["outputs"].items() if r["outputs"].get(ex, {}).get("base") == outs["base"])
+    return {"n": n, "wall_s": r["process_wall_s"], "engine_start_s": t["engine_start_s"],
+            "generate_s": t["backend_generate_s"], "bare_wall_s": bare_s, "bare_generate_s": bare["generate_s"],
+            "bare_engine_start_s": bare["engine_start_s"], "overhead_s": overhead,
+            "ratio": overhead / bare["generate_s"], "within_run_overhead_s": within,
+            "within_run_ratio": within / t["backend_generate_s"], "outputs_equal": f"{same}/{len(bare['outputs'])}",
+            "peak_rss_gb": r["peak_rss_gb"]}
 
 
 def bench_roofline() -> dict[str, Any]:
@@ -195,18 +229,39 @@ def bench_roofline() -> dict[str, Any]:
 def bench_mainjob() -> dict[str, Any]:
     """README command 1's main job, `pytest suites/`, cold (an empty generation cache; the model is
     already converted) and warm (the same cache again), in fresh processes."""
-    cache = tempfile.mkdtemp(prefix="ftevals-bench-mainjob-")
-    out: dict[str, Any] = {}
+    cache, memo = tempfile.mkdtemp(prefix="ftevals-bench-mainjob-"), fresh_memo()
+    out: dict[str, Any] = {"memo": "cold: an empty memo folder; warm: the one the cold run filled",
+                           # README command 1's venv has no hypothesis; this one (the test extra) does,
+                           # and its pytest plugin imports it at the end of every session.
+                           "pytest_args": "-q -p no:cacheprovider -p no:hypothesispytest",
+                           "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE", "")}
     for run in ("cold", "warm"):
         print(f"benchmarks: main job, {run} ...", file=sys.stderr, flush=True)
-        cmd = [sys.executable, "-m", "pytest", "suites/", "-q", "-p", "no:cacheprovider", "--ftevals-cache-dir", cache,
+        cmd = [sys.executable, "-m", "pytest", "suites/", "-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+               "--ftevals-cache-dir", cache,
                "--ftevals-results", f"{cache}/results.json", "--ftevals-report", f"{cache}/report.html"]
         started = time.monotonic()
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, "HF_HUB_OFFLINE": "1", "FTEVALS_MEMO_DIR": memo})
         wall = time.monotonic() - started
         tail = [line for line in proc.stdout.splitlines() if " passed" in line or " failed" in line]
         out[run] = {"wall_s": wall, "exit": proc.returncode, "outcome": tail[-1].strip("= ") if tail else "?"}
         print(f"benchmarks: main job, {run}: {wall:.0f} s, {out[run]['outcome']}", file=sys.stderr, flush=True)
+    # The machine-independent goal: the same requests, every one served by the base model in one
+    # engine (benchmarks/base_alone.py), with the memo the cold run filled (so no tokenizer load or
+    # dataset validation is counted against the base). That run stops at the integrity check, by design.
+    print("benchmarks: main job's requests through the base model alone ...", file=sys.stderr, flush=True)
+    alone_cache = tempfile.mkdtemp(prefix="ftevals-bench-base-alone-")
+    cmd = [sys.executable, "-m", "pytest", "suites/", "-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
+           "-p", "benchmarks.base_alone", "--ftevals-backend", "vllm-base-alone", "--ftevals-cache-dir", alone_cache,
+           "--ftevals-results", f"{alone_cache}/results.json", "--ftevals-report", f"{alone_cache}/report.html"]
+    started = time.monotonic()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1", "FTEVALS_MEMO_DIR": memo})
+    wall = time.monotonic() - started
+    stopped = "IntegrityError" in proc.stdout + proc.stderr or "integrity" in (proc.stdout + proc.stderr).lower()
+    out["base_alone"] = {"wall_s": wall, "exit": proc.returncode, "stopped_at_integrity": stopped}
+    print(f"benchmarks: base alone: {wall:.0f} s (exit {proc.returncode})", file=sys.stderr, flush=True)
     results = json.loads(Path(cache, "results.json").read_text())
     out["timings"] = results["run"]["timings"]
     out["backend_settings"] = results["run"].get("backend", {}).get("settings", {})
@@ -292,6 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     if "scoring" in sections:
         results["scoring"] = bench_scoring()
+        results["import"] = bench_import()
     if "report" in sections:
         results["report"] = bench_report()
     if "engines" in sections:

@@ -82,6 +82,46 @@ def run_ftevals(workload: str, n: int, strategy: str, cache_dir: str) -> dict[st
     }
 
 
+def bare_vllm(workload: str, n: int) -> dict[str, Any]:
+    """The same requests with vLLM alone, as a minimal script would send them: the engine's own
+    tokenizer renders the chat template, one `generate` call, greedy, the suite's sampling.
+
+    The messages come from ftevals' own preparation so that the requests are identical; that part
+    is timed (`prep_s`) and left out of the comparison, which counts what a script using vLLM
+    directly would pay: importing vLLM, starting the engine, rendering, generating, exiting."""
+    started = time.monotonic()
+    from ftevals.backends.vllm import VLLMSettings, _sampling_params, configure_cpu_environment, resolve_dtype
+    from ftevals.generate import build_messages
+    from ftevals.models import pull_default_model
+    from ftevals.pipeline import RunConfig, prepare
+
+    prepared = prepare(workload_suites(workload, n), RunConfig(models=model_table(), backend="vllm"))
+    suite = prepared.suites[0]
+    examples = suite.dataset.examples
+    messages = [[m.to_dict() for m in build_messages(ex, suite.shots)] for ex in examples]
+    base = pull_default_model()
+    settings = VLLMSettings()
+    configure_cpu_environment(settings)
+    prep_s = time.monotonic() - started
+
+    t0 = time.monotonic()
+    from vllm import LLM, SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    llm = LLM(model=str(base.path), dtype=resolve_dtype(settings), max_model_len=settings.max_model_len,
+              enforce_eager=True, seed=0)
+    engine_start_s = time.monotonic() - t0
+    t0 = time.monotonic()
+    tok = llm.get_tokenizer()
+    ids = [tok.encode(tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True), add_special_tokens=False)
+           for m in messages]
+    outputs = llm.generate([TokensPrompt(prompt_token_ids=i) for i in ids], _sampling_params(SamplingParams, suite.suite.sampling),
+                           use_tqdm=False)
+    generate_s = time.monotonic() - t0
+    return {"prep_s": prep_s, "engine_start_s": engine_start_s, "generate_s": generate_s,
+            "outputs": {ex.id: {"base": out.outputs[0].text} for ex, out in zip(examples, outputs)}}
+
+
 def run_engine_per_model(workload: str, n: int) -> dict[str, Any]:
     """The lm-evaluation-harness way: a fresh vLLM engine per model, with vLLM's default settings.
 
@@ -260,6 +300,8 @@ def main() -> None:
         workload, n, strategy = args[0], int(args[1]), args[2]
         cache = args[3] if len(args) > 3 else tempfile.mkdtemp(prefix="ftevals-bench-cache-")
         result = run_ftevals(workload, n, strategy, cache)
+    elif name == "bare-vllm":
+        result = bare_vllm(args[0], int(args[1]))
     elif name == "engine-per-model":
         result = run_engine_per_model(args[0], int(args[1]))
     elif name == "adapter-load":

@@ -63,7 +63,8 @@ def _table(ref: np.ndarray, mod: np.ndarray) -> np.ndarray:
     )
 
 
-@pytest.mark.parametrize(("b", "c"), [(0, 0), (0, 1), (1, 0), (3, 3), (0, 7), (12, 4), (5, 25), (40, 61), (200, 150)])
+@pytest.mark.parametrize(("b", "c"), [(0, 0), (0, 1), (1, 0), (3, 3), (0, 7), (12, 4), (5, 25), (40, 61), (200, 150),
+                                    (1990, 2005), (2100, 2000)])
 def test_mcnemar_matches_statsmodels_and_binomtest(b: int, c: int) -> None:
     ref = np.array([1] * b + [0] * c + [1] * 5 + [0] * 4, dtype=float)
     mod = np.array([0] * b + [1] * c + [1] * 5 + [0] * 4, dtype=float)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from ftevals.backends.vllm import VLLMBackend, VLLMSettings, lora_rank_limit
-from ftevals.backends.vllm_strategy import adapter_deltas, decide_from_probe, swap_refusal, tensor_files
+from ftevals.backends.vllm_strategy import adapter_deltas, decide_from_probe, probe_is_clear, swap_refusal, tensor_files
 from ftevals.errors import ConfigError
 from ftevals.models import AdapterInfo, ModelFolder, ResolvedModel
 from ftevals.specs import ModelSpec
@@ -37,6 +37,15 @@ def test_auto_merges_when_the_measured_lora_path_costs_more_than_two_swaps():
     assert decide_from_probe("gpu", 1000, 4, lora_s=1.0, merged_s=1.0, swap_s=0.1).strategy == "multi-lora"
     # Recorded with its inputs.
     assert set(choice.to_dict()) >= {"lora_s_per_request", "merged_s_per_request", "swap_s", "probe_requests"}
+
+
+def test_one_probe_request_settles_only_a_clear_verdict():
+    # 120 s vs 31 s: clear after one request each way.
+    assert probe_is_clear(decide_from_probe("big", 100, 1, lora_s=0.5, merged_s=0.125, swap_s=0.5, request_s=0.3))
+    # 1.5x apart (LoRA 45 s vs merged 31 s): probe more before deciding.
+    close = decide_from_probe("close", 100, 1, lora_s=0.15, merged_s=0.1, swap_s=0.5, request_s=0.3)
+    assert close.strategy == "merged" and not probe_is_clear(close)
+    assert not probe_is_clear(decide_from_probe("tie", 10, 1, lora_s=0.1, merged_s=0.1, swap_s=0.0, request_s=0.3))
 
 
 def _write_adapter(folder: Path, config: dict, tensors: dict | None = None) -> Path:

@@ -36,6 +36,10 @@ if TYPE_CHECKING:  # pragma: no cover
 #: CPU LoRA path would cost more than the decision can save on a small suite.
 PROBE_REQUESTS = 4
 PROBE_TOKENS = 8
+#: After one request each way, the decision stands when one way's estimated cost is at least this
+#: many times the other's (a single request's timing is noisy; a clear verdict is not): the probe's
+#: own cost (the LoRA path is several times slower on a CPU) is most of what "auto" costs.
+PROBE_CLEAR_RATIO = 2.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +89,12 @@ def decide_from_probe(model: str, requests: int, probed: int, *, lora_s: float, 
     return StrategyChoice(model, strategy, requests, "swap" if strategy == "merged" else "lora", reason, probed,
                           round(lora_s / probed, 4), round(merged_s / probed, 4), round(swap_s, 3), round(lora_cost, 2),
                           round(merged_cost, 2))
+
+
+def probe_is_clear(choice: StrategyChoice) -> bool:
+    """Whether one way's estimated cost is at least PROBE_CLEAR_RATIO times the other's."""
+    low, high = sorted((choice.lora_cost_s or 0.0, choice.merged_cost_s or 0.0))
+    return high >= PROBE_CLEAR_RATIO * low if low > 0 else high > 0
 
 
 def swap_refusal(model: ResolvedModel) -> str | None:
@@ -222,4 +232,4 @@ def merge_adapter(model: ResolvedModel) -> Path:
     return target
 
 
-__all__ = ["PROBE_REQUESTS", "PROBE_TOKENS", "StrategyChoice", "adapter_deltas", "decide_from_probe", "merge_adapter", "merged_model_dir", "read_tensors", "safetensors_names", "swap_refusal", "tensor_files"]
+__all__ = ["PROBE_CLEAR_RATIO", "PROBE_REQUESTS", "PROBE_TOKENS", "StrategyChoice", "adapter_deltas", "decide_from_probe", "merge_adapter", "merged_model_dir", "probe_is_clear", "read_tensors", "safetensors_names", "swap_refusal", "tensor_files"]
