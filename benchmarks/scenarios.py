@@ -230,7 +230,7 @@ def _timed(fn: Any) -> float:
     return time.perf_counter() - t0
 
 
-def roofline(n: int = 32, decode_tokens: int = 32) -> dict[str, Any]:
+def roofline(n: int = 16, decode_tokens: int = 32) -> dict[str, Any]:
     """Prefill and decode tokens/s of the base model and of an adapter as a LoRA request, in the
     dtype ftevals picks here, and the FLOP/s they imply (2 x parameters per token) against the
     matmul peak measured in the same process. Merged adapters run on the base's weights: base figures."""

@@ -21,7 +21,7 @@ from .backends import Backend, make_run_backend
 from .backends.routed import backend_of
 from .backends.registry import loads_local_weights
 from .cache import CacheMode, GenerationCache
-from . import contamination as contamination_module, memo
+from . import contamination as contamination_module, data as data_module, memo
 from .contamination import check_contamination
 from .data import Dataset, Example, fingerprint_examples, load_dataset, normalize_text
 from .errors import ConfigError
@@ -203,7 +203,7 @@ def prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
         written = _as_written(suite, dataset, template)
         # Pure in its inputs, and a second or more on large training files: memoised (memo.py).
         key = memo.memo_key(fingerprint_examples(written), [(f, d.fingerprint) for f, d in train_sets],
-                            memo.code_key(contamination_module.__file__))
+                            memo.code_key(contamination_module.__file__, data_module.__file__))
         contamination = memo.memoised("contamination", key, lambda: check_contamination(
             written, [(f, d.examples) for f, d in train_sets]).to_dict())
     return PreparedSuite(suite, dataset, len(full), models, metrics, gates, shots, labels, contamination,
