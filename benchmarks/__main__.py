@@ -30,9 +30,10 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "BENCHMARKS.md"
 RAW = ROOT / "benchmarks" / "results.json"
 
-SECTIONS = ("scoring", "report", "engines", "overhead", "roofline", "mainjob", "peer")
-#: Run only when asked for (`--only peer`): it installs lm-eval and takes 15-20 minutes on 2 cores.
-ON_REQUEST = ("peer",)
+SECTIONS = ("scoring", "report", "engines", "overhead", "roofline", "mainjob", "base-alone", "peer")
+#: Run only when asked for: `peer` installs lm-eval and takes 15-20 minutes on 2 cores; `base-alone`
+#: runs the main job twice (about 9 minutes). Their results stay in results.json beside the others.
+ON_REQUEST = ("peer", "base-alone")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,47 +227,61 @@ def bench_roofline() -> dict[str, Any]:
     return scenario("roofline", label="roofline: prefill and decode, base and LoRA, and the matmul peak")
 
 
-def bench_mainjob() -> dict[str, Any]:
-    """README command 1's main job, `pytest suites/`, cold (an empty generation cache; the model is
-    already converted) and warm (the same cache again), in fresh processes."""
-    cache, memo = tempfile.mkdtemp(prefix="ftevals-bench-mainjob-"), fresh_memo()
-    out: dict[str, Any] = {"memo": "cold: an empty memo folder; warm: the one the cold run filled",
-                           # README command 1's venv has no hypothesis; this one (the test extra) does,
-                           # and its pytest plugin imports it at the end of every session.
-                           "pytest_args": "-q -p no:cacheprovider -p no:hypothesispytest",
-                           "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE", "")}
-    for run in ("cold", "warm"):
-        print(f"benchmarks: main job, {run} ...", file=sys.stderr, flush=True)
-        cmd = [sys.executable, "-m", "pytest", "suites/", "-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
-               "--ftevals-cache-dir", cache,
-               "--ftevals-results", f"{cache}/results.json", "--ftevals-report", f"{cache}/report.html"]
-        started = time.monotonic()
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                              env={**os.environ, "HF_HUB_OFFLINE": "1", "FTEVALS_MEMO_DIR": memo})
-        wall = time.monotonic() - started
-        tail = [line for line in proc.stdout.splitlines() if " passed" in line or " failed" in line]
-        out[run] = {"wall_s": wall, "exit": proc.returncode, "outcome": tail[-1].strip("= ") if tail else "?"}
-        print(f"benchmarks: main job, {run}: {wall:.0f} s, {out[run]['outcome']}", file=sys.stderr, flush=True)
-    # The machine-independent goal: the same requests, every one served by the base model in one
-    # engine (benchmarks/base_alone.py), with the memo the cold run filled (so no tokenizer load or
-    # dataset validation is counted against the base). That run stops at the integrity check, by design.
-    print("benchmarks: main job's requests through the base model alone ...", file=sys.stderr, flush=True)
-    alone_cache = tempfile.mkdtemp(prefix="ftevals-bench-base-alone-")
-    cmd = [sys.executable, "-m", "pytest", "suites/", "-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest",
-           "-p", "benchmarks.base_alone", "--ftevals-backend", "vllm-base-alone", "--ftevals-cache-dir", alone_cache,
-           "--ftevals-results", f"{alone_cache}/results.json", "--ftevals-report", f"{alone_cache}/report.html"]
+#: README command 1's venv has no hypothesis; this one (the test extra) does, and its pytest plugin
+#: imports it at the end of every session.
+MAIN_JOB_ARGS = ["-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest"]
+
+
+def _main_job(label: str, cache: str, memo: str, *extra: str) -> dict[str, Any]:
+    """One `pytest suites/` in a fresh process, with its own generation cache and memo folder."""
+    print(f"benchmarks: {label} ...", file=sys.stderr, flush=True)
+    cmd = [sys.executable, "-m", "pytest", "suites/", *MAIN_JOB_ARGS, *extra, "--ftevals-cache-dir", cache,
+           "--ftevals-results", f"{cache}/results.json", "--ftevals-report", f"{cache}/report.html"]
     started = time.monotonic()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                           env={**os.environ, "HF_HUB_OFFLINE": "1", "FTEVALS_MEMO_DIR": memo})
     wall = time.monotonic() - started
-    stopped = "IntegrityError" in proc.stdout + proc.stderr or "integrity" in (proc.stdout + proc.stderr).lower()
-    out["base_alone"] = {"wall_s": wall, "exit": proc.returncode, "stopped_at_integrity": stopped}
-    print(f"benchmarks: base alone: {wall:.0f} s (exit {proc.returncode})", file=sys.stderr, flush=True)
+    tail = [line for line in proc.stdout.splitlines() if " passed" in line or " failed" in line]
+    out = {"wall_s": wall, "exit": proc.returncode, "outcome": tail[-1].strip("= ") if tail else "?",
+           "output": proc.stdout + proc.stderr}
+    print(f"benchmarks: {label}: {wall:.0f} s, {out['outcome']}", file=sys.stderr, flush=True)
+    return out
+
+
+def bench_mainjob() -> dict[str, Any]:
+    """README command 1's main job, `pytest suites/`, cold (an empty generation cache and memo; the
+    model is already converted) and warm (the same cache and memo again), in fresh processes."""
+    cache, memo = tempfile.mkdtemp(prefix="ftevals-bench-mainjob-"), fresh_memo()
+    out: dict[str, Any] = {"memo": "cold: an empty memo folder; warm: the one the cold run filled",
+                           "pytest_args": " ".join(MAIN_JOB_ARGS),
+                           "PYTHONDONTWRITEBYTECODE": os.environ.get("PYTHONDONTWRITEBYTECODE", "")}
+    cold = _main_job("main job, cold", cache, memo)
+    # The warm run rewrites the results file: the cold run's timings are the ones to show.
     results = json.loads(Path(cache, "results.json").read_text())
+    warm = _main_job("main job, warm", cache, memo)
+    for name, run in (("cold", cold), ("warm", warm)):
+        run.pop("output")
+        out[name] = run
     out["timings"] = results["run"]["timings"]
     out["backend_settings"] = results["run"].get("backend", {}).get("settings", {})
     out["hardware"] = results["run"].get("hardware")
     return out
+
+
+def bench_base_alone() -> dict[str, Any]:
+    """Issue 15.1's machine-independent goal, on request (`--only base-alone`, about 9 minutes): the
+    main job cold, then the same requests with every one served by the base model in one engine
+    (benchmarks/base_alone.py), back to back. The second run uses the memo the first filled, so no
+    tokenizer load or dataset validation counts against the base alone; it stops at the engine-
+    integrity check by design (its "adapters" change nothing), after generating everything."""
+    memo = fresh_memo()
+    cold = _main_job("main job, cold", tempfile.mkdtemp(prefix="ftevals-bench-mainjob-"), memo)
+    alone = _main_job("main job's requests, base model alone", tempfile.mkdtemp(prefix="ftevals-bench-alone-"), memo,
+                      "-p", "benchmarks.base_alone", "--ftevals-backend", "vllm-base-alone")
+    stopped = "integrity" in alone.pop("output").lower()
+    cold.pop("output")
+    return {"cold": cold, "base_alone": {**alone, "stopped_at_integrity": stopped},
+            "ratio": cold["wall_s"] / alone["wall_s"]}
 
 
 def bench_report() -> dict[str, Any]:
@@ -335,8 +350,8 @@ def render(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", choices=SECTIONS)
-    parser.add_argument("--labels-n", type=int, default=64, help="prompts per model in the label workload")
-    parser.add_argument("--summaries-n", type=int, default=32, help="prompts per model in the summary workload")
+    parser.add_argument("--labels-n", type=int, default=32, help="prompts per model in the label workload")
+    parser.add_argument("--summaries-n", type=int, default=16, help="prompts per model in the summary workload")
     parser.add_argument("--overhead-n", type=int, default=1000)
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -345,23 +360,36 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {**previous, "machine": machine(),
                                "command": "python -m benchmarks" + "".join(f" --only {s}" for s in args.only or [])}
     started = time.monotonic()
+    command = results["command"]
+
+    def run(key: str, measure: Any) -> None:
+        """One section; its figures carry the command, date and seconds of the run that made them,
+        since results.json keeps sections from earlier runs (e.g. `--only peer`)."""
+        t0 = time.monotonic()
+        value = measure()
+        value["measured_by"] = {"command": command, "date": results["machine"]["date"],
+                                "seconds": round(time.monotonic() - t0, 1), "cpu": results["machine"]["cpu"]}
+        results[key] = value
+
     if "scoring" in sections:
-        results["scoring"] = bench_scoring()
-        results["import"] = bench_import()
+        run("scoring", bench_scoring)
+        run("import", bench_import)
     if "report" in sections:
-        results["report"] = bench_report()
+        run("report", bench_report)
     if "engines" in sections:
-        results["engines"] = bench_engines(args.labels_n, args.summaries_n)
+        run("engines", lambda: bench_engines(args.labels_n, args.summaries_n))
     if "overhead" in sections:
-        results["overhead"] = bench_overhead(args.overhead_n)
+        run("overhead", lambda: bench_overhead(args.overhead_n))
     if "roofline" in sections:
-        results["roofline"] = bench_roofline()
+        run("roofline", bench_roofline)
     if "mainjob" in sections:
-        results["mainjob"] = bench_mainjob()
+        run("mainjob", bench_mainjob)
+    if "base-alone" in sections:
+        run("base_alone", bench_base_alone)
     if "peer" in sections:
         from benchmarks.peer import bench_peer
 
-        results["peer"] = bench_peer()
+        run("peer", bench_peer)
     results["total_s"] = time.monotonic() - started
     RAW.write_text(json.dumps(results, indent=1) + "\n")
     OUT.write_text(render(results))

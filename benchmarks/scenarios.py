@@ -118,6 +118,11 @@ def bare_vllm(workload: str, n: int) -> dict[str, Any]:
     outputs = llm.generate([TokensPrompt(prompt_token_ids=i) for i in ids], _sampling_params(SamplingParams, suite.suite.sampling),
                            use_tqdm=False)
     generate_s = time.monotonic() - t0
+    # As ftevals closes its engines (1 s to exit before the kill; vLLM's own default waits 5 s for
+    # an engine core that does not exit in time here): the same exit on both sides.
+    from ftevals.backends.vllm import ENGINE_SHUTDOWN_GRACE_S
+
+    llm.llm_engine.engine_core.shutdown(timeout=ENGINE_SHUTDOWN_GRACE_S)
     return {"prep_s": prep_s, "engine_start_s": engine_start_s, "generate_s": generate_s,
             "outputs": {ex.id: {"base": out.outputs[0].text} for ex, out in zip(examples, outputs)}}
 

@@ -31,5 +31,7 @@ banking77 = Suite(
         "accuracy > base significantly",
         "macro_f1 >= 0.20",
         "contamination <= 0.05",
+        # The adapter must change at least half of the base's answers (engine integrity, docs/gates.md).
+        "integrity >= 0.5",
     ],
 )

@@ -135,3 +135,75 @@ def test_each_base_is_re_checked_once_with_its_own_greedy_outputs_and_the_schedu
 def test_a_base_disturbed_by_serving_its_adapters_stops_the_run(tmp_path: Path) -> None:
     with pytest.raises(IntegrityError, match="base outputs changed after the swap"):
         run(Reswapping(restored=False), tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------
+# The `integrity` gate: the share of an adapter's outputs that differ from its base model's
+
+
+def _scored(backend: Scripted, tmp_path: Path, gates: tuple[str, ...]):
+    from ftevals.cache import GenerationCache
+    from ftevals.generate import Plan, build_messages, run_generation
+    from ftevals.score import score_suite
+
+    suite = Suite(name="b77", task="classification", dataset=str(DATASET), labels=str(LABELS), models=("base", "tuned"),
+                  limit=6, gates=gates)
+    config = RunConfig(models=MODELS, backend="vllm", cache_dir=tmp_path / "cache", cache_mode="off", resamples=100)
+    prepared = prepare([suite], config)
+    resolved = unverified_models(MODELS.values())
+    plan = Plan()
+    for ps in prepared.suites:
+        for m in ps.models:
+            for ex in ps.dataset.examples:
+                plan.add(ps.name, resolved[m.name], ex, build_messages(ex, []), ps.suite.sampling, backend)
+    outcome = run_generation(plan, backend, GenerationCache(tmp_path / "c", "off"), progress=None)
+    checks = check_integrity(prepared.suites, plan, outcome, backend)
+    return {g.id: g for g in score_suite(prepared.suites[0], plan, outcome, config, checks).gates}
+
+
+def test_an_integrity_gate_checks_each_adapter_against_a_share_of_changed_outputs(tmp_path: Path) -> None:
+    changed = _scored(Scripted(adapter_differs=True, logprob_shift=None), tmp_path, ("integrity >= 0.5",))
+    (gate,) = changed.values()
+    assert gate.model == "tuned" and gate.passed, gate.message
+    # Applied (the log-probabilities moved) but not one output changed: the run goes on, the gate fails.
+    weak = _scored(Scripted(adapter_differs=False, logprob_shift=0.3), tmp_path / "weak", ("tuned: integrity >= 0.5",))
+    (gate,) = weak.values()
+    assert not gate.passed and "integrity" in gate.message and "0.0" in gate.message, gate.message
+
+
+@pytest.mark.parametrize(("gate", "why"), [
+    ("integrity >= base", "compare it with a number"),
+    ("integrity >= 0.2 significantly", "compare it with a number"),
+    ("base: integrity >= 0.2", "is not an adapter"),
+])
+def test_an_integrity_gate_that_cannot_mean_anything_is_refused(tmp_path: Path, gate: str, why: str) -> None:
+    from ftevals.errors import ConfigError
+
+    suite = Suite(name="b77", task="classification", dataset=str(DATASET), labels=str(LABELS), models=("base", "tuned"),
+                  limit=6, gates=(gate,))
+    with pytest.raises(ConfigError, match=why):
+        prepare([suite], RunConfig(models=MODELS, backend="vllm", cache_dir=tmp_path, resamples=100))
+
+
+def test_an_integrity_gate_on_a_suite_without_adapters_is_refused(tmp_path: Path) -> None:
+    from ftevals.errors import ConfigError
+
+    suite = Suite(name="b77", task="classification", dataset=str(DATASET), labels=str(LABELS), models=("base",),
+                  limit=6, gates=("integrity >= 0.2",))
+    with pytest.raises(ConfigError, match="runs no adapter whose integrity is checked"):
+        prepare([suite], RunConfig(models=MODELS, backend="vllm", cache_dir=tmp_path, resamples=100))
+
+
+def test_an_integrity_gate_without_a_check_fails_loudly(tmp_path: Path) -> None:
+    from support.replayrun import MODELS as REPLAY_MODELS
+    from support.replayrun import write_predictions
+
+    preds = write_predictions(tmp_path / "p.jsonl")
+    adapter = next(name for name, spec in REPLAY_MODELS.items() if spec.adapter is not None)
+    suite = Suite(name="b77", task="classification", dataset=str(DATASET), labels=str(LABELS),
+                  models=tuple(REPLAY_MODELS), limit=5, gates=("integrity >= 0.1",))
+    config = RunConfig(models=REPLAY_MODELS, backend="replay", backend_options={"path": str(preds)},
+                       cache_dir=tmp_path / "cache", resamples=100)
+    gates = execute(prepare([suite], config)).suites[0].gates
+    assert [g.model for g in gates] == [adapter] and not gates[0].passed
+    assert "no engine-integrity check" in gates[0].message

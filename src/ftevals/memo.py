@@ -12,15 +12,16 @@ always safe.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import pickle
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .fsutil import atomic_write_bytes
 
 T = TypeVar("T")
 
@@ -61,6 +62,21 @@ def memo_key(*parts: Any) -> str:
     return h.hexdigest()
 
 
+def write_memo(path: Path, data: bytes) -> None:
+    """Write a memo file whole or not at all (a temporary file renamed into place), without the
+    fsync a results file gets: after a crash a memo may be lost, never torn, and is rebuilt."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def memoised(kind: str, key: str, compute: Callable[[], T]) -> T:
     """`compute()`, or its value from an earlier run with the same key. Exceptions are not memoised:
     bad input fails, with its full message, every time."""
@@ -72,10 +88,10 @@ def memoised(kind: str, key: str, compute: Callable[[], T]) -> T:
         pass
     value = compute()
     try:
-        atomic_write_bytes(path, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        write_memo(path, pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
     except (OSError, pickle.PicklingError, TypeError, AttributeError):
         pass  # a read-only cache, or a value that cannot be stored: only speed is lost
     return value
 
 
-__all__ = ["MEMO_VERSION", "code_key", "memo_dir", "memo_key", "memoised"]
+__all__ = ["MEMO_VERSION", "code_key", "memo_dir", "memo_key", "memoised", "write_memo"]

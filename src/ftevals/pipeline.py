@@ -39,7 +39,7 @@ from .prompts import PromptTemplate
 from .results import ModelInfo, Results, RunInfo, new_run_info, utc_now
 from .score import score_suite
 from .specs import ModelSpec
-from .suite import SUITE_VALUES, Suite, check_known_failures, gate_targets, suite_model_names, unused_candidates
+from .suite import MODEL_VALUES, SUITE_VALUES, Suite, check_known_failures, gate_targets, suite_model_names, unused_candidates
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -176,7 +176,7 @@ def prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
     metrics = [get_metric(name) for name in suite.metric_names]
     for metric in metrics:
         metric.check_params(suite.metric_params.get(metric.name, {}), f"suite {suite.name!r}")
-    known = {m.name for m in metrics} | set(SUITE_VALUES)
+    known = {m.name for m in metrics} | set(SUITE_VALUES) | set(MODEL_VALUES)
     judge_model, criteria = _prepare_judge(suite, table)
     gates, judge_gates = [], []
     for text in suite.gates:
@@ -192,6 +192,8 @@ def prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
                 f"suite {suite.name!r}: gate {text!r} names model {gate.model!r}, which the suite does not run "
                 f"(models: {', '.join(m.name for m in models)})"
             )
+        if gate.metric in MODEL_VALUES:
+            _check_integrity_gate(suite, gate, models)
         (judge_gates if is_judge_gate(gate) else gates).append(gate)
 
     if suite.known_failures:
@@ -208,6 +210,22 @@ def prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
             written, [(f, d.examples) for f, d in train_sets]).to_dict())
     return PreparedSuite(suite, dataset, len(full), models, metrics, gates, shots, labels, contamination,
                          full.fingerprint, judge_gates, judge_model)
+
+
+def _check_integrity_gate(suite: Suite, gate: Gate, models: Sequence[ModelSpec]) -> None:
+    """An `integrity` gate checks adapters against a number; refuse one that could check nothing."""
+    where = f"suite {suite.name!r}: gate {gate.text!r}"
+    if gate.relative or gate.significantly:
+        raise ConfigError(f"{where}: integrity is the share of an adapter's outputs that differ from its base "
+                          "model's, with no reference value or interval; compare it with a number, e.g. "
+                          "'integrity >= 0.2'")
+    named = [m for m in models if m.name == gate.model]
+    if named and (named[0].adapter is None or named[0].fewshot):
+        raise ConfigError(f"{where}: {gate.model!r} is not an adapter, so it has no integrity check; "
+                          "name an adapter model, or drop the model name to check every adapter")
+    if gate.model is None and not gate_targets(suite, models, gate):
+        raise ConfigError(f"{where}: the suite runs no adapter whose integrity is checked (models: "
+                          f"{', '.join(m.name for m in models)}); drop the gate or add an adapter")
 
 
 def _prepare_judge(suite: Suite, table: Mapping[str, ModelSpec]) -> tuple[ModelSpec | None, list[str]]:
@@ -295,7 +313,7 @@ def execute(
                                     checked=lambda m: loads_local_weights(backend_of(m, config.backend))
                                     or backend_of(m, config.backend) == "openai")
         t_generated = time.monotonic()
-        suites = tuple(score_suite(ps, plan, outcome, config) for ps in prepared.suites)
+        suites = tuple(score_suite(ps, plan, outcome, config, integrity) for ps in prepared.suites)
         suites, judged = run_judges(prepared.suites, suites, resolved, backend, cache, config, progress)
     finally:
         cache.close()

@@ -16,12 +16,13 @@ import numpy as np
 
 from . import compare as cmp
 from .fsutil import display_path
-from .gate import evaluate_gate
+from .gate import GateResult, evaluate_gate
 from .generate import GenerationOutcome, Plan
 from .metrics import Scored
 from .multiplicity import adjust_family
 from .results.records import (Comparison, Contamination, DatasetInfo, ExampleResult, FewShotInfo, ForgettingResult,
-                              GateOutcome, MetricInfo, Output, PromptingResult, ScoreSummary, SuiteResult, Usage)
+                              GateOutcome, IntegrityCheck, MetricInfo, Output, PromptingResult, ScoreSummary,
+                              SuiteResult, Usage)
 from .suite import gate_targets, known_failure
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,7 +33,10 @@ if TYPE_CHECKING:  # pragma: no cover
 SCORE_CI_LEVEL = 0.95
 
 
-def score_suite(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, config: RunConfig) -> SuiteResult:
+def score_suite(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, config: RunConfig,
+                integrity: Mapping[str, IntegrityCheck] | None = None) -> SuiteResult:
+    """Score, compare and gate one suite. `integrity`: the run's engine-integrity checks per adapter
+    (integrity.py), the values of `integrity` gates."""
     suite = ps.suite
     keys = {(it.model, it.example_id): it.key for it in plan.items if it.suite == ps.name}
     examples = list(ps.dataset.examples)
@@ -55,11 +59,17 @@ def score_suite(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, confi
     ), suite.multiplicity)
     contamination = Contamination.from_dict(ps.contamination) if ps.contamination else None
     suite_values = {"contamination": contamination.rate if contamination else None}
+    gate_scores = _with_integrity(summaries, integrity) if any(g.metric == "integrity" for g in ps.gates) else summaries
     gates = []
     for gate in ps.gates:
         for target in gate_targets(suite, ps.models, gate):
-            result = evaluate_gate(gate, target.model, summaries, comparisons, suite_values,
-                                   reference=suite.reference, n=len(examples))
+            if gate.metric == "integrity" and "integrity" not in gate_scores.get(target.model or "", {}):
+                result = GateResult(gate, target.model, False, f"{target.model} has no engine-integrity check in this run "
+                                    "(replayed outputs, or a model its backend cannot compare with a base); the gate "
+                                    "cannot pass")
+            else:
+                result = evaluate_gate(gate, target.model, gate_scores, comparisons, suite_values,
+                                       reference=suite.reference, n=len(examples))
             gates.append(GateOutcome(result.id, result.expression, result.model, result.passed, result.message,
                                      result.gate.text, source=target.source, known_failure=known_failure(suite, target)))
 
@@ -96,6 +106,17 @@ def score_suite(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, confi
         rubric=dict(suite.rubric) if suite.rubric else None,
         human=None,
     )
+
+
+def _with_integrity(summaries: dict[str, dict[str, ScoreSummary]],
+                    integrity: Mapping[str, IntegrityCheck] | None) -> dict[str, dict[str, ScoreSummary]]:
+    """The scores gates read, plus each checked adapter's `integrity`: the share of its greedy outputs
+    in the run that differ from its base model's (over `n_prompts`)."""
+    out = {m: dict(by) for m, by in summaries.items()}
+    for name, check in (integrity or {}).items():
+        if name in out and check.n_prompts:
+            out[name]["integrity"] = ScoreSummary(check.changed_outputs / check.n_prompts, None, None, check.n_prompts)
+    return out
 
 
 def _summary(scored: Scored, config: RunConfig) -> ScoreSummary:

@@ -48,6 +48,9 @@ DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
 
 #: Suite-level values that gates may name besides metrics: one test per suite, not per model.
 SUITE_VALUES = ("contamination",)
+#: Per-model values that are not metrics: `integrity`, the share of an adapter's greedy outputs in
+#: the run that differ from its base model's (integrity.py), for gates such as "integrity >= 0.2".
+MODEL_VALUES = ("integrity",)
 
 
 @dataclass(frozen=True)
@@ -317,6 +320,9 @@ def gate_targets(suite: Suite, models: Sequence[Any], gate: Gate) -> list[GateTa
         return [GateTarget(None, gate.text, gate.text)]
     if gate.model is not None:
         return [GateTarget(gate.model, gate.text, gate.text)]
+    if gate.metric in MODEL_VALUES:  # only adapters on a local engine or a server have an integrity check
+        checked = [m.name for m in models if m.name != suite.reference and m.adapter is not None and m.fewshot == 0]
+        return [GateTarget(m, f"{m}: {gate.text}", gate.text) for m in checked]
     return [GateTarget(m, f"{m}: {gate.text}", gate.text) for m in gated_model_names(suite, models)]
 
 
@@ -360,6 +366,7 @@ def collection_targets(suite: Suite, text: str, table: Mapping[str, ModelSpec],
 
 __all__ = [
     "DEFAULT_METRICS",
+    "MODEL_VALUES",
     "SUITE_VALUES",
     "FewShot",
     "GateTarget",

@@ -35,7 +35,7 @@ banking77 = Suite(
     limit={N},
     models=["base", "banking77"],
     sampling=SamplingSpec(max_tokens=16),
-    gates=["accuracy >= 0.0", "macro_f1 >= 0.0"],
+    gates=["accuracy >= 0.0", "macro_f1 >= 0.0", "integrity >= 0.5"],
 )
 """
 
@@ -65,7 +65,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, default_model) -> tuple[Path, 
 def test_the_suite_runs_through_the_plugin_and_vllm(run) -> None:
     project, done = run
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
-    assert "3 passed" in done.stdout  # 2 gates x 1 adapter and the baseline (created)
+    assert "4 passed" in done.stdout  # 3 gates x 1 adapter and the baseline (created)
     results = load(project / "out/results.json")
     suite = results.suites[0]
     assert results.run.backend is not None and results.run.backend.name == "vllm"
@@ -109,9 +109,14 @@ def test_the_example_suites_collect() -> None:
 
 def test_the_run_records_the_integrity_of_each_adapter(run) -> None:
     project, done = run
-    check = load(project / "out/results.json").integrity["banking77"]  # type: ignore[index]
+    results = load(project / "out/results.json")
+    check = results.integrity["banking77"]  # type: ignore[index]
     assert check.applied and check.base == "base" and check.n_prompts == N
     assert "engine integrity: banking77 applied" in done.stdout
+    # ... and gates on: the share of the adapter's outputs that differ from the base's.
+    (gate,) = [g for g in results.suites[0].gates if g.text == "integrity >= 0.5"]
+    assert gate.model == "banking77" and gate.passed, gate.message
+    assert f"{check.changed_outputs / check.n_prompts:.3f}" in gate.message
 
 
 def test_an_adapter_with_zero_lora_weights_stops_the_run(tmp_path: Path, default_model) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..data import Message
 from ..specs import ModelSpec
-from ..fsutil import atomic_write_text
+from ..memo import write_memo
 
 #: Weight files do not change how text is rendered; every other file in the folder may
 #: (tokenizer.json, tokenizer_config.json, chat_template.jinja, vocab/merges, special tokens...).
@@ -86,7 +86,7 @@ class RenderMemo:
         if not self._dirty:
             return
         try:
-            atomic_write_text(self.path, json.dumps(self._entries, sort_keys=True, ensure_ascii=False))
+            write_memo(self.path, json.dumps(self._entries, ensure_ascii=False).encode("utf-8"))
             self._dirty = False
         except OSError:
             pass  # a read-only cache only costs speed

@@ -86,10 +86,10 @@ class _StemMemo:
     def save(self) -> None:
         if not self._dirty:
             return
-        from ..fsutil import atomic_write_text
+        from ..memo import write_memo
 
         try:
-            atomic_write_text(self.path, json.dumps(self._stems, sort_keys=True, ensure_ascii=False))
+            write_memo(self.path, json.dumps(self._stems, ensure_ascii=False).encode("utf-8"))
             self._dirty = False
         except OSError:
             pass  # a read-only cache only costs speed
