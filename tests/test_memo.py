@@ -137,3 +137,38 @@ def test_stems_come_from_the_memo_in_a_new_process_and_equal_nltk(monkeypatch: p
     fresh = rouge_fast._stems()
     monkeypatch.setitem(sys.modules, "nltk.stem", None)  # importing it now would fail
     assert [fresh.stem(w) for w in words] == [memo.stem(w) for w in words]
+
+
+def test_shots_and_contamination_are_memoised_by_the_files_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ftevals import pipeline
+    from ftevals.pipeline import RunConfig, prepare
+    from ftevals.specs import ModelSpec
+    from ftevals.suite import FewShot, Suite
+
+    evaluation, pool = tmp_path / "test.jsonl", tmp_path / "train.jsonl"
+    evaluation.write_text("\n".join(_row(i) for i in range(4)) + "\n")
+    pool.write_text("\n".join(_row(100 + i, "lost_card") for i in range(6)) + "\n")
+    suite = Suite(name="s", task="classification", dataset=str(evaluation), labels=["card_arrival", "lost_card"],
+                  models=("base",), fewshot=FewShot(k=2, pool=str(pool)), train_files=[str(pool)])
+    config = RunConfig(models={"base": ModelSpec("base")}, backend="replay", cache_dir=tmp_path / "cache")
+    calls = {"shots": 0, "contamination": 0}
+    real_choose, real_check = pipeline.choose_shots, pipeline.check_contamination
+
+    def choose(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["shots"] += 1
+        return real_choose(*args, **kwargs)
+
+    def check(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["contamination"] += 1
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "choose_shots", choose)
+    monkeypatch.setattr(pipeline, "check_contamination", check)
+    first = prepare([suite], config).suites[0]
+    again = prepare([suite], config).suites[0]
+    assert calls == {"shots": 1, "contamination": 1}
+    assert again.shots == first.shots and again.contamination == first.contamination
+    # One more training row: both are computed afresh.
+    pool.write_text(pool.read_text() + _row(200, "lost_card") + "\n")
+    prepare([suite], config)
+    assert calls == {"shots": 2, "contamination": 2}

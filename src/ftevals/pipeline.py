@@ -162,16 +162,22 @@ def prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
                 f"suite {suite.name!r}: the few-shot pool {pool_path} is the evaluation file; shots must come "
                 "from training data, never from the eval split"
             )
-        pool = load_dataset(pool_path, labels=labels, columns=suite.columns, system_prompt=suite.system_prompt,
-                            prompt_template=template)
-        shots = choose_shots(
-            _unseen(suite, pool, pool_path, template),
-            suite.fewshot.k,
-            seed=suite.fewshot.seed,
-            exclude_inputs=[e.user_text for e in full.examples],
-            distinct_labels=suite.fewshot.distinct_labels,
-        )
-        models.append(suite.fewshot.contender(table[suite.reference]))
+        fewshot = suite.fewshot
+
+        def pick() -> list[Example]:
+            pool = load_dataset(pool_path, labels=labels, columns=suite.columns, system_prompt=suite.system_prompt,
+                                prompt_template=template)
+            return choose_shots(_unseen(suite, pool, pool_path, template), fewshot.k, seed=fewshot.seed,
+                                exclude_inputs=[e.user_text for e in full.examples],
+                                distinct_labels=fewshot.distinct_labels)
+
+        # Validating and ranking a large training pool is most of a warm re-run: the shots are a pure
+        # function of the two files, the suite's settings and this code, so they are memoised (memo.py).
+        key = memo.memo_key(_file_hash(pool_path), _file_hash(suite.path(suite.dataset)), full.fingerprint,
+                            _loader_args(suite, labels, template),
+                            [fewshot.k, fewshot.seed, fewshot.distinct_labels], _prepare_code())
+        shots = memo.memoised("shots", key, pick)
+        models.append(fewshot.contender(table[suite.reference]))
 
     metrics = [get_metric(name) for name in suite.metric_names]
     for metric in metrics:
@@ -201,13 +207,13 @@ def prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
 
     contamination = None
     if suite.train_files:
-        train_sets = [(str(f), load_dataset(suite.path(f))) for f in suite.train_files]
         written = _as_written(suite, dataset, template)
-        # Pure in its inputs, and a second or more on large training files: memoised (memo.py).
-        key = memo.memo_key(fingerprint_examples(written), [(f, d.fingerprint) for f, d in train_sets],
-                            memo.code_key(contamination_module.__file__, data_module.__file__))
+        # Pure in its inputs, and a second or more on large training files: memoised (memo.py), keyed
+        # by the training files' bytes so that a re-run need not even load them.
+        key = memo.memo_key(fingerprint_examples(written), [(str(f), _file_hash(suite.path(f))) for f in suite.train_files],
+                            _prepare_code())
         contamination = memo.memoised("contamination", key, lambda: check_contamination(
-            written, [(f, d.examples) for f, d in train_sets]).to_dict())
+            written, [(str(f), load_dataset(suite.path(f)).examples) for f in suite.train_files]).to_dict())
     return PreparedSuite(suite, dataset, len(full), models, metrics, gates, shots, labels, contamination,
                          full.fingerprint, judge_gates, judge_model)
 
@@ -241,6 +247,29 @@ def _prepare_judge(suite: Suite, table: Mapping[str, ModelSpec]) -> tuple[ModelS
     if path is not None and path.exists():
         load_calibration(path)
     return table[judge.model], [c.id for c in rubric.criteria]
+
+
+def _file_hash(path: Path) -> str:
+    """sha256 of a file's bytes; a missing file hashes to its error, and loading it says what is wrong."""
+    import hashlib
+
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        return f"unreadable: {exc}"
+
+
+def _loader_args(suite: Suite, labels: Sequence[str] | None, template: PromptTemplate | None) -> list[Any]:
+    return [list(labels) if labels is not None else None, dict(suite.columns or {}), suite.system_prompt,
+            [template.text, template.labels] if template is not None else None]
+
+
+def _prepare_code() -> str:
+    """The code whose output the preparation memos hold: loading, shots, contamination."""
+    from . import data_csv, generate, prompts
+
+    return memo.code_key(__file__, data_module.__file__, data_csv.__file__, prompts.__file__, generate.__file__,
+                         contamination_module.__file__)
 
 
 def _as_written(suite: Suite, dataset: Dataset, template: PromptTemplate | None) -> tuple[Example, ...]:

@@ -25,7 +25,6 @@ from support.tinymodels import ARCHS, Arch, build_adapter, build_model
 
 from ftevals.backends.base import GenerationRequest
 from ftevals.backends.vllm import VLLMBackend, VLLMSettings
-from ftevals.backends.vllm_strategy import probe_is_clear
 from ftevals.data import Message
 from ftevals.errors import ModelSpecError
 from ftevals.models import ResolvedModel, resolve_models
@@ -214,8 +213,7 @@ def test_auto_measures_each_adapter_both_ways_and_records_the_decision(tmp_path:
         backend.prepare(requests)
         out = {r.key: g.text for r, g in zip(requests, backend.generate(requests))}
         choice = backend.choices["tuned"]
-        # One request each way when that settles it, four when it was too close to call.
-        assert choice.probe_requests == (1 if probe_is_clear(choice) else 4) and choice.requests == len(questions)
+        assert choice.probe_requests == 4 and choice.requests == len(questions)
         assert choice.lora_s_per_request and choice.merged_s_per_request and choice.swap_s is not None
         assert choice.strategy == ("merged" if choice.merged_cost_s < choice.lora_cost_s else "multi-lora")
         assert f"measured on {choice.probe_requests} of its requests cut to 8 tokens" in choice.reason

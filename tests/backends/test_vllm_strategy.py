@@ -15,19 +15,21 @@ from pathlib import Path
 import pytest
 
 from ftevals.backends.vllm import VLLMBackend, VLLMSettings, lora_rank_limit
-from ftevals.backends.vllm_strategy import adapter_deltas, decide_from_probe, probe_is_clear, swap_refusal, tensor_files
+from ftevals.backends.vllm_strategy import (SWAP_BYTES_PER_S, adapter_deltas, decide_from_probe, estimate_swap_seconds,
+                                           swap_refusal, tensor_files)
 from ftevals.errors import ConfigError
 from ftevals.models import AdapterInfo, ModelFolder, ResolvedModel
 from ftevals.specs import ModelSpec
 
 
-def test_auto_merges_when_the_measured_lora_path_costs_more_than_two_swaps():
-    # Probe of 4 requests: LoRA 2.0 s, merged 0.5 s (4x); a swap 0.5 s; the base took 0.3 s per full
-    # request. 100 requests: 100 x 0.3 x 4 = 120 s as LoRA vs 1 + 30 s merged.
+def test_auto_merges_when_what_lora_adds_costs_more_than_two_swaps():
+    # Probe of 4 requests, one call each way: LoRA 2.0 s, plain weights 0.5 s, so LoRA adds 0.375 s a
+    # request; a swap 0.5 s; the base took 0.3 s per full request. 100 requests: 100 x (0.3 + 0.375)
+    # = 67.5 s as LoRA vs 1 + 30 s merged.
     choice = decide_from_probe("big", 100, 4, lora_s=2.0, merged_s=0.5, swap_s=0.5, request_s=0.3)
     assert choice.strategy == "merged" and choice.served_by == "swap"
-    assert choice.lora_cost_s == pytest.approx(120.0) and choice.merged_cost_s == pytest.approx(31.0)
-    assert "measured on 4 of its requests cut to 8 tokens" in choice.reason
+    assert choice.lora_cost_s == pytest.approx(67.5) and choice.merged_cost_s == pytest.approx(31.0)
+    assert "measured on 4 of its requests cut to 8 tokens" in choice.reason and "LoRA adds 0.375 s a request" in choice.reason
     assert "the base's measured time per request" in choice.reason
     # Two requests and a slow swap: swapping costs more than it can save.
     small = decide_from_probe("small", 2, 2, lora_s=0.4, merged_s=0.2, swap_s=1.0)
@@ -35,17 +37,20 @@ def test_auto_merges_when_the_measured_lora_path_costs_more_than_two_swaps():
     assert "the probe's time per request" in small.reason  # no base measured yet: the probe's own
     # A GPU-like machine where LoRA costs what the base does: no reason to swap.
     assert decide_from_probe("gpu", 1000, 4, lora_s=1.0, merged_s=1.0, swap_s=0.1).strategy == "multi-lora"
-    # Recorded with its inputs.
+    # Recorded with its inputs, and whether the swap was measured or estimated.
     assert set(choice.to_dict()) >= {"lora_s_per_request", "merged_s_per_request", "swap_s", "probe_requests"}
+    assert "estimated from the adapter's size" in decide_from_probe("x", 10, 4, lora_s=1, merged_s=1, swap_s=0.1,
+                                                                    swap_measured=False).reason
 
 
-def test_one_probe_request_settles_only_a_clear_verdict():
-    # 120 s vs 31 s: clear after one request each way.
-    assert probe_is_clear(decide_from_probe("big", 100, 1, lora_s=0.5, merged_s=0.125, swap_s=0.5, request_s=0.3))
-    # 1.5x apart (LoRA 45 s vs merged 31 s): probe more before deciding.
-    close = decide_from_probe("close", 100, 1, lora_s=0.15, merged_s=0.1, swap_s=0.5, request_s=0.3)
-    assert close.strategy == "merged" and not probe_is_clear(close)
-    assert not probe_is_clear(decide_from_probe("tie", 10, 1, lora_s=0.1, merged_s=0.1, swap_s=0.0, request_s=0.3))
+def test_a_calls_fixed_cost_does_not_hide_what_lora_adds():
+    # Four short requests in one call each way: 1.17 s as LoRA, 1.11 s plain, most of either the
+    # call's own cost. A ratio (1.05x) of the two would call LoRA nearly free; the difference says
+    # 0.015 s a request, weighed against the swaps for what it is.
+    choice = decide_from_probe("r8k", 32, 4, lora_s=1.17, merged_s=1.11, swap_s=0.29, request_s=0.072)
+    assert choice.lora_cost_s == pytest.approx(32 * (0.072 + 0.015), abs=0.01)  # recorded to 2 decimals
+    assert choice.strategy == "multi-lora"  # 0.48 s added against 0.58 s of swaps
+    assert decide_from_probe("r8k", 320, 4, lora_s=1.17, merged_s=1.11, swap_s=0.29, request_s=0.072).strategy == "merged"
 
 
 def _write_adapter(folder: Path, config: dict, tensors: dict | None = None) -> Path:
@@ -96,6 +101,23 @@ def test_what_the_swap_cannot_apply_is_named(tmp_path, config, extra, why):
                    "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": torch.ones(4, 2), extra: torch.ones(2, 8)}
     refusal = swap_refusal(_resolved(_base(tmp_path / "base"), _write_adapter(tmp_path / "a", config, tensors)))
     assert refusal is not None and refusal.startswith(why), refusal
+
+
+def test_the_swap_is_estimated_from_the_target_matrices_and_the_checkpoint_dtype(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    # Two targets: q_proj 4x4 (A 2x4, B 4x2) and an 8x4 down_proj (A 2x4, B 8x2): 16 + 32 elements.
+    tensors = {"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": torch.ones(2, 4),
+               "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": torch.ones(4, 2),
+               "base_model.model.model.layers.0.mlp.down_proj.lora_A.weight": torch.ones(2, 4),
+               "base_model.model.model.layers.0.mlp.down_proj.lora_B.weight": torch.ones(8, 2)}
+    adapter = _write_adapter(tmp_path / "a", {}, tensors)
+    assert estimate_swap_seconds(_resolved(_base(tmp_path / "base"), adapter)) == pytest.approx(48 * 4 / SWAP_BYTES_PER_S)
+    (tmp_path / "bf16").mkdir()
+    save_file({"model.layers.0.self_attn.q_proj.weight": torch.zeros(4, 4, dtype=torch.bfloat16)},
+              str(tmp_path / "bf16" / "model.safetensors"))
+    assert estimate_swap_seconds(_resolved(tmp_path / "bf16", adapter)) == pytest.approx(48 * 2 / SWAP_BYTES_PER_S)
 
 
 def test_a_base_without_safetensors_is_not_swapped(tmp_path):

@@ -34,8 +34,8 @@ from .base import BackendDefaults, Generation, GenerationRequest
 from .vllm_logs import _route_logs_once, _stderr_into, route_engine_logs
 from .vllm_watch import _DeathWatch, _dead_engine_process
 from .vllm_lora import check_architecture_serves_lora, check_lora_servable, lora_rank_limit
-from .vllm_strategy import (PROBE_REQUESTS, PROBE_TOKENS, StrategyChoice, decide_from_probe, merge_adapter, probe_is_clear,
-                            swap_refusal)
+from .vllm_strategy import (PROBE_REQUESTS, PROBE_TOKENS, StrategyChoice, decide_from_probe, estimate_swap_seconds,
+                            merge_adapter, swap_refusal)
 # render_chat is re-exported: older imports name it here.
 from .render_memo import MemoisedRendering
 from .templates import load_tokenizer, render_chat
@@ -325,6 +325,8 @@ class VLLMBackend(MemoisedRendering, BackendDefaults):
         self._planned: dict[str, int] = {}
         #: Base folder -> (seconds, requests) the base model took here, for "auto".
         self._base_served: dict[str, tuple[float, int]] = {}
+        #: Seconds the last weight swap took ("auto" weighs the next adapter's swaps by it).
+        self._last_swap_s: float | None = None
         self.choices: dict[str, StrategyChoice] = {}
         self.engine_start_seconds = 0.0
         self.generate_seconds = 0.0
@@ -457,44 +459,35 @@ class VLLMBackend(MemoisedRendering, BackendDefaults):
         engine.start()
         self.engine_start_seconds = sum(e.start_seconds for e in self._engines.values())
         if engine.can_swap:
-            self.merge_seconds += engine.use_weights(self.models[name] if route == "swap" else None)
+            seconds = engine.use_weights(self.models[name] if route == "swap" else None)
+            if seconds > 0:
+                self.merge_seconds += seconds
+                self._last_swap_s = seconds
         return engine
 
     def _probe_and_generate(self, name: str, batch: list[GenerationRequest], ids: list[list[int]]) -> list[Generation]:
-        """"auto": time this adapter's first request, cut to a few tokens, both ways (LoRA, then
-        merged); when one way is clearly cheaper (PROBE_CLEAR_RATIO) serve every request that way,
-        else time a few more requests both ways first. The probe's short outputs are not kept."""
-        cut = [replace(r, sampling=replace(r.sampling, max_tokens=min(PROBE_TOKENS, r.sampling.max_tokens))) for r in batch]
+        """"auto": time a few of this adapter's requests, cut to a few tokens, in one engine call as
+        LoRA requests and in one on the plain base weights, before any swap (merged weights have the
+        base's shapes, so they run at the base's speed; a probe right after a swap would also time
+        the engine settling on new weights). Every request then goes the cheaper way
+        (`decide_from_probe`). The swap's cost is the last one measured in this run, or before the
+        first an estimate from the adapter's size. The probe's short outputs are not kept."""
+        k = min(PROBE_REQUESTS, len(batch))
+        probe = [replace(r, sampling=replace(r.sampling, max_tokens=min(PROBE_TOKENS, r.sampling.max_tokens)))
+                 for r in batch[:k]]
         base_s, base_n = self._base_served.get(str(self.models[name].base.path), (0.0, 0))
-        planned = self._planned.get(name, len(batch))
-        engine = self._ready_engine(name, "lora")
-        lora_s = merged_s = swap_s = 0.0
-        first = min(1, len(batch))
+        engine = self._ready_engine(name, "lora")  # the base's weights in place
         t0 = time.monotonic()
-        self._timed_generate(engine, cut[:first], ids[:first], lora=True)
-        lora_s += time.monotonic() - t0
-        swap_s = engine.use_weights(self.models[name])
-        self.merge_seconds += swap_s
+        self._timed_generate(engine, probe, ids[:k], lora=True)
+        lora_s = time.monotonic() - t0
         t0 = time.monotonic()
-        self._timed_generate(engine, cut[:first], ids[:first], lora=False)
-        merged_s += time.monotonic() - t0
-        choice = decide_from_probe(name, planned, first, lora_s=lora_s, merged_s=merged_s, swap_s=swap_s,
-                                   request_s=base_s / base_n if base_n else None)
-        more = min(PROBE_REQUESTS, len(batch))
-        if not probe_is_clear(choice) and more > first:
-            # Too close to call on one request: a few more, merged first (the weights are in), then
-            # the swap back out and LoRA. The decision uses all of them.
-            t0 = time.monotonic()
-            self._timed_generate(engine, cut[first:more], ids[first:more], lora=False)
-            merged_s += time.monotonic() - t0
-            back = engine.use_weights(None)
-            self.merge_seconds += back
-            t0 = time.monotonic()
-            self._timed_generate(engine, cut[first:more], ids[first:more], lora=True)
-            lora_s += time.monotonic() - t0
-            choice = decide_from_probe(name, planned, more, lora_s=lora_s, merged_s=merged_s, swap_s=max(swap_s, back),
-                                       request_s=base_s / base_n if base_n else None)
-        self.choices[name] = choice
+        self._timed_generate(engine, probe, ids[:k], lora=False)
+        plain_s = time.monotonic() - t0
+        measured = self._last_swap_s is not None
+        swap_s = self._last_swap_s if self._last_swap_s is not None else estimate_swap_seconds(self.models[name])
+        self.choices[name] = decide_from_probe(
+            name, self._planned.get(name, len(batch)), k, lora_s=lora_s, merged_s=plain_s, swap_s=swap_s,
+            request_s=base_s / base_n if base_n else None, swap_measured=measured)
         return self._generate_routed(name, batch, ids)
 
     def first_token_logprobs(self, requests: Sequence[GenerationRequest]) -> list[dict[int, float]] | None:

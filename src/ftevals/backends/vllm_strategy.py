@@ -36,12 +36,6 @@ if TYPE_CHECKING:  # pragma: no cover
 #: CPU LoRA path would cost more than the decision can save on a small suite.
 PROBE_REQUESTS = 4
 PROBE_TOKENS = 8
-#: After one request each way, the decision stands when one way's estimated cost is at least this
-#: many times the other's (a single request's timing is noisy; a clear verdict is not): the probe's
-#: own cost (the LoRA path is several times slower on a CPU) is most of what "auto" costs.
-PROBE_CLEAR_RATIO = 2.0
-
-
 @dataclass(frozen=True)
 class StrategyChoice:
     """How an adapter was served, and for "auto" the measurements behind the choice."""
@@ -68,33 +62,33 @@ class StrategyChoice:
 
 
 def decide_from_probe(model: str, requests: int, probed: int, *, lora_s: float, merged_s: float, swap_s: float,
-                      request_s: float | None = None) -> StrategyChoice:
+                      request_s: float | None = None, swap_measured: bool = True) -> StrategyChoice:
     """Pick the cheaper way for all of an adapter's requests, from a probe of `probed` of them (cut to
-    PROBE_TOKENS) generated both ways in one engine, and what a full request costs on the plain
-    weights (`request_s`: the base model's measured seconds per request in this run; without it,
-    the probe's own merged time per request, a lower bound that favours LoRA).
+    PROBE_TOKENS) generated in one engine call each way: as LoRA requests (`lora_s`) and on plain
+    weights of the base's shapes (`merged_s`: merged weights run at that speed). `request_s` is what
+    a full request costs on the plain weights (the base model's measured seconds per request in
+    this run; without it, the probe's own plain time per request).
 
-    LoRA: requests x request_s x (lora_s / merged_s). Merged: two swaps (in, and out again before
-    the next model) + requests x request_s. Ties go to multi-lora, which touches no weights.
+    The difference of the two calls is what LoRA adds per request; a call's fixed cost (scheduling,
+    a few hundred milliseconds on a CPU, more than a short request) cancels out of it, where a
+    ratio of two tiny calls would hide LoRA's cost. LoRA: requests x (request_s + added). Merged:
+    two swaps (in, and out again before the next model) + requests x request_s. Ties go to
+    multi-lora, which touches no weights.
     """
     per_request = request_s if request_s else merged_s / probed
-    ratio = lora_s / merged_s if merged_s > 0 else 1.0
-    lora_cost = requests * per_request * ratio
+    added = max(0.0, (lora_s - merged_s) / probed)
+    lora_cost = requests * (per_request + added)
     merged_cost = 2 * swap_s + requests * per_request
     strategy = "merged" if merged_cost < lora_cost else "multi-lora"
     source = "the base's measured time per request" if request_s else "the probe's time per request"
-    reason = (f"measured on {probed} of its requests cut to {PROBE_TOKENS} tokens: LoRA {lora_s:.2f} s, merged "
-              f"{merged_s:.2f} s ({ratio:.1f}x), swap {swap_s:.2f} s; with {source} ({per_request:.3f} s), "
-              f"estimated {lora_cost:.1f} s as LoRA vs {merged_cost:.1f} s merged for its {requests} requests")
+    swap = f"a swap {swap_s:.2f} s" + ("" if swap_measured else " (estimated from the adapter's size)")
+    reason = (f"measured on {probed} of its requests cut to {PROBE_TOKENS} tokens: LoRA {lora_s:.2f} s, plain "
+              f"weights {merged_s:.2f} s, so LoRA adds {added:.3f} s a request; {swap}; with {source} "
+              f"({per_request:.3f} s), estimated {lora_cost:.1f} s as LoRA vs {merged_cost:.1f} s merged for its "
+              f"{requests} requests")
     return StrategyChoice(model, strategy, requests, "swap" if strategy == "merged" else "lora", reason, probed,
                           round(lora_s / probed, 4), round(merged_s / probed, 4), round(swap_s, 3), round(lora_cost, 2),
                           round(merged_cost, 2))
-
-
-def probe_is_clear(choice: StrategyChoice) -> bool:
-    """Whether one way's estimated cost is at least PROBE_CLEAR_RATIO times the other's."""
-    low, high = sorted((choice.lora_cost_s or 0.0, choice.merged_cost_s or 0.0))
-    return high >= PROBE_CLEAR_RATIO * low if low > 0 else high > 0
 
 
 def swap_refusal(model: ResolvedModel) -> str | None:
@@ -141,12 +135,12 @@ def tensor_files(folder: Path) -> dict[str, Path]:
     return {name: single for name in safetensors_names(single)}
 
 
-def safetensors_names(path: Path) -> list[str]:
-    """The tensor names in a safetensors file, read from its header alone.
+def safetensors_header(path: Path) -> dict[str, Any]:
+    """Tensor name -> {"dtype", "shape", "data_offsets"} of a safetensors file, from its header alone.
 
     The format starts with the header's length (8 bytes, little-endian) and the header, a JSON
-    object of tensor name -> dtype, shape, offsets (plus "__metadata__"). Reading it directly
-    keeps torch out of a run that only needs to know which tensors exist (a warm re-run)."""
+    object of those entries (plus "__metadata__"). Reading it directly keeps torch out of a run
+    that only needs to know which tensors exist (a warm re-run)."""
     with open(path, "rb") as fh:
         size = int.from_bytes(fh.read(8), "little")
         if not 2 <= size <= 100_000_000:
@@ -154,7 +148,36 @@ def safetensors_names(path: Path) -> list[str]:
         header = json.loads(fh.read(size))
     if not isinstance(header, dict):
         raise ValueError(f"{path} is not a safetensors file (header is not a JSON object)")
-    return [name for name in header if name != "__metadata__"]
+    return {name: entry for name, entry in header.items() if name != "__metadata__"}
+
+
+def safetensors_names(path: Path) -> list[str]:
+    """The tensor names in a safetensors file (its header)."""
+    return list(safetensors_header(path))
+
+
+#: Bytes of target weights a swap moves per second, for an estimate before the first swap of a run:
+#: read from the checkpoint, B @ A added, loaded and re-packed. Measured 0.3-0.5 s for the 0.4 GB
+#: the demo adapters target in the float32 SmolLM2-135M on 2 CPU cores; taken as a round 1 GB/s.
+SWAP_BYTES_PER_S = 1e9
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "BF16": 2, "F16": 2, "F8_E4M3": 1, "F8_E5M2": 1}
+
+
+def estimate_swap_seconds(model: ResolvedModel) -> float:
+    """A swap's cost before any was measured: the bytes of the base matrices the adapter targets
+    (in x out per LoRA pair, at the checkpoint's dtype), at SWAP_BYTES_PER_S."""
+    assert model.adapter is not None
+    header = safetensors_header(model.adapter.path / "adapter_model.safetensors")
+    elements = 0
+    for key, entry in header.items():
+        if key.endswith(".lora_A.weight"):
+            b = header.get(key.replace(".lora_A.weight", ".lora_B.weight"))
+            if b is not None:
+                elements += int(entry["shape"][-1]) * int(b["shape"][0])
+    files = tensor_files(model.base.path)
+    first = next(iter(files.values()), None)
+    dtype = next(iter(safetensors_header(first).values()))["dtype"] if first else "F32"
+    return elements * _DTYPE_BYTES.get(str(dtype), 4) / SWAP_BYTES_PER_S
 
 
 def read_tensors(files: dict[str, Path], names: list[str]) -> dict[str, torch.Tensor]:
@@ -232,4 +255,4 @@ def merge_adapter(model: ResolvedModel) -> Path:
     return target
 
 
-__all__ = ["PROBE_CLEAR_RATIO", "PROBE_REQUESTS", "PROBE_TOKENS", "StrategyChoice", "adapter_deltas", "decide_from_probe", "merge_adapter", "merged_model_dir", "probe_is_clear", "read_tensors", "safetensors_names", "swap_refusal", "tensor_files"]
+__all__ = ["PROBE_REQUESTS", "PROBE_TOKENS", "StrategyChoice", "adapter_deltas", "decide_from_probe", "estimate_swap_seconds", "merge_adapter", "merged_model_dir", "read_tensors", "safetensors_header", "safetensors_names", "swap_refusal", "tensor_files"]
