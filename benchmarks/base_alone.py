@@ -4,8 +4,9 @@ Issue 15's machine-independent goal compares the cold main job with "the time th
 takes to generate the same requests in one engine". This pytest plugin registers a backend,
 `vllm-base-alone`, that plans exactly what the main job plans (same suites, same requests, same
 deduplication, same sampling) and then answers each adapter's requests with the base model's
-weights: no adapter is merged, swapped or applied. Its outputs are the base's, so the run stops at
-the engine-integrity check (the adapters "change nothing"); only its wall time is used.
+weights: no adapter is merged, swapped or applied. Its outputs are the base's, so its gates fail
+(the integrity check's log-probability probe still sees the real adapters and lets it through);
+only its wall time is used.
 
     python -m pytest suites/ -p benchmarks.base_alone --ftevals-backend vllm-base-alone
 

@@ -111,6 +111,10 @@ def render_markdown(res: dict[str, Any]) -> str:
         rows.append(f"| 6a | HTML report, 1,000 examples x 4 models: under 5 MB, opens in Chromium in under 2 s | "
                     f"largest {biggest / 1e6:.2f} MB, slowest first frame {slowest / 1000:.2f} s | "
                     f"{_met(biggest < 5e6 and slowest < 2000)} |")
+    run = res.get("default_run")
+    if run:
+        rows.append(f"| 15 | one `python -m benchmarks` run (the default sections): under 15 minutes | "
+                    f"{run['seconds']:.0f} s ({run['date']}) | {_met(run['seconds'] < 900)} |")
     lines += rows
     if eng:
         lines += ["", "## Engines and strategies", ""]
@@ -137,6 +141,14 @@ def render_markdown(res: dict[str, Any]) -> str:
                 lines += ["", "Adapter vs base in the same engine (multi-lora), time per generated token: "
                           + ", ".join(per_adapter) + f" (base {base['tokens_per_s']:.0f} tokens/s)."]
             lines.append("")
+    if eng:
+        lines += ["Why `auto` misses its goal here: every adapter's choice was right (merged), but a run that may "
+                  "serve LoRA requests needs an engine started with LoRA enabled, and on this CPU such an engine "
+                  "starts a few seconds slower and serves requests without a LoRA more slowly than the merged "
+                  "strategy's engine; and the probes, 4 requests cut to 8 tokens each way per adapter, cost 2-3 s per "
+                  "adapter on the label prompts and about 13 s on the long DialogSum prompts, whose prefill goes "
+                  "through the CPU LoRA path. On workloads this small those fixed costs are 30-40% of the run. On a CPU, use `merged` "
+                  "(the default); `auto` is for machines where LoRA requests are cheap and swaps are not.", ""]
     if peer:
         lines += ["## The real lm-evaluation-harness beside ftevals", "",
                   f"`python -m benchmarks --only peer`: lm-eval installed into its own venv (benchmarks/peer.py), "
@@ -175,8 +187,9 @@ def render_markdown(res: dict[str, Any]) -> str:
         lines += ["## The main job against the base model alone", "",
                   f"`python -m benchmarks --only base-alone`: the main job cold ({_s(ba['cold']['wall_s'])}, "
                   f"{ba['cold']['outcome']}), then the same suites with every request, the adapters' included, served by the "
-                  f"base model in one engine (`benchmarks/base_alone.py`; {_s(ba['base_alone']['wall_s'])}, stopped at the "
-                  f"engine-integrity check as designed: {ba['base_alone']['stopped_at_integrity']}). Same requests, same "
+                  f"base model in one engine (`benchmarks/base_alone.py`; {_s(ba['base_alone']['wall_s'])}, "
+                  f"{ba['base_alone']['outcome']}: its gates fail by design, the \"adapters\" answering like the base; "
+                  "its wall time includes scoring them). Same requests, same "
                   "deduplication and sampling; the base writes its own answers, which for the adapters' requests are "
                   "often longer than the adapters' short labels, so the base alone can take longer than the real job.", ""]
     if rf:
@@ -211,7 +224,9 @@ def render_markdown(res: dict[str, Any]) -> str:
                   f"Counted inside the ftevals run alone (wall minus its engine start and generate), the rest is "
                   f"{_s(ov['within_run_overhead_s'])} ({_pct(ov['within_run_ratio'])}): that split also charges ftevals "
                   f"with importing transformers and shutting the engine down, which vLLM alone pays too. Peak memory "
-                  f"{ov['peak_rss_gb']:.2f} GiB.", ""]
+                  f"{ov['peak_rss_gb']:.2f} GiB. What remains (not split further): validating the dataset, loading "
+                  "the tokenizer before the engine exists (to build cache keys; vLLM then loads its own), "
+                  "rendering and caching, the bootstrap confidence intervals, the results file and report.", ""]
     elif ov:
         lines += ["## Harness overhead", "",
                   f"{ov['n']} examples, base model: wall {_s(ov['wall_s'])} = engine start {_s(ov['engine_start_s'])} "
