@@ -46,22 +46,27 @@ class Scripted(BackendDefaults):
         return [{7: -0.5 + (self.logprob_shift if r.model.adapter else 0.0), 9: -1.5} for r in requests]
 
 
-def run(backend: Scripted, tmp_path: Path):
-    suite = Suite(name="b77", task="classification", dataset=str(DATASET), labels=str(LABELS), models=("base", "tuned"),
-                  limit=6)
-    config = RunConfig(models=MODELS, backend="vllm", cache_dir=tmp_path / "cache", cache_mode="off", resamples=100)
-    prepared = prepare([suite], config)
+def generated(backend: Scripted, tmp_path: Path, gates: tuple[str, ...] = ()):
+    """Six BANKING77 rows through `backend` for base and tuned: the prepared run, plan and outcome."""
+    from ftevals.cache import GenerationCache
     from ftevals.generate import Plan, build_messages, run_generation
 
+    suite = Suite(name="b77", task="classification", dataset=str(DATASET), labels=str(LABELS), models=("base", "tuned"),
+                  limit=6, gates=gates)
+    config = RunConfig(models=MODELS, backend="vllm", cache_dir=tmp_path / "cache", cache_mode="off", resamples=100)
+    prepared = prepare([suite], config)
     resolved = unverified_models(MODELS.values())
     plan = Plan()
     for ps in prepared.suites:
         for m in ps.models:
             for ex in ps.dataset.examples:
                 plan.add(ps.name, resolved[m.name], ex, build_messages(ex, []), ps.suite.sampling, backend)
-    from ftevals.cache import GenerationCache
-
     outcome = run_generation(plan, backend, GenerationCache(tmp_path / "c", "off"), progress=None)
+    return config, prepared, plan, outcome
+
+
+def run(backend: Scripted, tmp_path: Path):
+    _, prepared, plan, outcome = generated(backend, tmp_path)
     return check_integrity(prepared.suites, plan, outcome, backend)
 
 
@@ -142,21 +147,9 @@ def test_a_base_disturbed_by_serving_its_adapters_stops_the_run(tmp_path: Path) 
 
 
 def _scored(backend: Scripted, tmp_path: Path, gates: tuple[str, ...]):
-    from ftevals.cache import GenerationCache
-    from ftevals.generate import Plan, build_messages, run_generation
     from ftevals.score import score_suite
 
-    suite = Suite(name="b77", task="classification", dataset=str(DATASET), labels=str(LABELS), models=("base", "tuned"),
-                  limit=6, gates=gates)
-    config = RunConfig(models=MODELS, backend="vllm", cache_dir=tmp_path / "cache", cache_mode="off", resamples=100)
-    prepared = prepare([suite], config)
-    resolved = unverified_models(MODELS.values())
-    plan = Plan()
-    for ps in prepared.suites:
-        for m in ps.models:
-            for ex in ps.dataset.examples:
-                plan.add(ps.name, resolved[m.name], ex, build_messages(ex, []), ps.suite.sampling, backend)
-    outcome = run_generation(plan, backend, GenerationCache(tmp_path / "c", "off"), progress=None)
+    config, prepared, plan, outcome = generated(backend, tmp_path, gates)
     checks = check_integrity(prepared.suites, plan, outcome, backend)
     return {g.id: g for g in score_suite(prepared.suites[0], plan, outcome, config, checks).gates}
 

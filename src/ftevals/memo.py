@@ -77,6 +77,41 @@ def write_memo(path: Path, data: bytes) -> None:
         raise
 
 
+class JsonMemo:
+    """A str -> str memo kept in one JSON file (rendered prompts, word stems): read once, `get`
+    computes what is missing, `save` rewrites the file only when something was added. Past
+    `max_entries` it starts over rather than growing without bound."""
+
+    def __init__(self, path: Path, max_entries: int) -> None:
+        self.path, self.max_entries = path, max_entries
+        self._entries: dict[str, str] = {}
+        self._dirty = False
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(loaded, dict) and all(isinstance(v, str) for v in loaded.values()):
+                self._entries = loaded
+        except (OSError, ValueError):
+            pass  # none yet, or a damaged one: compute afresh and rewrite it
+
+    def get(self, key: str, compute: Callable[[], str]) -> str:
+        found = self._entries.get(key)
+        if found is None:
+            if len(self._entries) >= self.max_entries:
+                self._entries = {}
+            found = self._entries[key] = compute()
+            self._dirty = True
+        return found
+
+    def save(self) -> None:
+        if not self._dirty:
+            return
+        try:
+            write_memo(self.path, json.dumps(self._entries, ensure_ascii=False).encode("utf-8"))
+            self._dirty = False
+        except OSError:
+            pass  # a read-only cache only costs speed
+
+
 def memoised(kind: str, key: str, compute: Callable[[], T]) -> T:
     """`compute()`, or its value from an earlier run with the same key. Exceptions are not memoised:
     bad input fails, with its full message, every time."""
@@ -94,4 +129,4 @@ def memoised(kind: str, key: str, compute: Callable[[], T]) -> T:
     return value
 
 
-__all__ = ["MEMO_VERSION", "code_key", "memo_dir", "memo_key", "memoised", "write_memo"]
+__all__ = ["MEMO_VERSION", "JsonMemo", "code_key", "memo_dir", "memo_key", "memoised", "write_memo"]

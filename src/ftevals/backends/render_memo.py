@@ -19,7 +19,7 @@ from typing import Any
 
 from ..data import Message
 from ..specs import ModelSpec
-from ..memo import write_memo
+from ..memo import JsonMemo
 
 #: Weight files do not change how text is rendered; every other file in the folder may
 #: (tokenizer.json, tokenizer_config.json, chat_template.jinja, vocab/merges, special tokens...).
@@ -53,43 +53,22 @@ def messages_key(prompt_format: str, messages: Sequence[Message]) -> str:
 
 
 class RenderMemo:
-    """Rendered prompts (and resolved prompt formats) of one tokenizer, read from and saved to
+    """Rendered prompts (and resolved prompt formats) of one tokenizer, in
     `memo_dir/<tokenizer key>.json`. `save()` writes only when something new was rendered."""
 
     def __init__(self, folder: Path, memo_dir: Path, trust_remote_code: bool = False) -> None:
-        self.path = memo_dir / f"{tokenizer_key(folder, trust_remote_code)}.json"
-        self._entries: dict[str, str] = {}
-        self._dirty = False
-        try:
-            loaded = json.loads(self.path.read_text(encoding="utf-8"))
-            if isinstance(loaded, dict) and all(isinstance(v, str) for v in loaded.values()):
-                self._entries = loaded
-        except (OSError, ValueError):
-            pass  # no memo yet, or a damaged one: render afresh and rewrite it
-
-    def _get(self, key: str, compute: Callable[[], str]) -> str:
-        if key not in self._entries:
-            if len(self._entries) >= MAX_ENTRIES:
-                self._entries = {}
-            self._entries[key] = compute()
-            self._dirty = True
-        return self._entries[key]
+        self._memo = JsonMemo(memo_dir / f"{tokenizer_key(folder, trust_remote_code)}.json", MAX_ENTRIES)
+        self.path = self._memo.path
 
     def prompt_format(self, requested: str, resolve: Callable[[], str]) -> str:
         """The resolved prompt format; `resolve` runs (and may raise) only when it is not memoised."""
-        return self._get(f"format:{requested}", resolve)
+        return self._memo.get(f"format:{requested}", resolve)
 
     def render(self, prompt_format: str, messages: Sequence[Message], render: Callable[[], str]) -> str:
-        return self._get(messages_key(prompt_format, messages), render)
+        return self._memo.get(messages_key(prompt_format, messages), render)
 
     def save(self) -> None:
-        if not self._dirty:
-            return
-        try:
-            write_memo(self.path, json.dumps(self._entries, ensure_ascii=False).encode("utf-8"))
-            self._dirty = False
-        except OSError:
-            pass  # a read-only cache only costs speed
+        self._memo.save()
 
 
 class MemoisedRendering:

@@ -19,7 +19,6 @@ benchmarks/rouge_reference.py runs plain rouge-score: what tests and benchmarks 
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -52,47 +51,28 @@ class _StemMemo:
     def __init__(self) -> None:
         from importlib import metadata
 
-        from ..memo import memo_dir
+        from ..memo import JsonMemo, memo_dir
 
         try:
             version = metadata.version("nltk")
         except metadata.PackageNotFoundError:
             version = "absent"
-        self.path = memo_dir() / "stems" / f"porter-nltk-{version}.json"
-        self._stems: dict[str, str] = {}
+        self._memo = JsonMemo(memo_dir() / "stems" / f"porter-nltk-{version}.json", self.MAX_WORDS)
         self._porter: Callable[[str], str] | None = None
-        self._dirty = False
-        try:
-            loaded = json.loads(self.path.read_text(encoding="utf-8"))
-            if isinstance(loaded, dict) and all(isinstance(v, str) for v in loaded.values()):
-                self._stems = loaded
-        except (OSError, ValueError):
-            pass  # none yet, or damaged: stem afresh
+
+    def _stem_now(self, word: str) -> str:
+        if self._porter is None:
+            from nltk.stem import porter
+
+            # The same stemmer (class and mode) that rouge-score's DefaultTokenizer builds.
+            self._porter = porter.PorterStemmer().stem
+        return self._porter(word)
 
     def stem(self, word: str) -> str:
-        found = self._stems.get(word)
-        if found is None:
-            if self._porter is None:
-                from nltk.stem import porter
-
-                # The same stemmer (class and mode) that rouge-score's DefaultTokenizer builds.
-                self._porter = porter.PorterStemmer().stem
-            if len(self._stems) >= self.MAX_WORDS:
-                self._stems = {}
-            found = self._stems[word] = self._porter(word)
-            self._dirty = True
-        return found
+        return self._memo.get(word, lambda: self._stem_now(word))
 
     def save(self) -> None:
-        if not self._dirty:
-            return
-        from ..memo import write_memo
-
-        try:
-            write_memo(self.path, json.dumps(self._stems, ensure_ascii=False).encode("utf-8"))
-            self._dirty = False
-        except OSError:
-            pass  # a read-only cache only costs speed
+        self._memo.save()
 
 
 _stem_memo: list[_StemMemo] = []
