@@ -33,13 +33,13 @@ def test_a_dataset_is_validated_once_and_again_after_any_edit(tmp_path: Path, mo
     path = tmp_path / "d.jsonl"
     path.write_text("\n".join(_row(i) for i in range(5)) + "\n")
     calls: list[str] = []
-    real = data_module._load_dataset
+    real = data_module._parse_dataset
 
     def counting(*args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append("load")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(data_module, "_load_dataset", counting)
+    monkeypatch.setattr(data_module, "_parse_dataset", counting)
     first = load_dataset(path)
     second = load_dataset(path)
     assert calls == ["load"] and second == first

@@ -155,24 +155,28 @@ def load_dataset(
     """
     if isinstance(prompt_template, str):
         prompt_template = PromptTemplate.parse(prompt_template, owner="prompt_template", labels=labels)
-    args = dict(format=format, name=name, columns=columns, system_prompt=system_prompt, labels=labels,
-                prompt_template=prompt_template)
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError(
+            Problem(str(p), None, "file not found; expected a .jsonl or .csv dataset (check the path in the suite)")
+        )
     try:
-        raw = Path(path).read_bytes()
-    except OSError:
-        return _load_dataset(path, **args)  # type: ignore[arg-type]  # which says what is wrong
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise DatasetError(Problem(str(p), None, f"cannot read the file ({exc.strerror or exc})")) from None
     from . import data_csv, memo, prompts
 
     key = memo.memo_key(raw, str(path), format, name, dict(columns or {}), system_prompt,
                         list(labels) if labels is not None else None,
                         [prompt_template.text, prompt_template.labels] if prompt_template is not None else None,
                         memo.code_key(__file__, data_csv.__file__, prompts.__file__))
-    return memo.memoised("datasets", key, lambda: _load_dataset(path, **args))  # type: ignore[arg-type]
+    return memo.memoised("datasets", key, lambda: _parse_dataset(p, raw, format, name, columns, system_prompt, labels,
+                                                                 prompt_template))
 
 
-def _load_dataset(
-    path: str | Path,
-    *,
+def _parse_dataset(
+    p: Path,
+    raw: bytes,
     format: str | None,
     name: str | None,
     columns: Mapping[str, str] | None,
@@ -180,16 +184,7 @@ def _load_dataset(
     labels: Sequence[str] | None,
     prompt_template: PromptTemplate | None,
 ) -> Dataset:
-    p = Path(path)
-    if not p.is_file():
-        raise DatasetError(
-            Problem(str(p), None, "file not found; expected a .jsonl or .csv dataset (check the path in the suite)")
-        )
     fmt = format or _guess_format(p)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise DatasetError(Problem(str(p), None, f"cannot read the file ({exc.strerror or exc})")) from None
     problems: list[Problem] = []
     # A byte-order mark (Excel and Notepad write one) is not part of the first row.
     raw = raw.removeprefix(b"\xef\xbb\xbf")

@@ -12,15 +12,15 @@ always safe.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import pickle
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
+
+from .fsutil import atomic_write_bytes
 
 
 T = TypeVar("T")
@@ -63,18 +63,19 @@ def memo_key(*parts: Any) -> str:
 
 
 def write_memo(path: Path, data: bytes) -> None:
-    """Write a memo file whole or not at all (a temporary file renamed into place), without the
-    fsync a results file gets: after a crash a memo may be lost, never torn, and is rebuilt."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write a memo file whole or not at all, without the fsync a results file gets: after a crash
+    a memo may be lost, never torn, and is rebuilt."""
+    atomic_write_bytes(path, data, durable=False)
+
+
+def package_version(name: str) -> str:
+    """An installed distribution's version ("absent" when it is not installed), for memo keys."""
+    from importlib import metadata
+
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "absent"
 
 
 class JsonMemo:
@@ -129,4 +130,4 @@ def memoised(kind: str, key: str, compute: Callable[[], T]) -> T:
     return value
 
 
-__all__ = ["MEMO_VERSION", "JsonMemo", "code_key", "memo_dir", "memo_key", "memoised", "write_memo"]
+__all__ = ["MEMO_VERSION", "JsonMemo", "code_key", "memo_dir", "memo_key", "memoised", "package_version", "write_memo"]

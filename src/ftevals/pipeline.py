@@ -25,6 +25,7 @@ from . import contamination as contamination_module, data as data_module, memo
 from .contamination import check_contamination
 from .data import Dataset, Example, fingerprint_examples, load_dataset, normalize_text
 from .errors import ConfigError
+from .fsutil import sha256_file
 from .gate import Gate, parse_gate
 from .generate import Plan, build_messages, choose_shots, run_generation
 from .integrity import check_integrity
@@ -39,7 +40,8 @@ from .prompts import PromptTemplate
 from .results import ModelInfo, Results, RunInfo, new_run_info, utc_now
 from .score import score_suite
 from .specs import ModelSpec
-from .suite import MODEL_VALUES, SUITE_VALUES, Suite, check_known_failures, gate_targets, suite_model_names, unused_candidates
+from .suite import (MODEL_VALUES, SUITE_VALUES, Suite, check_known_failures, gate_targets, suite_model_names,
+                    unused_candidates)
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -210,8 +212,8 @@ def prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
         written = _as_written(suite, dataset, template)
         # Pure in its inputs, and a second or more on large training files: memoised (memo.py), keyed
         # by the training files' bytes so that a re-run need not even load them.
-        key = memo.memo_key(fingerprint_examples(written), [(str(f), _file_hash(suite.path(f))) for f in suite.train_files],
-                            _prepare_code())
+        files = [(str(f), _file_hash(suite.path(f))) for f in suite.train_files]
+        key = memo.memo_key(fingerprint_examples(written), files, _prepare_code())
         contamination = memo.memoised("contamination", key, lambda: check_contamination(
             written, [(str(f), load_dataset(suite.path(f)).examples) for f in suite.train_files]).to_dict())
     return PreparedSuite(suite, dataset, len(full), models, metrics, gates, shots, labels, contamination,
@@ -251,10 +253,8 @@ def _prepare_judge(suite: Suite, table: Mapping[str, ModelSpec]) -> tuple[ModelS
 
 def _file_hash(path: Path) -> str:
     """sha256 of a file's bytes; a missing file hashes to its error, and loading it says what is wrong."""
-    import hashlib
-
     try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
+        return sha256_file(path)
     except OSError as exc:
         return f"unreadable: {exc}"
 

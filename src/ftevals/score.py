@@ -64,9 +64,9 @@ def score_suite(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, confi
     for gate in ps.gates:
         for target in gate_targets(suite, ps.models, gate):
             if gate.metric == "integrity" and "integrity" not in gate_scores.get(target.model or "", {}):
-                result = GateResult(gate, target.model, False, f"{target.model} has no engine-integrity check in this run "
-                                    "(replayed outputs, or a model its backend cannot compare with a base); the gate "
-                                    "cannot pass")
+                result = GateResult(gate, target.model, False,
+                                    f"{target.model} has no engine-integrity check in this run (replayed outputs, or "
+                                    "a model its backend cannot compare with a base); the gate cannot pass")
             else:
                 result = evaluate_gate(gate, target.model, gate_scores, comparisons, suite_values,
                                        reference=suite.reference, n=len(examples))

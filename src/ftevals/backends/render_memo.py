@@ -13,13 +13,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from ..data import Message
 from ..specs import ModelSpec
-from ..memo import JsonMemo
+from ..fsutil import sha256_file
+from ..memo import JsonMemo, package_version
 
 #: Weight files do not change how text is rendered; every other file in the folder may
 #: (tokenizer.json, tokenizer_config.json, chat_template.jinja, vocab/merges, special tokens...).
@@ -29,21 +29,14 @@ MAX_ENTRIES = 200_000
 MEMO_VERSION = 1
 
 
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "absent"
-
-
 def tokenizer_key(folder: Path, trust_remote_code: bool = False) -> str:
     """Hash of what decides how `folder`'s tokenizer renders text (its non-weight files, the
     versions of transformers and jinja2, trust_remote_code)."""
     h = hashlib.sha256(f"ftevals-render-memo\0{MEMO_VERSION}\0{trust_remote_code}\0".encode())
-    h.update(f"transformers={_version('transformers')}\0jinja2={_version('jinja2')}\0".encode())
+    h.update(f"transformers={package_version('transformers')}\0jinja2={package_version('jinja2')}\0".encode())
     for f in sorted(folder.iterdir()):
         if f.is_file() and f.suffix not in _WEIGHT_SUFFIXES and not f.name.startswith("ftevals-"):
-            h.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+            h.update(f"{f.name}\0{sha256_file(f)}\n".encode())
     return h.hexdigest()
 
 
@@ -79,9 +72,8 @@ class MemoisedRendering:
 
     models: Any
     settings: Any
-
-    def tokenizer(self, model: ModelSpec) -> Any:  # provided by the backend
-        raise NotImplementedError
+    #: The backend's own `tokenizer(model)`, which loads the base's tokenizer (only on a memo miss).
+    tokenizer: Callable[[ModelSpec], Any]
 
     def _memo(self, model: ModelSpec) -> RenderMemo:
         memos: dict[str, RenderMemo] = self.__dict__.setdefault("_render_memos", {})

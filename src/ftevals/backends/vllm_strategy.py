@@ -255,4 +255,6 @@ def merge_adapter(model: ResolvedModel) -> Path:
     return target
 
 
-__all__ = ["PROBE_REQUESTS", "PROBE_TOKENS", "StrategyChoice", "adapter_deltas", "decide_from_probe", "estimate_swap_seconds", "merge_adapter", "merged_model_dir", "read_tensors", "safetensors_header", "safetensors_names", "swap_refusal", "tensor_files"]
+__all__ = ["PROBE_REQUESTS", "PROBE_TOKENS", "StrategyChoice", "adapter_deltas", "decide_from_probe",
+           "estimate_swap_seconds", "merge_adapter", "merged_model_dir", "read_tensors", "safetensors_header",
+           "safetensors_names", "swap_refusal", "tensor_files"]

@@ -187,7 +187,8 @@ def _f1_scored(enc: _Encoded, average: Average) -> Scored:
     aggregate = _f1_aggregator(enc, average)
     value = aggregate(np.arange(len(enc.gold)))
     # Per-example F1 is undefined; correctness per example is the accuracy metric.
-    return Scored(value, np.full(len(enc.gold), math.nan), aggregate, _details(enc), aggregate_rows=_f1_rows(enc, average))
+    return Scored(value, np.full(len(enc.gold), math.nan), aggregate, _details(enc),
+                  aggregate_rows=_f1_rows(enc, average))
 
 
 @register_metric("accuracy", higher_is_better=True, kind="binary", value_range=(0.0, 1.0))

@@ -49,15 +49,9 @@ class _StemMemo:
     MAX_WORDS = 500_000
 
     def __init__(self) -> None:
-        from importlib import metadata
+        from ..memo import JsonMemo, memo_dir, package_version
 
-        from ..memo import JsonMemo, memo_dir
-
-        try:
-            version = metadata.version("nltk")
-        except metadata.PackageNotFoundError:
-            version = "absent"
-        self._memo = JsonMemo(memo_dir() / "stems" / f"porter-nltk-{version}.json", self.MAX_WORDS)
+        self._memo = JsonMemo(memo_dir() / "stems" / f"porter-nltk-{package_version('nltk')}.json", self.MAX_WORDS)
         self._porter: Callable[[str], str] | None = None
 
     def _stem_now(self, word: str) -> str:
