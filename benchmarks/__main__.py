@@ -5,7 +5,7 @@ invocation on this one machine, so machine speed cancels; absolute times are con
 run is a fresh process (engine start-up included, as a user meets it) and its whole process tree's
 memory is sampled for the peak.
 
-    python -m benchmarks                 # everything (about 15-20 minutes on 2 CPU cores)
+    python -m benchmarks                 # the default sections (under 15 minutes on 2 CPU cores)
     python -m benchmarks --only scoring  # one section: scoring, report, engines, overhead
     python -m benchmarks --only peer     # the real lm-evaluation-harness beside ftevals (installs it)
 """
@@ -158,32 +158,30 @@ def _evaluate_rouge_available() -> str:
     return f"unavailable offline ({last[:160]})"
 
 
-def bench_engines(n_labels: int, n_summaries: int) -> dict[str, Any]:
+def bench_engines(n: int) -> dict[str, Any]:
     """Issue 14.4 (auto against both strategies) and the warm re-run, from the same runs.
 
-    labels workload (base + 3 adapters, short answers) and summaries workload (base + 1 adapter,
-    long answers): ftevals with each strategy, each cold in its own cache, merges not cached
-    beforehand (swaps need none; an adapter that cannot be swapped is merged in the run); the
-    default strategy's labels run again from its cache (warm). Greedy outputs are compared across
-    strategies. The peer (lm-eval itself) is `--only peer`.
+    One mixed workload, as the main job mixes them: `n` BANKING77 prompts for the base and 3
+    adapters (short answers) and n/2 DialogSum prompts for the base and its adapter (long answers),
+    in one run per strategy, each cold in its own cache, merges not cached beforehand (swaps need
+    none; an adapter that cannot be swapped is merged in the run); the default strategy's run again
+    from its cache (warm). Greedy outputs are compared across strategies. The peer (lm-eval
+    itself) is `--only peer`.
     """
-    out: dict[str, Any] = {}
-    for workload, n in (("labels", n_labels), ("summaries", n_summaries)):
-        runs: dict[str, Any] = {}
-        caches = {}
-        memos = {}
-        for strategy in ("multi-lora", "merged", "auto"):
-            caches[strategy], memos[strategy] = tempfile.mkdtemp(prefix="ftevals-bench-"), fresh_memo()
-            runs[strategy] = scenario("ftevals", workload, str(n), strategy, caches[strategy], memo=memos[strategy],
-                                      label=f"{workload} x{n}: ftevals, strategy {strategy}")
-        if workload == "labels":
-            runs["merged-warm"] = scenario("ftevals", workload, str(n), "merged", caches["merged"], memo=memos["merged"],
-                                           label=f"{workload} x{n}: ftevals merged, warm re-run from the cache")
-        ref = runs["multi-lora"]["outputs"]
-        total = sum(len(o) for o in ref.values())
-        agreement = {s: f"{_agree(ref, r['outputs'])}/{total}" for s, r in runs.items()}
-        out[workload] = {"n": n, "runs": {s: _strip(r) for s, r in runs.items()}, "agreement": agreement}
-    return out
+    workload = "mixed"
+    runs: dict[str, Any] = {}
+    caches = {}
+    memos = {}
+    for strategy in ("multi-lora", "merged", "auto"):
+        caches[strategy], memos[strategy] = tempfile.mkdtemp(prefix="ftevals-bench-"), fresh_memo()
+        runs[strategy] = scenario("ftevals", workload, str(n), strategy, caches[strategy], memo=memos[strategy],
+                                  label=f"{workload} x{n}: ftevals, strategy {strategy}")
+    runs["merged-warm"] = scenario("ftevals", workload, str(n), "merged", caches["merged"], memo=memos["merged"],
+                                   label=f"{workload} x{n}: ftevals merged, warm re-run from the cache")
+    ref = runs["multi-lora"]["outputs"]
+    total = sum(len(o) for o in ref.values())
+    agreement = {s: f"{_agree(ref, r['outputs'])}/{total}" for s, r in runs.items()}
+    return {workload: {"n": n, "runs": {s: _strip(r) for s, r in runs.items()}, "agreement": agreement}}
 
 
 def _transpose(per_model: dict[str, Any]) -> dict[str, dict[str, str]]:
@@ -198,28 +196,44 @@ def _agree(ref: dict[str, dict[str, str]], other: dict[str, dict[str, str]]) -> 
     return sum(1 for ex, outs in ref.items() for m, t in outs.items() if other.get(ex, {}).get(m) == t)
 
 
-def bench_overhead(n: int) -> dict[str, Any]:
+def bench_overhead(n: int, repeats: int = 2) -> dict[str, Any]:
     """Issue 15.2: what ftevals adds to generating `n` requests, against vLLM alone sending the same
-    requests (benchmarks.scenarios.bare_vllm), both fresh processes with cold memos.
+    requests (benchmarks.scenarios.bare_vllm), both fresh processes with cold memos, `repeats` pairs
+    run alternately (the effect is a second or so; generation alone varies by half a second).
 
-    `overhead_s` = ftevals' process wall - vLLM alone's (its preparation of identical requests left
-    out); judged against the generate time. The older split (ftevals' wall minus its own engine
-    start and generate times) is kept as `within_run_overhead_s`: it also counts work vLLM would do
-    anyway (importing transformers, shutting the engine down) as ftevals'."""
-    r = scenario("ftevals", "overhead", str(n), "multi-lora", tempfile.mkdtemp(prefix="ftevals-bench-"),
-                 label=f"harness overhead, {n} examples: ftevals")
-    bare = scenario("bare-vllm", "overhead", str(n), label=f"harness overhead, {n} examples: vLLM alone")
-    t = r["timings"]
-    bare_s = bare["process_wall_s"] - bare["prep_s"]
-    overhead = r["process_wall_s"] - bare_s
-    within = r["wall_s"] - t["engine_start_s"] - t["backend_generate_s"]
-    same = sum(1 for ex, outs in bare["outputs"].items() if r["outputs"].get(ex, {}).get("base") == outs["base"])
-    return {"n": n, "wall_s": r["process_wall_s"], "engine_start_s": t["engine_start_s"],
-            "generate_s": t["backend_generate_s"], "bare_wall_s": bare_s, "bare_generate_s": bare["generate_s"],
-            "bare_engine_start_s": bare["engine_start_s"], "overhead_s": overhead,
-            "ratio": overhead / bare["generate_s"], "within_run_overhead_s": within,
-            "within_run_ratio": within / t["backend_generate_s"], "outputs_equal": f"{same}/{len(bare['outputs'])}",
-            "peak_rss_gb": r["peak_rss_gb"]}
+    Each pair's overhead = ftevals' process wall - vLLM alone's (its preparation of identical
+    requests left out), both without their engine start-up (vLLM's import and `LLM(...)`: the same
+    work on both sides, the scenario importing transformers outside it as ftevals does, and it
+    varies by seconds from run to run). Judged on the mean over the pairs against the mean generate
+    time of vLLM alone. The older split (ftevals' wall minus its own engine start and generate
+    times) is kept as `within_run_overhead_s`: it also counts work vLLM would do anyway (importing
+    transformers, shutting the engine down) as ftevals'."""
+    pairs = []
+    for i in range(1, repeats + 1):
+        r = scenario("ftevals", "overhead", str(n), "multi-lora", tempfile.mkdtemp(prefix="ftevals-bench-"),
+                     label=f"harness overhead, {n} examples ({i}/{repeats}): ftevals")
+        bare = scenario("bare-vllm", "overhead", str(n), label=f"harness overhead, {n} examples ({i}/{repeats}): vLLM alone")
+        t = r["timings"]
+        bare_s = bare["process_wall_s"] - bare["prep_s"]
+        same = sum(1 for ex, outs in bare["outputs"].items() if r["outputs"].get(ex, {}).get("base") == outs["base"])
+        pairs.append({"wall_s": r["process_wall_s"], "engine_start_s": t["engine_start_s"],
+                      "generate_s": t["backend_generate_s"], "backend_calls": t.get("backend_calls"),
+                      "within_run_overhead_s": r["wall_s"] - t["engine_start_s"] - t["backend_generate_s"],
+                      "bare_wall_s": bare_s, "bare_engine_start_s": bare["engine_start_s"],
+                      "bare_generate_s": bare["generate_s"],
+                      "overhead_s": (r["process_wall_s"] - t["engine_start_s"]) - (bare_s - bare["engine_start_s"]),
+                      "wall_to_wall_s": r["process_wall_s"] - bare_s, "outputs_equal": f"{same}/{len(bare['outputs'])}",
+                      "peak_rss_gb": r["peak_rss_gb"]})
+
+    def mean(key: str) -> float:
+        return sum(p[key] for p in pairs) / len(pairs)
+
+    out = {k: mean(k) for k in ("wall_s", "engine_start_s", "generate_s", "within_run_overhead_s", "bare_wall_s",
+                                "bare_engine_start_s", "bare_generate_s", "overhead_s", "wall_to_wall_s", "peak_rss_gb")}
+    return {"n": n, "repeats": repeats, **out, "ratio": out["overhead_s"] / out["bare_generate_s"],
+            "within_run_ratio": out["within_run_overhead_s"] / out["generate_s"],
+            "backend_calls": pairs[0]["backend_calls"], "outputs_equal": ", ".join(p["outputs_equal"] for p in pairs),
+            "pairs": pairs}
 
 
 def bench_roofline() -> dict[str, Any]:
@@ -351,9 +365,10 @@ def render(results: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", action="append", choices=SECTIONS)
-    parser.add_argument("--labels-n", type=int, default=32, help="prompts per model in the label workload")
-    parser.add_argument("--summaries-n", type=int, default=16, help="prompts per model in the summary workload")
+    parser.add_argument("--engines-n", type=int, default=32,
+                        help="label prompts per model in the engines workload (and half as many summaries)")
     parser.add_argument("--overhead-n", type=int, default=1000)
+    parser.add_argument("--overhead-repeats", type=int, default=2, help="ftevals / vLLM-alone pairs, run alternately")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sections = args.only or [s for s in SECTIONS if s not in ON_REQUEST]
@@ -378,9 +393,9 @@ def main(argv: list[str] | None = None) -> int:
     if "report" in sections:
         run("report", bench_report)
     if "engines" in sections:
-        run("engines", lambda: bench_engines(args.labels_n, args.summaries_n))
+        run("engines", lambda: bench_engines(args.engines_n))
     if "overhead" in sections:
-        run("overhead", lambda: bench_overhead(args.overhead_n))
+        run("overhead", lambda: bench_overhead(args.overhead_n, args.overhead_repeats))
     if "roofline" in sections:
         run("roofline", bench_roofline)
     if "mainjob" in sections:

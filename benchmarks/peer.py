@@ -148,7 +148,7 @@ def run_ftevals_side(options: dict[str, Any]) -> dict[str, Any]:
     r = scenario("ftevals", "labels", str(N_PROMPTS), json.dumps(options), tempfile.mkdtemp(prefix="ftevals-bench-"),
                  label=f"peer: ftevals, {options or 'defaults'}")
     return {"wall_s": r["process_wall_s"], "settings": {**options, "resolved": r.get("backend_settings", {})},
-            "answers": {m: {ex: outs[m] for ex, outs in r["outputs"].items()} for m in ("base", *ADAPTERS)},
+            "answers": {m: {key.split("/", 1)[1]: outs[m] for key, outs in r["outputs"].items()} for m in ("base", *ADAPTERS)},
             "strategy_choices": r["timings"].get("strategy_choices", {})}
 
 

@@ -7,7 +7,10 @@
    from different suites collapse into one.
 3. `run_generation` serves what it can from the cache and sends only the misses to the backend, in
    per-model chunks, committing each finished chunk to the cache before starting the next, so an
-   interrupted run loses at most the chunk in flight and a re-run redoes nothing else.
+   interrupted run loses at most the chunk in flight and a re-run redoes nothing else. A backend
+   that hands over each request as it finishes (`Backend.streams_results`: vLLM) has those
+   committed every few seconds instead, so it gets bigger chunks: every chunk boundary lets the
+   engine's batch drain, which cost 6% of generation time at 1,000 short requests in chunks of 128.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +30,12 @@ from .errors import BackendError, ConfigError, MissingDependencyError, ModelSpec
 from .models import ResolvedModel
 from .progress import GenerationProgress
 from .specs import SamplingSpec
+
+#: After its first chunk (`chunk_size`, which gives the ETA its first measurement), a model's chunks
+#: for a backend that `streams_results` hold up to this many requests: finished requests reach the
+#: cache every STREAM_COMMIT_S seconds anyway.
+STREAMED_CHUNK = 2048
+STREAM_COMMIT_S = 2.0
 
 
 def build_messages(example: Example, shots: Sequence[Example] = ()) -> tuple[Message, ...]:
@@ -231,7 +240,9 @@ def _run_generation(
         names = list(backend.model_order(names))
         order = {name: i for i, name in enumerate(names)}
         missing.sort(key=lambda k: (order.get(plan.requests[k].model.name, len(order)), plan.requests[k].model.name, k))
-        pending = list(_chunks_by_model(missing, plan, chunk_size))
+        streamed = backend.streams_results
+        progress.streamed = streamed
+        pending = list(_chunks_by_model(missing, plan, chunk_size, STREAMED_CHUNK if streamed else chunk_size))
         totals: dict[str, int] = {}
         for k in missing:
             name = plan.requests[k].model.name
@@ -258,18 +269,26 @@ def _run_generation(
                     if todo:
                         progress.chunk_started(model_name, len(todo))
                         t0 = time.monotonic()
+                        commits = _StreamedCommits(cache, todo, model_name) if streamed else None
+                        backend.result_hook = commits.add if commits is not None else None
                         try:
                             outs = backend.generate([plan.requests[k] for k in todo])
                         except BackendError as exc:
-                            told = _keep_finished(exc, todo, model_name, cache, earlier=generated)
+                            kept = commits.flush() if commits is not None else set()
+                            told = _keep_finished(exc, todo, model_name, cache, earlier=generated, streamed=kept)
                             if told is exc:
                                 raise
                             raise told from exc
+                        finally:
+                            backend.result_hook = None
+                            if commits is not None:
+                                commits.flush()  # also on Ctrl-C: what finished is kept
                         calls += 1
                         elapsed = time.monotonic() - t0
                         if len(outs) != len(todo):
                             raise BackendError(f"backend {backend.name} returned {len(outs)} generations for {len(todo)} requests")
-                        cache.put_many({k: (model_name, g) for k, g in zip(todo, outs)})
+                        committed = commits.committed if commits is not None else set()
+                        cache.put_many({k: (model_name, g) for k, g in zip(todo, outs) if k not in committed})
                         found.update(zip(todo, outs))
                         u = usage.setdefault(model_name, ModelUsage())
                         u.wall_s += elapsed
@@ -299,20 +318,48 @@ def _run_generation(
                              frozenset(cached_keys))
 
 
+class _StreamedCommits:
+    """The backend's `result_hook` for one chunk: collects each finished request and commits what
+    it holds every STREAM_COMMIT_S seconds (one transaction each), and on `flush()`."""
+
+    def __init__(self, cache: GenerationCache, chunk: list[str], model_name: str) -> None:
+        self.cache, self.chunk, self.model_name = cache, chunk, model_name
+        self.pending: dict[str, tuple[str, Generation]] = {}
+        self.committed: set[str] = set()
+        self.last = time.monotonic()
+
+    def add(self, index: int, generation: Generation) -> None:
+        if 0 <= index < len(self.chunk):
+            self.pending[self.chunk[index]] = (self.model_name, generation)
+        if time.monotonic() - self.last >= STREAM_COMMIT_S:
+            self.flush()
+
+    def flush(self) -> set[str]:
+        """Commit what is held; returns every key committed so far in this chunk."""
+        if self.pending:
+            entries, self.pending = self.pending, {}
+            self.cache.put_many(entries)
+            self.committed |= set(entries)
+        self.last = time.monotonic()
+        return self.committed
+
+
 def _keep_finished(exc: BackendError, chunk: list[str], model_name: str, cache: GenerationCache,
-                   *, earlier: int) -> BackendError:
+                   *, earlier: int, streamed: Collection[str] = ()) -> BackendError:
     """After a failed backend call: store what the call did finish, and say what the run keeps.
 
-    Earlier chunks are already committed. A backend that answers request by request (a server)
-    reports the requests of the failed chunk that did succeed as `partial` {index in chunk:
+    Earlier chunks are already committed, and so are the requests of this chunk that a streaming
+    backend handed over before it failed (`streamed`). A backend that answers request by request (a
+    server) reports the requests of the failed chunk that did succeed as `partial` {index in chunk:
     generation}; they are committed too, so that a re-run asks the server only for the rest.
     """
     if isinstance(exc, MissingDependencyError):
         return exc  # nothing ran; the install command is the whole message
     partial = getattr(exc, "partial", None) or {}
-    finished = {chunk[i]: (model_name, g) for i, g in partial.items() if isinstance(i, int) and 0 <= i < len(chunk)}
+    finished = {chunk[i]: (model_name, g) for i, g in partial.items()
+                if isinstance(i, int) and 0 <= i < len(chunk) and chunk[i] not in streamed}
     cache.put_many(finished)
-    kept = earlier + len(finished)
+    kept = earlier + len(streamed) + len(finished)
     if kept == 0:
         return exc
     if cache.mode == "off":
@@ -323,12 +370,16 @@ def _keep_finished(exc: BackendError, chunk: list[str], model_name: str, cache: 
     return BackendError(f"{exc}; {note}")
 
 
-def _chunks_by_model(keys: list[str], plan: Plan, size: int) -> Iterable[tuple[str, list[str]]]:
+def _chunks_by_model(keys: list[str], plan: Plan, first: int, later: int) -> Iterable[tuple[str, list[str]]]:
+    """Each model's keys in chunks: the first of `first` keys, the rest of up to `later`. The same
+    keys always make the same chunks, so runs sharing a cache claim the same ones (claims.py)."""
     current: list[str] = []
     current_model = ""
+    size = first
     for k in keys:
         name = plan.requests[k].model.name
         if current and (name != current_model or len(current) >= size):
+            size = first if name != current_model else later
             yield current_model, current
             current = []
         current_model = name

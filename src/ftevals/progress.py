@@ -73,6 +73,9 @@ class GenerationProgress:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
+        #: Set by generate.py when the backend hands over each finished request and they are
+        #: committed as they come: then an interrupted chunk keeps what finished in it.
+        self.streamed = False
 
     # -- what generate.py and the backends report ------------------------------------------------
 
@@ -122,8 +125,9 @@ class GenerationProgress:
         self._stop_ticker()
 
     def interrupted_note(self, cache: str | None) -> str:
-        """What an interrupted run keeps: every finished chunk is already in the cache."""
-        done, total = self._done(), self._total()
+        """What an interrupted run keeps: every finished chunk is already in the cache, and when
+        requests were committed as they finished, those of the chunk in flight too."""
+        done, total = self._done(live=self.streamed), self._total()
         if cache is None:
             return f"ftevals: interrupted after {done} of {total} generations; the cache is off, so they are lost"
         return (f"ftevals: interrupted; the {done} generations finished (of {total}) are kept in the cache {cache}; "

@@ -86,3 +86,22 @@ def test_adapter_effect_is_far_above_implementation_noise(hf_outputs, hf_backend
 def test_vllm_matches_transformers_peft(vllm_outputs, hf_outputs, hf_backend, requests, model):
     assert_parity(vllm_outputs, hf_outputs, [r for r in requests if r.key.startswith(f"{model}:")], hf_backend,
                   min_identical=MIN_IDENTICAL)
+
+
+def test_requests_are_handed_over_as_they_finish_and_equal_a_plain_call(vllm_backend, requests, vllm_outputs):
+    """The streaming path (LLM.enqueue and the engine's step loop, used when generate.py listens
+    through `result_hook`) answers like vLLM's own generate call, and hands over every request once."""
+    handed: dict[int, str] = {}
+
+    def hook(index, generation):
+        assert index not in handed, f"request {index} handed over twice"
+        handed[index] = generation.text
+
+    vllm_backend.result_hook = hook
+    try:
+        outs = vllm_backend.generate(requests)
+    finally:
+        vllm_backend.result_hook = None
+    assert vllm_backend.streams_results
+    assert handed == {i: g.text for i, g in enumerate(outs)}
+    assert {r.key: g.text for r, g in zip(requests, outs)} == vllm_outputs

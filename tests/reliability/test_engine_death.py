@@ -61,7 +61,7 @@ def write_story_prompts(path: Path) -> Path:
 
 @pytest.mark.vllm
 @pytest.mark.slow
-def test_engine_killed_mid_generation_fails_clearly_and_keeps_finished_chunks(
+def test_engine_killed_mid_generation_fails_clearly_and_keeps_what_finished(
     tmp_path: Path, default_model: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     guard = NetworkGuard(refuse=False).install(monkeypatch)
@@ -131,17 +131,18 @@ def test_engine_killed_mid_generation_fails_clearly_and_keeps_finished_chunks(
         f"the vLLM engine for {default_model.path} died during generation: engine process EngineCore"
     ), message
     assert f"(pid {killed['pids'][0]}) was killed by SIGKILL (the kernel's out-of-memory killer" in message
-    assert message.endswith(
-        f"; the {CHUNK} generations finished before the failure are kept in the cache {cache_file}; "
-        "a re-run generates only the rest"
-    ), message
-
-    # The first chunk is in the cache, whole and readable; nothing of the killed chunk is.
+    # The first chunk is in the cache, whole and readable, and so is what the killed call handed over
+    # before the kill (vLLM's requests are committed as they finish); the message counts exactly those.
     cache = GenerationCache(cache_dir)
     try:
-        assert cache.count() == CHUNK
+        kept = cache.count()
     finally:
         cache.close()
+    assert CHUNK <= kept < N_PROMPTS, kept
+    assert message.endswith(
+        f"; the {kept} generations finished before the failure are kept in the cache {cache_file}; "
+        "a re-run generates only the rest"
+    ), message
 
     # No process of this run's engine is left behind (the worker the killed core had started included).
     family = [p for p in killed["family"]]

@@ -113,6 +113,15 @@ class Backend(Protocol):
     #: Any thread may call it. Default None (nobody listens; a backend need not report).
     progress_hook: Callable[[int], None] | None
 
+    #: True when the backend calls `result_hook` with every request it finishes, as it finishes:
+    #: generate.py then commits finished work during long calls and sends bigger chunks. Default False.
+    streams_results: ClassVar[bool]
+
+    #: Set by generate.py around each `generate` call of a backend that `streams_results`: called
+    #: with (index in that call's `requests`, generation) as each request finishes, from the
+    #: thread that called `generate`. Default None.
+    result_hook: Callable[[int, Generation], None] | None
+
     def identity(self) -> dict[str, Any]:
         """Everything about this backend that can change outputs (dtype, strategy, server URL...).
 
@@ -178,6 +187,8 @@ class BackendDefaults:
     # Read-only, so that no backend can fill a dict shared by every instance.
     choices: Mapping[str, StrategyNote] = MappingProxyType({})
     progress_hook: Callable[[int], None] | None = None
+    streams_results: ClassVar[bool] = False
+    result_hook: Callable[[int, Generation], None] | None = None
 
     def _report_done(self, n: int) -> None:
         """Tell the progress display that n more requests finished (no-op when nobody listens)."""

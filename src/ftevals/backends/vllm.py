@@ -20,7 +20,7 @@ import functools
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ from ..progress import HookBar
 from ..specs import ModelSpec, SamplingSpec
 from .base import BackendDefaults, Generation, GenerationRequest
 from .vllm_logs import _route_logs_once, _stderr_into, route_engine_logs
+from .vllm_stream import stream_outputs
 from .vllm_watch import _DeathWatch, _dead_engine_process
 from .vllm_lora import check_architecture_serves_lora, check_lora_servable, lora_rank_limit
 from .vllm_strategy import (PROBE_REQUESTS, PROBE_TOKENS, StrategyChoice, decide_from_probe, estimate_swap_seconds,
@@ -216,26 +217,22 @@ class _Engine:
         return [{int(t): float(lp.logprob) for t, lp in (out.outputs[0].logprobs or [{}])[0].items()} for out in outputs]
 
     def generate(self, requests: Sequence[GenerationRequest], token_ids: list[list[int]], *,
-                 lora: bool) -> list[Generation]:
+                 lora: bool, on_result: Callable[[int, Generation], None] | None = None) -> list[Generation]:
+        """Generations in request order; `on_result(index, generation)` is told of each as it finishes."""
         from vllm import SamplingParams
 
-        params = [_sampling_params(SamplingParams, r.sampling) for r in requests]
-        outputs = self._run(requests, token_ids, params, lora)
-        result = []
-        for ids, out in zip(token_ids, outputs):
+        def generation(i: int, out: Any) -> Generation:
             completion = out.outputs[0]
-            result.append(
-                Generation(
-                    text=completion.text,
-                    tokens_in=len(ids),
-                    tokens_out=len(completion.token_ids),
-                    finish_reason=str(completion.finish_reason or "stop"),
-                )
-            )
-        return result
+            return Generation(text=completion.text, tokens_in=len(token_ids[i]), tokens_out=len(completion.token_ids),
+                              finish_reason=str(completion.finish_reason or "stop"))
+
+        params = [_sampling_params(SamplingParams, r.sampling) for r in requests]
+        on_output = None if on_result is None else (lambda i, out: on_result(i, generation(i, out)))
+        outputs = self._run(requests, token_ids, params, lora, on_output)
+        return [generation(i, out) for i, out in enumerate(outputs)]
 
     def _run(self, requests: Sequence[GenerationRequest], token_ids: list[list[int]], params: list[Any],
-             lora: bool) -> list[Any]:
+             lora: bool, on_output: Callable[[int, Any], None] | None = None) -> list[Any]:
         from vllm.inputs import TokensPrompt
         from vllm.lora.request import LoRARequest
 
@@ -253,9 +250,15 @@ class _Engine:
         watch = _DeathWatch(self.llm)
         try:
             with watch:
-                outputs = self.llm.generate(
-                    prompts, params, lora_request=loras if any(loras) else None, use_tqdm=self._progress_bar()
-                )
+                if on_output is not None and hasattr(self.llm, "enqueue"):
+                    outputs = stream_outputs(self.llm, prompts, params, loras if any(loras) else None, on_output,
+                                             self._progress_bar())
+                else:  # a vLLM without LLM.enqueue: its outputs arrive when the whole call ends
+                    outputs = self.llm.generate(
+                        prompts, params, lora_request=loras if any(loras) else None, use_tqdm=self._progress_bar()
+                    )
+                    for i, out in enumerate(outputs if on_output is not None else ()):
+                        on_output(i, out)
         except Exception as exc:
             died = watch.died or _dead_engine_process(self.llm)
             if died is not None:
@@ -287,9 +290,6 @@ class _Engine:
         except Exception:
             pass  # best effort: the process exits soon anyway
         del llm
-        import gc
-
-        gc.collect()
 
 
 def _sampling_params(cls: Any, s: SamplingSpec) -> Any:
@@ -309,6 +309,7 @@ class VLLMBackend(MemoisedRendering, BackendDefaults):
 
     name = "vllm"
     settings_type = VLLMSettings
+    streams_results = True
 
     def __init__(self, models: dict[str, ResolvedModel], settings: VLLMSettings | None = None) -> None:
         self.models = models
@@ -419,10 +420,12 @@ class VLLMBackend(MemoisedRendering, BackendDefaults):
         for name, idxs in by_model.items():
             batch = [requests[i] for i in idxs]
             ids = self._token_ids(batch)
+            hook = self.result_hook
+            on_result = None if hook is None else (lambda j, g, idxs=idxs: hook(idxs[j], g))  # type: ignore[misc]
             if self._route(name) == "probe":
-                outs = self._probe_and_generate(name, batch, ids)
+                outs = self._probe_and_generate(name, batch, ids, on_result)
             else:
-                outs = self._generate_routed(name, batch, ids)
+                outs = self._generate_routed(name, batch, ids, on_result)
             for i, g in zip(idxs, outs):
                 results[i] = g
         return [g for g in results if g is not None]
@@ -431,12 +434,13 @@ class VLLMBackend(MemoisedRendering, BackendDefaults):
         """The rendered prompts as the ids vLLM gets (the template already placed special tokens)."""
         return [self.tokenizer(r.model).encode(r.prompt, add_special_tokens=False) for r in batch]
 
-    def _generate_routed(self, name: str, batch: list[GenerationRequest], ids: list[list[int]]) -> list[Generation]:
+    def _generate_routed(self, name: str, batch: list[GenerationRequest], ids: list[list[int]],
+                         on_result: Callable[[int, Generation], None] | None = None) -> list[Generation]:
         route = self._route(name)
         self._note(name, route)
         engine = self._ready_engine(name, route)
         started = time.monotonic()
-        outs = self._timed_generate(engine, batch, ids, lora=route == "lora")
+        outs = self._timed_generate(engine, batch, ids, lora=route == "lora", on_result=on_result)
         if route == "base":  # what a full request costs on the plain weights: "auto" weighs adapters by it
             key = str(self.models[name].base.path)
             seconds, n = self._base_served.get(key, (0.0, 0))
@@ -444,11 +448,11 @@ class VLLMBackend(MemoisedRendering, BackendDefaults):
         return outs
 
     def _timed_generate(self, engine: _Engine, batch: list[GenerationRequest], ids: list[list[int]], *,
-                        lora: bool) -> list[Generation]:
+                        lora: bool, on_result: Callable[[int, Generation], None] | None = None) -> list[Generation]:
         """Generate, counting only the engine's own time (not its start-up or weight swaps)."""
         started = time.monotonic()
         try:
-            return engine.generate(batch, ids, lora=lora)
+            return engine.generate(batch, ids, lora=lora, on_result=on_result)
         finally:
             self.generate_seconds += time.monotonic() - started
 
@@ -465,7 +469,8 @@ class VLLMBackend(MemoisedRendering, BackendDefaults):
                 self._last_swap_s = seconds
         return engine
 
-    def _probe_and_generate(self, name: str, batch: list[GenerationRequest], ids: list[list[int]]) -> list[Generation]:
+    def _probe_and_generate(self, name: str, batch: list[GenerationRequest], ids: list[list[int]],
+                            on_result: Callable[[int, Generation], None] | None = None) -> list[Generation]:
         """"auto": time a few of this adapter's requests, cut to a few tokens, in one engine call as
         LoRA requests and in one on the plain base weights, before any swap (merged weights have the
         base's shapes, so they run at the base's speed; a probe right after a swap would also time
@@ -488,7 +493,7 @@ class VLLMBackend(MemoisedRendering, BackendDefaults):
         self.choices[name] = decide_from_probe(
             name, self._planned.get(name, len(batch)), k, lora_s=lora_s, merged_s=plain_s, swap_s=swap_s,
             request_s=base_s / base_n if base_n else None, swap_measured=measured)
-        return self._generate_routed(name, batch, ids)
+        return self._generate_routed(name, batch, ids, on_result)  # the probes' short outputs are not handed over
 
     def first_token_logprobs(self, requests: Sequence[GenerationRequest]) -> list[dict[int, float]] | None:
         """Top-5 first-token log-probabilities, one model per engine call (as `generate`)."""
@@ -554,9 +559,13 @@ class VLLMBackend(MemoisedRendering, BackendDefaults):
         if engine.llm is None:
             # One engine in memory at a time: however many bases and merged adapters a run
             # compares, memory holds one model (plus its LoRA adapters).
-            for other in self._engines.values():
-                if other is not engine:
-                    other.close()
+            open_engines = [other for other in self._engines.values() if other is not engine and other.llm is not None]
+            for other in open_engines:
+                other.close()
+            if open_engines:
+                import gc
+
+                gc.collect()  # free the closed engine's weights before the next one loads its own
         return engine
 
     def close(self) -> None:
