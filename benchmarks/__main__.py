@@ -242,8 +242,10 @@ def bench_roofline() -> dict[str, Any]:
 
 
 #: README command 1's venv has no hypothesis; this one (the test extra) does, and its pytest plugin
-#: imports it at the end of every session.
-MAIN_JOB_ARGS = ["-q", "-p", "no:cacheprovider", "-p", "no:hypothesispytest"]
+#: imports it at the end of every session. Not `-q`: the cold run's progress lines are kept
+#: (MAIN_JOB_LOGS) as the README's transcript.
+MAIN_JOB_ARGS = ["-p", "no:cacheprovider", "-p", "no:hypothesispytest"]
+MAIN_JOB_LOGS = ROOT / "benchmarks" / "logs"
 
 
 def _main_job(label: str, cache: str, memo: str, *extra: str) -> dict[str, Any]:
@@ -273,9 +275,12 @@ def bench_mainjob() -> dict[str, Any]:
     # The warm run rewrites the results file: the cold run's timings are the ones to show.
     results = json.loads(Path(cache, "results.json").read_text())
     warm = _main_job("main job, warm", cache, memo)
+    MAIN_JOB_LOGS.mkdir(exist_ok=True)
     for name, run in (("cold", cold), ("warm", warm)):
-        run.pop("output")
-        out[name] = run
+        # What the user sees, less the temporary folders' names.
+        text = run.pop("output").replace(cache, "<cache>")
+        (MAIN_JOB_LOGS / f"mainjob-{name}.txt").write_text(text, encoding="utf-8")
+        out[name] = {**run, "log": f"benchmarks/logs/mainjob-{name}.txt"}
     out["timings"] = results["run"]["timings"]
     out["backend_settings"] = results["run"].get("backend", {}).get("settings", {})
     out["hardware"] = results["run"].get("hardware")
