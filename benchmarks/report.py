@@ -229,7 +229,9 @@ def render_markdown(res: dict[str, Any]) -> str:
                   f"{_s(ov['generate_s'])} in {ov.get('backend_calls')} engine calls. vLLM alone on the same requests "
                   f"(`bare_vllm`: import vLLM, start the engine, render with its tokenizer, one `generate` call, exit): "
                   f"{_s(ov['bare_wall_s'])}, of which engine start {_s(ov['bare_engine_start_s'])} and generate "
-                  f"{_s(ov['bare_generate_s'])}; greedy outputs equal {ov['outputs_equal']}.", "",
+                  f"{_s(ov['bare_generate_s'])}; greedy outputs equal {ov['outputs_equal']} (vLLM on a CPU is not "
+                  "batch invariant, and the two send the requests in different batches: ftevals a model's first 128, "
+                  "then the rest, vLLM alone all at once; a few near-ties then round the other way).", "",
                   "| pair | ftevals wall | its engine start | its generate | vLLM alone wall | its engine start | its generate | overhead |",
                   "|---|---|---|---|---|---|---|---|"]
         for i, p in enumerate(ov.get("pairs", []), start=1):

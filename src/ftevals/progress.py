@@ -13,8 +13,9 @@ Three displays, chosen by whoever owns the terminal (the plugin, the CLI):
 - `quiet` (`-q`): the opening and closing lines only.
 
 ETA: the requests left for each model times that model's measured seconds per request (chunks it
-finished in this run); a model not measured yet borrows the slowest measured rate (adapters are
-slower than their base on CPU engines), so the first figure errs long rather than short.
+finished in this run, or the chunk in flight once a tenth of it has finished); a model not measured
+yet borrows the slowest measured rate (adapters are slower than their base on CPU engines), so the
+first figure errs long rather than short.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Display = Literal["live", "plain", "quiet"]
+
+#: The ETA takes the rate of the chunk in flight once at least 1/LIVE_RATE_SHARE of it has finished.
+LIVE_RATE_SHARE = 10
 
 #: (text, transient): a transient line is a status to overwrite in place; others are permanent.
 Sink = Callable[[str, bool], None]
@@ -163,6 +167,12 @@ class GenerationProgress:
             now = self.clock()
             for m in self.models.values():
                 per = m.seconds_per_request() or fallback
+                if m.chunk_started is not None and m.in_chunk * LIVE_RATE_SHARE >= m.chunk_size:
+                    # Enough of the chunk in flight has finished to give the current rate, which beats
+                    # an older chunk's (a model's first chunk includes the engine's start-up, and
+                    # later chunks are up to 16x longer: a stale rate would last for minutes).
+                    left += (m.total - m.done - m.in_chunk) * (now - m.chunk_started) / m.in_chunk
+                    continue
                 if m.chunk_started is not None and m.chunk_size:
                     # A chunk running past its estimate is slower than estimated: so is the rest of it.
                     per = max(per, (now - m.chunk_started) / m.chunk_size)

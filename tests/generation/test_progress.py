@@ -57,6 +57,27 @@ def test_eta_uses_each_models_measured_rate_and_the_slowest_for_unmeasured_ones(
     assert p.eta() == pytest.approx(90 * 0.5)
 
 
+def test_eta_takes_the_rate_of_a_long_chunk_in_flight_once_a_tenth_of_it_has_finished():
+    """A model's first chunk includes the engine's start-up; its next chunk may be 2,048 requests
+    long (a streaming backend): the first chunk's rate must not decide the ETA for all of it."""
+    clock = Clock()
+    p = GenerationProgress(recorder()[1], display="plain", interval_s=0, clock=clock)
+    p.begin({"base": 530, "tuned": 100}, cached=0, backend="vllm")
+    p.chunk_started("base", 128)
+    clock.t += 38.4
+    p.chunk_done("base", 128, 128, 500, 38.4, "128 generated in 38.4 s")  # 0.3 s a request, start-up included
+    assert p.eta() == pytest.approx(402 * 0.3 + 100 * 0.3)
+
+    p.chunk_started("base", 402)
+    p.requests_done(39)
+    clock.t += 3.0
+    # Under a tenth finished: still the measured rate (the chunk counts as partly done).
+    assert p.eta() == pytest.approx(402 * 0.3 - 3.0 + 100 * 0.3)
+    p.requests_done(41)  # 80 of 402 in 8 s: 0.1 s a request
+    clock.t += 5.0
+    assert p.eta() == pytest.approx((402 - 80) * 0.1 + 100 * 0.3)
+
+
 def test_plain_display_prints_heartbeats_live_display_overwrites_and_quiet_stays_quiet():
     for display, expect_transient in (("plain", False), ("live", True)):
         lines, sink = recorder()
