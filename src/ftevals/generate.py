@@ -10,7 +10,7 @@
    interrupted run loses at most the chunk in flight and a re-run redoes nothing else. A backend
    that hands over each request as it finishes (`Backend.streams_results`: vLLM) has those
    committed every few seconds instead, so it gets bigger chunks: every chunk boundary lets the
-   engine's batch drain, which cost 6% of generation time at 1,000 short requests in chunks of 128.
+   engine's batch drain (2% of generation time at 1,000 short requests in chunks of 128, on 2 cores).
 """
 
 from __future__ import annotations

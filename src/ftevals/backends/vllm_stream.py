@@ -1,9 +1,9 @@
 """vLLM's `LLM.generate` opened up, so that each request is handed over the moment it finishes.
 
 `LLM.generate` returns nothing until its last request is done, so a caller that commits work to a
-cache must cut a workload into chunks, and at every chunk's end the engine's batch drains (6% of
-generation time at 1,000 short requests in chunks of 128). Here the requests are queued with
-`LLM.enqueue` and the engine is stepped the way `generate` steps it (`has_unfinished_requests`,
+cache must cut a workload into chunks, and at every chunk's end the engine's batch drains (2% of
+generation time at 1,000 short requests in chunks of 128, on 2 cores). Here the requests are queued
+with `LLM.enqueue` and the engine is stepped the way `generate` steps it (`has_unfinished_requests`,
 `step`), with each finished output handed to a callback: the caller keeps finished work during one
 long call, and needs no small chunks.
 """
