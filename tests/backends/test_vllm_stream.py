@@ -14,10 +14,21 @@ from ftevals.backends.vllm_stream import stream_outputs
 
 
 @dataclass
+class Completion:
+    text: str
+    token_ids: tuple[int, ...] = (1, 2)
+    finish_reason: str = "stop"
+
+
+@dataclass
 class Out:
     request_id: str
     finished: bool
     text: str
+
+    @property
+    def outputs(self) -> list[Completion]:
+        return [Completion(self.text)]
 
 
 class FakeEngine:
@@ -38,7 +49,9 @@ class FakeEngine:
             raise KeyboardInterrupt
         external, prompt = self.llm.queue.pop()
         partial = [Out(self.llm.queue[-1][0], False, "")] if self.llm.queue else []
-        return partial + [Out(external, True, prompt.upper())]
+        # A prompt as text, or vLLM's TokensPrompt (a dict of token ids) as the backend sends it.
+        text = prompt.upper() if isinstance(prompt, str) else "T" + "".join(map(str, prompt["prompt_token_ids"]))
+        return partial + [Out(external, True, text)]
 
     def abort_request(self, ids: list[str], internal: bool = False) -> None:
         self.aborted.append((list(ids), internal))
@@ -114,3 +127,30 @@ def test_a_progress_bar_factory_is_told_of_each_finished_request_and_closed() ->
 
     stream_outputs(FakeLLM(), ["a", "b"], [None] * 2, None, lambda i, out: None, Bar)
     assert updates == [1, 1] and closed == [True]
+
+
+@pytest.mark.vllm  # imports vLLM's request types; starts no engine
+def test_a_commit_that_fails_inside_the_engine_call_keeps_its_own_error(tmp_path) -> None:
+    """The vLLM backend turns what fails in an engine call into a BackendError; a CacheError raised
+    by the caller's commit (a full disk...) must reach the user as itself."""
+    from ftevals.backends.base import GenerationRequest
+    from ftevals.backends.vllm import VLLMSettings, _Engine
+    from ftevals.data import Message
+    from ftevals.errors import CacheError
+    from ftevals.specs import ModelSpec, SamplingSpec
+
+    engine = _Engine(tmp_path, [], VLLMSettings())
+    engine.llm = FakeLLM()
+    requests = [GenerationRequest(f"k{i}", ModelSpec("base"), (Message("user", p),), p, SamplingSpec(), f"e{i}")
+                for i, p in enumerate(["a", "b"])]
+
+    def commit(index, generation):
+        raise CacheError("cannot write to the generation cache: disk full")
+
+    with pytest.raises(CacheError, match="disk full"):
+        engine.generate(requests, [[1], [2]], lora=False, on_result=commit)
+    handed = []
+    engine.llm = FakeLLM()
+    outs = engine.generate(requests, [[1], [2]], lora=False, on_result=lambda i, g: handed.append((i, g.text)))
+    assert [g.text for g in outs] == ["T1", "T2"] and handed == [(1, "T2"), (0, "T1")]
+    assert outs[0].tokens_in == 1 and outs[0].tokens_out == 2

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendError, ConfigError, MissingDependencyError
+from ..errors import BackendError, CacheError, ConfigError, MissingDependencyError
 from ..models import ResolvedModel
 from ..offline import hub_offline
 from ..progress import HookBar
@@ -259,6 +259,8 @@ class _Engine:
                     )
                     for i, out in enumerate(outputs if on_output is not None else ()):
                         on_output(i, out)
+        except CacheError:
+            raise  # from the caller's `on_output`, committing finished requests: its own message
         except Exception as exc:
             died = watch.died or _dead_engine_process(self.llm)
             if died is not None:
