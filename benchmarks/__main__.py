@@ -5,8 +5,8 @@ invocation on this one machine, so machine speed cancels; absolute times are con
 run is a fresh process (engine start-up included, as a user meets it) and its whole process tree's
 memory is sampled for the peak.
 
-    python -m benchmarks                 # the default sections (under 15 minutes on 2 CPU cores)
-    python -m benchmarks --only scoring  # one section: scoring, report, engines, overhead
+    python -m benchmarks                 # the default sections (11 minutes on 2 cores of an Intel Xeon)
+    python -m benchmarks --only scoring  # one section: scoring, report, engines, overhead, roofline, mainjob
     python -m benchmarks --only peer     # the real lm-evaluation-harness beside ftevals (installs it)
 """
 
