@@ -114,8 +114,10 @@ def test_ctrl_c_in_a_pytest_run_then_resume(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_banking77=SUITE)
     write_predictions(pytester.path / "predictions.jsonl")
     cache_dir = pytester.path / "cache"
+    # 0.05 s a request: after the first 128 are committed, 172 are left (8.6 s), time enough for the
+    # signal to land mid-run on a loaded 2-core machine (at 0.02 s, 3.4 s once was not: CI, 2 xdist workers).
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", *PYTEST_ARGS, "--ftevals-backend-option", "delay_s=0.02"],
+        [sys.executable, "-m", "pytest", *PYTEST_ARGS, "--ftevals-backend-option", "delay_s=0.05"],
         cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     with reaped(proc):
