@@ -114,11 +114,13 @@ def test_ctrl_c_in_a_pytest_run_then_resume(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_banking77=SUITE)
     write_predictions(pytester.path / "predictions.jsonl")
     cache_dir = pytester.path / "cache"
-    # 0.05 s a request: after the first 128 are committed, 172 are left (8.6 s), time enough for the
-    # signal to land mid-run on a loaded 2-core machine (at 0.02 s, 3.4 s once was not: CI, 2 xdist workers).
+    # SIGINT as a terminal's Ctrl-C delivers it: a CI job started in the background (`cmd &` in a
+    # non-interactive shell) ignores SIGINT, children inherit that, and Python then installs no
+    # KeyboardInterrupt handler: the run would finish as if never interrupted.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pytest", *PYTEST_ARGS, "--ftevals-backend-option", "delay_s=0.05"],
+        [sys.executable, "-m", "pytest", *PYTEST_ARGS, "--ftevals-backend-option", "delay_s=0.02"],
         cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     with reaped(proc):
         wait_for_rows(cache_dir, 128, proc)
