@@ -265,10 +265,11 @@ def _run_generation(
                     found.update(landed)
                     cached_keys |= set(landed)
                     todo = [k for k in chunk if k not in landed]
-                    elapsed, tokens = 0.0, 0
+                    elapsed, setup, tokens = 0.0, 0.0, 0
                     if todo:
                         progress.chunk_started(model_name, len(todo))
                         t0 = time.monotonic()
+                        setup0 = backend.engine_start_seconds + backend.merge_seconds
                         commits = _StreamedCommits(cache, todo, model_name) if streamed else None
                         backend.result_hook = commits.add if commits is not None else None
                         try:
@@ -285,6 +286,9 @@ def _run_generation(
                                 commits.flush()  # also on Ctrl-C: what finished is kept
                         calls += 1
                         elapsed = time.monotonic() - t0
+                        # An engine's start-up or an adapter's merge inside this call is paid once,
+                        # not per request: the rate (and so the ETA) leaves it out.
+                        setup = min(elapsed, backend.engine_start_seconds + backend.merge_seconds - setup0)
                         if len(outs) != len(todo):
                             raise BackendError(f"backend {backend.name} returned {len(outs)} generations for {len(todo)} requests")
                         committed = commits.committed if commits is not None else set()
@@ -296,7 +300,9 @@ def _run_generation(
                         generated += len(todo)
                         tokens = sum(g.tokens_out for g in outs)
                     what = f"{len(todo)} generated in {elapsed:.1f} s" if todo else "from another run"
-                    progress.chunk_done(model_name, len(chunk), len(todo), tokens, elapsed, what)
+                    if setup >= 0.5:
+                        what += f" (engine start-up and merging {setup:.1f} s)"
+                    progress.chunk_done(model_name, len(chunk), len(todo), tokens, elapsed - setup, what)
                 finally:
                     if claim is not None:
                         claim.release()

@@ -174,3 +174,46 @@ def test_run_generation_feeds_the_display_chunk_by_chunk_and_detaches_the_hook(t
     assert "tok/s" in texts[1] and "ETA" in texts[1] and "ETA" not in texts[-2]
     assert texts[-1].startswith("ftevals: generated 10 in ")
     assert backend.progress_hook is None  # nothing keeps calling a finished run's display
+
+
+def test_an_engine_start_inside_a_chunk_is_left_out_of_the_rate_and_named(tmp_path):
+    """A model's first chunk includes the engine's start-up (25 s on a CPU): paid once, it must not
+    make every later request look slow, nor the ETA minutes too long."""
+    from ftevals.cache import GenerationCache
+    from ftevals.data import Example, Message
+    from ftevals.generate import Plan, run_generation
+    from ftevals.models import unverified_models
+    from ftevals.specs import ModelSpec, SamplingSpec
+
+    class StartsAnEngine(BackendDefaults):
+        name = "starts"
+
+        def identity(self):
+            return {"backend": "starts"}
+
+        def render(self, model, messages):
+            return messages[-1].content
+
+        def generate(self, requests):
+            if not self.engine_start_seconds:
+                time.sleep(0.6)  # the engine's start-up, in the first call only
+                self.engine_start_seconds = 0.6
+            return [Generation("ok", 3, 2) for _ in requests]
+
+    models = unverified_models([ModelSpec("base")])
+    backend = StartsAnEngine()
+    plan = Plan()
+    for i in range(6):
+        ex = Example(f"e{i}", (Message("user", f"q{i}"),), "r")
+        plan.add("s", models["base"], ex, ex.messages, SamplingSpec(), backend)
+    lines, sink = recorder()
+    progress = GenerationProgress(sink, display="plain", interval_s=0)
+    cache = GenerationCache(tmp_path / "cache", "use")
+    try:
+        run_generation(plan, backend, cache, chunk_size=3, progress=progress)
+    finally:
+        cache.close()
+    texts = [t for t, _ in lines]
+    assert " (engine start-up and merging 0.6 s)" in texts[1] and "engine start-up" not in texts[2]
+    # Both chunks' rate is the generation's alone: well under the 0.2 s a request the start-up implies.
+    assert progress.models["base"].measured_seconds < 0.3
