@@ -185,15 +185,7 @@ def test_an_engine_start_inside_a_chunk_is_left_out_of_the_rate_and_named(tmp_pa
     from ftevals.models import unverified_models
     from ftevals.specs import ModelSpec, SamplingSpec
 
-    class StartsAnEngine(BackendDefaults):
-        name = "starts"
-
-        def identity(self):
-            return {"backend": "starts"}
-
-        def render(self, model, messages):
-            return messages[-1].content
-
+    class StartsAnEngine(SlowCountingBackend):
         def generate(self, requests):
             if not self.engine_start_seconds:
                 time.sleep(0.6)  # the engine's start-up, in the first call only
