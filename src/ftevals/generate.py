@@ -241,13 +241,13 @@ def _run_generation(
         order = {name: i for i, name in enumerate(names)}
         missing.sort(key=lambda k: (order.get(plan.requests[k].model.name, len(order)), plan.requests[k].model.name, k))
         streamed = backend.streams_results
-        progress.streamed = streamed
         pending = list(_chunks_by_model(missing, plan, chunk_size, STREAMED_CHUNK if streamed else chunk_size))
         totals: dict[str, int] = {}
         for k in missing:
             name = plan.requests[k].model.name
             totals[name] = totals.get(name, 0) + 1
-        progress.begin({n: totals[n] for n in names if n in totals}, cached=len(cached_keys), backend=backend.name)
+        progress.begin({n: totals[n] for n in names if n in totals}, cached=len(cached_keys), backend=backend.name,
+                       streamed=streamed)
         backend.progress_hook = progress.requests_done
         claims = cache.claims()
         while pending:
@@ -275,7 +275,7 @@ def _run_generation(
                         try:
                             outs = backend.generate([plan.requests[k] for k in todo])
                         except BackendError as exc:
-                            kept = commits.flush() if commits is not None else set()
+                            kept = commits.flush() if commits is not None else set()  # before the message counts them
                             told = _keep_finished(exc, todo, model_name, cache, earlier=generated, streamed=kept)
                             if told is exc:
                                 raise

@@ -77,16 +77,17 @@ class GenerationProgress:
         self._lock = threading.RLock()
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
-        #: Set by generate.py when the backend hands over each finished request and they are
-        #: committed as they come: then an interrupted chunk keeps what finished in it.
+        #: Whether finished requests are committed as they come (`begin(streamed=True)`): then an
+        #: interrupted chunk keeps what finished in it.
         self.streamed = False
 
     # -- what generate.py and the backends report ------------------------------------------------
 
-    def begin(self, totals: Mapping[str, int], *, cached: int, backend: str) -> None:
+    def begin(self, totals: Mapping[str, int], *, cached: int, backend: str, streamed: bool = False) -> None:
         with self._lock:
             self.models = {name: _ModelProgress(n) for name, n in totals.items() if n}
             self.started = self.clock()
+            self.streamed = streamed
         total = sum(totals.values())
         self.sink_line(f"ftevals: {cached} generations from the cache, {total} to generate with {backend}"
                   + (f" ({', '.join(f'{m} {n}' for m, n in totals.items() if n)})" if len(self.models) > 1 else ""))

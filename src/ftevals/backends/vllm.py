@@ -257,8 +257,9 @@ class _Engine:
                     outputs = self.llm.generate(
                         prompts, params, lora_request=loras if any(loras) else None, use_tqdm=self._progress_bar()
                     )
-                    for i, out in enumerate(outputs if on_output is not None else ()):
-                        on_output(i, out)
+                    if on_output is not None:
+                        for i, out in enumerate(outputs):
+                            on_output(i, out)
         except CacheError:
             raise  # from the caller's `on_output`, committing finished requests: its own message
         except Exception as exc:
