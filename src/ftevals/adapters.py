@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ModelSpecError
-from .hubcache import looks_like_repo_id, resolve_repo_id
+from .hubcache import looks_like_repo_id, resolve_repo_id, snapshot_of
 
 if TYPE_CHECKING:  # models.py imports this module; the type is only needed for annotations
     from .models import ModelFolder
@@ -300,20 +300,8 @@ def _rank_for(module: str, rank: int, cfg: dict[str, Any]) -> int:
 
 def check_adapter_fits_base(info: AdapterInfo, shapes: dict[str, list[int]], base: ModelFolder,
                             cfg: dict[str, Any] | None = None) -> None:
-    from .models import read_manifest
-
     base_cfg = _base_config(base.path)
-    recorded = info.base_model_name_or_path
-    base_ids = {str(base.path), base.path.name, str(base_cfg.get("_name_or_path", ""))}
-    manifest = read_manifest(base.path)
-    if manifest:
-        base_ids |= {manifest.get("model_id", ""), manifest.get("name", "")}
-    base_ids.discard("")
-    if recorded and recorded not in base_ids and Path(recorded).name not in {Path(b).name for b in base_ids}:
-        raise ModelSpecError(
-            f"adapter {info.path} was trained on {recorded!r}, but the base model is {base.path} "
-            f"({', '.join(sorted(base_ids))}); use the adapter with its own base model"
-        )
+    _check_recorded_base(info, base.path, base_cfg)
     if cfg is None:
         cfg = json.loads((info.path / "adapter_config.json").read_text())
     pairs, copies = _split_adapter_keys(shapes)
@@ -335,6 +323,70 @@ def check_adapter_fits_base(info: AdapterInfo, shapes: dict[str, list[int]], bas
                 f"{list(shape)}, but the base model's {found[0]}.weight is {list(found[1])}; the adapter was trained "
                 "for a different base model"
             )
+
+
+def _check_recorded_base(info: AdapterInfo, base: Path, base_cfg: dict[str, Any]) -> None:
+    """The adapter's `base_model_name_or_path` must name this base: by hub id, path or folder name."""
+    recorded = info.base_model_name_or_path
+    names = _base_names(base, base_cfg)
+    if not recorded or _recorded_base_matches(recorded, base, names):
+        return
+    snapshot = snapshot_of(base)
+    # The folder's own path and name (and a snapshot's repo id) are shown already.
+    others = sorted(names - {str(base), base.name, snapshot[0] if snapshot else ""})
+    known = ([f"the Hugging Face cache's {snapshot[0]}@{snapshot[1]}"] if snapshot else []) + others
+    aka = f" ({'; '.join(known)})" if known else ""
+    raise ModelSpecError(
+        f"adapter {info.path} was trained on {recorded!r}, but the base model is {base}{aka}; "
+        "use the adapter with its own base model"
+    )
+
+
+def _base_names(base: Path, base_cfg: dict[str, Any]) -> set[str]:
+    """What an adapter trained on this base may record: its path and name, the id its config was
+    saved under, an ftevals manifest's ids, and its hub id when it is a hub cache snapshot."""
+    from .models import read_manifest
+
+    names = {str(base), base.name, str(base_cfg.get("_name_or_path", ""))}
+    manifest = read_manifest(base)
+    if manifest:
+        names |= {str(manifest.get("model_id", "")), str(manifest.get("name", ""))}
+    snapshot = snapshot_of(base)
+    if snapshot:
+        names.add(snapshot[0])
+    names.discard("")
+    return names
+
+
+def _recorded_base_matches(recorded: str, base: Path, names: set[str]) -> bool:
+    if recorded in names or _same_folder(recorded, base):
+        return True
+    recorded_repo = _recorded_repo(recorded)
+    base_snapshot = snapshot_of(base)
+    if recorded_repo and base_snapshot:
+        # Two hub ids are exact identities: any revision of the same repository is its base, and a
+        # repository of the same name under another org is not. The hub treats ids case-insensitively.
+        return recorded_repo.casefold() == base_snapshot[0].casefold()
+    # An adapter trained elsewhere records that machine's path (or a hub id for a local copy):
+    # accept it when the folder names agree; the shapes are still checked against the weights.
+    tail = Path(recorded_repo or recorded).name
+    return tail in {Path(n).name for n in names}
+
+
+def _same_folder(recorded: str, base: Path) -> bool:
+    """Does a recorded path lead to the base folder (through links, `~`, `..`)?"""
+    try:
+        return os.path.realpath(os.path.expanduser(recorded)) == os.path.realpath(base)
+    except (OSError, ValueError):  # a recorded value no path can be (a NUL byte): not this folder
+        return False
+
+
+def _recorded_repo(recorded: str) -> str | None:
+    """The hub repository a recorded base names: `org/name[@rev]`, or the path of a cache snapshot."""
+    if looks_like_repo_id(recorded):
+        return recorded.partition("@")[0]
+    snapshot = snapshot_of(recorded)
+    return snapshot[0] if snapshot else None
 
 
 def _check_pair_rank(info: AdapterInfo, pair: _LoraPair, rank: int) -> None:

@@ -394,12 +394,15 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 
 def cmd_models_inspect(args: argparse.Namespace) -> int:
+    from .hubcache import describe_model_folder
     from .models import inspect_adapter, resolve_base
 
     base = resolve_base(args.base)
     info = inspect_adapter(args.adapter, base)
+    # A base from the hub cache is named by its repo id and snapshot commit too: which revision it fits.
     print(f"{info.path}: LoRA rank {info.rank}, alpha {info.alpha}, targets {', '.join(info.target_modules)}; "
-          f"trained on {info.base_model_name_or_path or '?'}; fits {base.path}; fingerprint {info.fingerprint}")
+          f"trained on {info.base_model_name_or_path or '?'}; fits {describe_model_folder(base.path)}; "
+          f"fingerprint {info.fingerprint}")
     # What some engines cannot serve as a LoRA (docs/models.md), shown so it is not a surprise later.
     extras = [f"modules_to_save {', '.join(info.modules_to_save)}"] if info.modules_to_save else []
     extras += [f"LoRA on {', '.join(info.embedding_modules)}"] if info.embedding_modules else []

@@ -58,4 +58,40 @@ def resolve_repo_id(text: str) -> Path:
     return snapshot
 
 
-__all__ = ["hub_cache_dir", "looks_like_repo_id", "resolve_repo_id"]
+def snapshot_of(folder: str | Path) -> tuple[str, str] | None:
+    """`(repo_id, commit)` when `folder` is a snapshot in the hub cache layout
+    (`.../models--ORG--NAME/snapshots/<commit>`), else None.
+
+    The folder is read as given first, then through its real path: a link such as
+    `~/models/smol -> ~/.cache/huggingface/hub/models--acme--smol/snapshots/<commit>` is a snapshot
+    too. Only the folder is resolved, never the files in it (those are links into `blobs/`).
+    """
+    given = Path(folder).expanduser()
+    found = _parse_snapshot(given)
+    if found is not None:
+        return found
+    try:
+        return _parse_snapshot(Path(os.path.realpath(given)))
+    except (OSError, ValueError):  # a text no path can be (a NUL byte): no snapshot
+        return None
+
+
+def _parse_snapshot(folder: Path) -> tuple[str, str] | None:
+    repo, snapshots = folder.parent.parent.name, folder.parent.name
+    if snapshots != "snapshots" or not repo.startswith("models--") or not folder.name:
+        return None
+    # The hub forbids "--" inside an org or repo name, so the cache's "--" is always the separator;
+    # a repo without an org (`gpt2`) is `models--gpt2`.
+    parts = repo.removeprefix("models--").split("--")
+    if not all(parts) or len(parts) > 2:
+        return None
+    return "/".join(parts), folder.name
+
+
+def describe_model_folder(folder: str | Path) -> str:
+    """A model folder for messages: its path, and `repo_id@commit` when it is a hub cache snapshot."""
+    found = snapshot_of(folder)
+    return f"{folder} ({found[0]}@{found[1]})" if found else str(folder)
+
+
+__all__ = ["describe_model_folder", "hub_cache_dir", "looks_like_repo_id", "resolve_repo_id", "snapshot_of"]
