@@ -16,6 +16,7 @@ _EXPORTS = {
     "Suite": "ftevals.suite",
     "FewShot": "ftevals.suite",
     "Judge": "ftevals.suite",
+    "TrainFile": "ftevals.suite",
     "write_calibration": "ftevals.judge",
     "load_calibration": "ftevals.judge",
     "ModelSpec": "ftevals.specs",
@@ -99,4 +100,4 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .results.frames import examples_frame, metrics_frame
     from .specs import ModelSpec, SamplingSpec, parse_model_spec
     from .judge import load_calibration, write_calibration
-    from .suite import FewShot, Judge, Suite
+    from .suite import FewShot, Judge, Suite, TrainFile

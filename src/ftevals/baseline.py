@@ -232,24 +232,36 @@ def check_baseline(
 
     within_ci, how = comparison_mode(stored, current, use_ci)
     changes = diff_snapshots(stored, current, tolerance=tolerance, use_ci=within_ci)
+    # A model the baseline does not hold (a CI job's candidate, a newly added model) has nothing to
+    # be compared with: it is listed, not a change, so that adding a candidate cannot fail the run.
+    new_models = tuple(c.model for c in changes if c.kind == "added" and c.metric is None and c.model)
+    changes = [c for c in changes if not (c.kind == "added" and c.metric is None)]
+    unheld = (f"; not in the baseline: {', '.join(new_models)} (recorded when accepted with {UPDATE_FLAG})"
+              if new_models and not update else "")
+    listed = new_models or None
+    compared = len(current.models) - len(new_models)
     if update and stored.environment != current.environment:
         # Accepting this run's values from other hardware or dtype: record them (and where they
         # come from) wholesale, so that the next run here compares exactly.
         atomic_write_text(path, current.to_json())
         return BaselineRecord(shown, "updated", tuple(changes), (
             f"baseline {shown} re-recorded with {describe_environment(current.environment)} "
-            f"(it held values from {describe_environment(stored.environment)}; {_count(changes)} beyond its CI)"))
-    if not changes:
+            f"(it held values from {describe_environment(stored.environment)}; {_count(changes)} beyond its CI)"),
+            listed)
+    if not changes and not (update and new_models):
+        values = sum(len(current.models[m].scores) for m in current.models if m not in new_models)
         return BaselineRecord(shown, "matched", (), (
-            f"baseline {shown} matches this run ({current.n_values} values for {len(current.models)} models; {how})"))
+            f"baseline {shown} matches this run ({values} values for {compared} models; {how}){unheld}"), listed)
     lines = "\n".join(f"  {describe_change(c)}" for c in changes)
     if update:
+        added = f"; added {', '.join(new_models)}" if new_models else ""
         atomic_write_text(path, _merge(stored, current, changes).to_json())
         return BaselineRecord(shown, "updated", tuple(changes),
-                              f"baseline {shown} updated ({_count(changes)}; {how}):\n{lines}")
+                              f"baseline {shown} updated ({_count(changes)}{added}; {how})" + (f":\n{lines}" if lines else ""),
+                              listed)
     return BaselineRecord(shown, "changed", tuple(changes), (
-        f"baseline {shown} differs from this run ({_count(changes)}; {how}):\n{lines}\n"
-        f"accept the new values with: {accept_command}"))
+        f"baseline {shown} differs from this run ({_count(changes)}; {how}){unheld}:\n{lines}\n"
+        f"accept the new values with: {accept_command}"), listed)
 
 
 def comparison_mode(stored: Snapshot, current: Snapshot, use_ci: bool | None) -> tuple[bool, str]:

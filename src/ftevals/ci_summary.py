@@ -1,7 +1,8 @@
 """A markdown summary of verdicts and gates for CI pages (GitHub's job summary, a PR comment).
 
 The same figures as the terminal summary (summary.py), as markdown: a headline, then per suite its
-header, a table (model, each metric with delta and CI, verdict, gates) and every gate outcome.
+header, a table (model, each metric with delta and CI, verdict, gates) and every gate outcome,
+after the decision card (decision.py: per model, promote / hold / insufficient evidence and why).
 Written by the plugin to `--ftevals-summary-md PATH` and, when `$GITHUB_STEP_SUMMARY` is set (a
 GitHub Actions step), appended there; `ftevals summary RESULTS --markdown` prints it. Exit codes are
 not affected: the gates' pytest outcomes decide those.
@@ -12,13 +13,14 @@ Text from suites and gate messages is escaped for markdown tables; no model outp
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .fsutil import atomic_write_text
-from .results import Results, SuiteResult, from_data
-from .summary import gate_cell, gate_counts, integrity_line, judge_line, score_cell, suite_header, verdict_phrase
+from .results import Decision, Results, SuiteResult, from_data
+from .summary import (gate_cell, gate_counts, integrity_line, judge_line, power_lines, score_cell, suite_header,
+                      verdict_phrase)
 
 
 def _escape(text: str) -> str:
@@ -34,11 +36,27 @@ def markdown_summary(results: Results | Mapping[str, Any], *, title: str = "ftev
     head = (f"{failing} of {total} gates FAILED" if failing else
             f"all {total} gates passed" if total else "no gates")
     lines = [f"## {_escape(title)}: {len(record.suites)} suite{'s' if len(record.suites) != 1 else ''}, {head}", ""]
+    lines += _decisions(record.decisions or ())
     for suite in record.suites:
         lines += _suite(suite)
     if record.integrity:
         lines += [_escape(integrity_line(record.integrity)), ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+_OUTCOME_MARKS = {"promote": "✅ promote", "hold": "❌ **hold**", "insufficient_evidence": "⚠️ insufficient evidence"}
+
+
+def _decisions(decisions: Sequence[Decision]) -> list[str]:
+    """The decision card as a table: the same outcome and reasons as the terminal (decision.py)."""
+    if not decisions:
+        return []
+    from .decision import decision_summary
+
+    out = ["### Decision", "", "| model | decision | why |", "|---|---|---|"]
+    for d in decisions:
+        out.append(f"| {_escape(d.model)} | {_OUTCOME_MARKS[d.outcome]} | {_escape(decision_summary(d))} |")
+    return [*out, ""]
 
 
 def _suite(suite: SuiteResult) -> list[str]:
@@ -68,6 +86,9 @@ def _suite(suite: SuiteResult) -> list[str]:
             out.append(f"- ❌ **{_escape(g.message)}**")
     if suite.judge is not None:
         out.append(f"- ⚖️ {_escape(judge_line(suite.judge).strip())}")
+    for model, why in (suite.failures or {}).items():
+        out.append(f"- ❌ **{_escape(model)} was not evaluated: {_escape(why)}**")
+    out += [f"- 📏 {_escape(line.strip())}" for line in power_lines(suite)]
     if suite.baseline is not None:
         first = (suite.baseline.message or f"baseline {suite.baseline.path}: {suite.baseline.status}").splitlines()[0]
         out.append(f"- {'❌' if suite.baseline.status == 'changed' else 'ℹ️'} {_escape(first)}")

@@ -24,7 +24,7 @@ from .cache import CacheMode, GenerationCache
 from . import contamination as contamination_module, data as data_module, memo
 from .contamination import check_contamination
 from .data import Dataset, Example, fingerprint_examples, load_dataset, normalize_text
-from .errors import ConfigError
+from .errors import ConfigError, DatasetError, Problem
 from .fsutil import sha256_file
 from .gate import Gate, parse_gate
 from .generate import Plan, build_messages, choose_shots, run_generation
@@ -40,8 +40,8 @@ from .prompts import PromptTemplate
 from .results import ModelInfo, Results, RunInfo, new_run_info, utc_now
 from .score import score_suite
 from .specs import ModelSpec
-from .suite import (MODEL_VALUES, SUITE_VALUES, Suite, check_known_failures, gate_targets, suite_model_names,
-                    unused_candidates)
+from .suite import (MODEL_VALUES, SUITE_VALUES, Suite, TrainFile, check_known_failures, gate_targets,
+                    resolve_reference, suite_model_names, unused_candidates)
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -116,6 +116,7 @@ def prepare(suites: Sequence[Suite], config: RunConfig) -> PreparedRun:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"suite names must be unique; {', '.join(dupes)} is used more than once")
+    suites = [resolve_reference(s, config.models) for s in suites]
     prepared = PreparedRun(config, [prepare_suite(s, config) for s in suites])
     check_candidates(suites, config)
     return prepared
@@ -123,11 +124,12 @@ def prepare(suites: Sequence[Suite], config: RunConfig) -> PreparedRun:
 
 def check_candidates(suites: Sequence[Suite], config: RunConfig) -> None:
     """Refuse a candidate that joins no suite: a CI job's adapter must not silently go unevaluated."""
+    suites = [resolve_reference(s, config.models) for s in suites]
     unused = unused_candidates(suites, config.models, config.candidates)
     if not unused:
         return
     table = config.models
-    bases = sorted({f"{s.name}: reference {s.reference!r} on {table[s.reference].base}"
+    bases = sorted({f"{s.name}: reference {s.reference!r} on {table[s.reference_name].base}"
                     + ("" if s.candidates else " (candidates=False)") for s in suites if s.reference in table})
     raise ConfigError(
         "; ".join(f"model {c!r} (a candidate: added with --ftevals-model or ini ftevals_candidates) joins no "
@@ -138,6 +140,7 @@ def check_candidates(suites: Sequence[Suite], config: RunConfig) -> None:
 
 
 def prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
+    suite = resolve_reference(suite, config.models)
     labels = suite.label_set()
     template = (PromptTemplate.parse(suite.prompt_template, owner=f"suite {suite.name!r}", labels=labels)
                 if suite.prompt_template is not None else None)
@@ -179,7 +182,7 @@ def prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
                             _loader_args(suite, labels, template),
                             [fewshot.k, fewshot.seed, fewshot.distinct_labels], _prepare_code())
         shots = memo.memoised("shots", key, pick)
-        models.append(fewshot.contender(table[suite.reference]))
+        models.append(fewshot.contender(table[suite.reference_name]))
 
     metrics = [get_metric(name) for name in suite.metric_names]
     for metric in metrics:
@@ -210,12 +213,14 @@ def prepare_suite(suite: Suite, config: RunConfig) -> PreparedSuite:
     contamination = None
     if suite.train_files:
         written = _as_written(suite, dataset, template)
+        train_files = suite.training_files()
         # Pure in its inputs, and a second or more on large training files: memoised (memo.py), keyed
-        # by the training files' bytes so that a re-run need not even load them.
-        files = [(str(f), _file_hash(suite.path(f))) for f in suite.train_files]
-        key = memo.memo_key(fingerprint_examples(written), files, _prepare_code())
+        # by the training files' bytes and how each is read, so that a re-run need not even load them
+        # and a changed column mapping recomputes.
+        files = [(f.path, _file_hash(suite.path(f.path)), dict(suite.train_columns(f) or {})) for f in train_files]
+        key = memo.memo_key(fingerprint_examples(written), files, suite.system_prompt, _prepare_code())
         contamination = memo.memoised("contamination", key, lambda: check_contamination(
-            written, [(str(f), load_dataset(suite.path(f)).examples) for f in suite.train_files]).to_dict())
+            written, [(f.path, _train_examples(suite, f)) for f in train_files]).to_dict())
     return PreparedSuite(suite, dataset, len(full), models, metrics, gates, shots, labels, contamination,
                          full.fingerprint, judge_gates, judge_model)
 
@@ -281,6 +286,30 @@ def _as_written(suite: Suite, dataset: Dataset, template: PromptTemplate | None)
     raw = load_dataset(suite.path(suite.dataset), columns=suite.columns, system_prompt=suite.system_prompt)
     wanted = {e.id for e in dataset.examples}
     return tuple(e for e in raw.examples if e.id in wanted)
+
+
+def _train_examples(suite: Suite, train_file: TrainFile) -> tuple[Example, ...]:
+    """A training file read like the dataset as written (`_as_written`: the suite's or its own columns,
+    no prompt template, which would hide every overlap). A file that cannot be read says which
+    suite's training file it is and which mapping it was read with, so the fix is found."""
+    path = suite.path(train_file.path)
+    columns = suite.train_columns(train_file)
+    try:
+        return load_dataset(path, columns=columns, system_prompt=suite.system_prompt).examples
+    except DatasetError as exc:
+        first, *rest = exc.problems
+        hint = _train_file_hint(suite, train_file, columns)
+        raise DatasetError([Problem(first.path, first.line, f"{first.message}; {hint}"), *rest], path=path) from None
+
+
+def _train_file_hint(suite: Suite, train_file: TrainFile, columns: Mapping[str, str] | None) -> str:
+    where = f"{train_file.path} is a training file of suite {suite.name!r} (train_files)"
+    if train_file.columns is not None:
+        return f"{where}, read with its own column mapping {dict(columns or {})}"
+    if columns:
+        return (f"{where}, read like the dataset with the suite's column mapping {dict(columns)}; a training file "
+                f"of another layout takes its own: TrainFile({train_file.path!r}, columns={{...}})")
+    return where
 
 
 def _unseen(suite: Suite, pool: Dataset, pool_path: Path, template: PromptTemplate | None) -> tuple[Example, ...]:

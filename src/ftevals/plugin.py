@@ -59,7 +59,7 @@ from .errors import FtevalsError
 from .progress import GenerationProgress
 from .session import USAGE_ERRORS, Evaluation, SuiteResults, display_path
 from .settings import INI_KEYS, Values, declared_options, read_settings
-from .suite import Suite, collection_targets, known_failure
+from .suite import Suite, collection_targets, known_failure, resolve_reference
 
 if TYPE_CHECKING:  # pragma: no cover
     from .results import ModelInfo, Results, SuiteResult
@@ -134,6 +134,10 @@ class SuiteCollector(pytest.Collector):
         if not self.suite.gates:
             yield EvaluateItem.from_parent(self, name="evaluate", suite=self.suite)
         settings = self.config.stash[SESSION_KEY].evaluation.settings
+        try:
+            self.suite = resolve_reference(self.suite, settings.models)
+        except FtevalsError:
+            pass  # selecting the suite (pytest_collection_modifyitems) stops the run with the reason
         for text in self.suite.gates:
             for target in collection_targets(self.suite, text, settings.models, settings.candidates):
                 item = GateItem.from_parent(self, name=f"gate[{target.label}]", suite=self.suite, gate_text=text,

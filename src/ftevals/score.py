@@ -23,7 +23,7 @@ from .multiplicity import adjust_family
 from .results.records import (Comparison, Contamination, DatasetInfo, ExampleResult, FewShotInfo, ForgettingResult,
                               GateOutcome, IntegrityCheck, MetricInfo, Output, PromptingResult, ScoreSummary,
                               SuiteResult, Usage)
-from .suite import gate_targets, known_failure
+from .suite import gate_targets, known_failure, same_base
 
 if TYPE_CHECKING:  # pragma: no cover
     from .data import Example
@@ -54,7 +54,7 @@ def score_suite(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, confi
         m: {name: _summary(scored, config) for name, scored in by_metric.items()} for m, by_metric in scores.items()
     }
     comparisons: list[Comparison] = adjust_family(cmp.compare_models(
-        scores, reference=suite.reference, metrics=ps.metrics, ids=ids,
+        scores, reference=suite.reference_name, metrics=ps.metrics, ids=ids,
         resamples=config.resamples, seed=config.seed, alpha=config.alpha,
     ), suite.multiplicity)
     contamination = Contamination.from_dict(ps.contamination) if ps.contamination else None
@@ -69,7 +69,7 @@ def score_suite(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, confi
                                     "a model its backend cannot compare with a base); the gate cannot pass")
             else:
                 result = evaluate_gate(gate, target.model, gate_scores, comparisons, suite_values,
-                                       reference=suite.reference, n=len(examples))
+                                       reference=suite.reference_name, n=len(examples))
             gates.append(GateOutcome(result.id, result.expression, result.model, result.passed, result.message,
                                      result.gate.text, source=target.source, known_failure=known_failure(suite, target)))
 
@@ -83,7 +83,7 @@ def score_suite(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, confi
         ),
         sampling=suite.sampling.to_dict(),
         prompt_formats={m: plan.formats.get((ps.name, m), "chat") for m in model_names},
-        reference=suite.reference,
+        reference=suite.reference_name,
         models=tuple(model_names),
         fewshot=(
             FewShotInfo(ps.models[-1].name, len(ps.shots), display_path(suite.path(suite.fewshot.pool)),
@@ -105,7 +105,17 @@ def score_suite(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, confi
         examples=tuple(_example(i, ex, model_names, keys, outcome, scores) for i, ex in enumerate(examples)),
         rubric=dict(suite.rubric) if suite.rubric else None,
         human=None,
+        different_base=_different_base(ps),
     )
+
+
+def _different_base(ps: PreparedSuite) -> tuple[str, ...] | None:
+    """Models on another base model than the reference's (an explicit `reference=` allows it): their
+    deltas mix the adapter's effect with the change of base, and every rendering says so."""
+    ref = next(m for m in ps.models if m.name == ps.suite.reference_name)
+    other = tuple(m.name for m in ps.models
+                  if m.name != ref.name and not m.served_elsewhere and not same_base(m, ref))
+    return other or None
 
 
 def _with_integrity(summaries: dict[str, dict[str, ScoreSummary]],
@@ -147,10 +157,10 @@ def _prompting(ps: PreparedSuite, summaries: Mapping[str, Mapping[str, ScoreSumm
     if not adapters:
         return None
     metric, adapter = ps.metrics[0], adapters[0]
-    contender = suite.fewshot.model_name(suite.reference)
+    contender = suite.fewshot.model_name(suite.reference_name)
     return cmp.prompting_summary(
         contender=contender, adapter=adapter, metric=metric.name, k=suite.fewshot.k,
-        base_value=summaries[suite.reference][metric.name].value,
+        base_value=summaries[suite.reference_name][metric.name].value,
         prompted_value=summaries[contender][metric.name].value,
         adapter_value=summaries[adapter][metric.name].value,
         higher_is_better=metric.higher_is_better,
@@ -160,7 +170,7 @@ def _prompting(ps: PreparedSuite, summaries: Mapping[str, Mapping[str, ScoreSumm
 def _forgetting(ps: PreparedSuite, comparisons: Sequence[Comparison]) -> ForgettingResult:
     """Per model on this held-out task: the drop against the reference on the primary metric."""
     primary = ps.metrics[0].name
-    return ForgettingResult(primary, ps.suite.reference,
+    return ForgettingResult(primary, ps.suite.reference_name,
                             {c.model: cmp.forgetting_of(c) for c in comparisons if c.metric == primary})
 
 

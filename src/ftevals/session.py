@@ -76,6 +76,13 @@ class Evaluation:
     # -- selection and preparation ----------------------------------------------------------------
 
     def add_suite(self, suite: Suite, path: Path) -> None:
+        """Select a suite, its reference model resolved (ConfigError, a usage error, when it cannot be)."""
+        from .suite import resolve_reference
+
+        try:
+            suite = resolve_reference(suite, self.settings.models)
+        except ConfigError as exc:
+            raise ConfigError(f"{display_path(path)}: {exc}") from None
         known = self.suites.get(suite.name)
         if known is None:
             self.suites[suite.name] = (suite, path)
@@ -174,8 +181,11 @@ class Evaluation:
     def write_outputs(self) -> None:
         from .results import save
 
+        from .decision import decide
+
         assert self.results is not None
-        self.results = _with_baselines(self.results, self.baselines)
+        # The decision reads the baseline outcomes: made once they are all in, before anything is written.
+        self.results = decide(_with_baselines(self.results, self.baselines))
         self.written_results = save(self.settings.results, self.results)
         from .ci_summary import write_markdown_summary
 

@@ -133,6 +133,59 @@ class Judge:
 
 
 @dataclass(frozen=True)
+class TrainFile:
+    """A fine-tuning file for the contamination check whose layout differs from the dataset's.
+
+    A plain path in `Suite.train_files` is read with the suite's `columns`, the way the evaluation
+    file is; `TrainFile(path, columns={...})` gives the file its own CSV column mapping ({} for the
+    default `prompt`/`reference` columns). Columns map a CSV header only: JSONL rows name their
+    fields themselves, so a JSONL file needs no TrainFile.
+    """
+
+    path: str
+    #: {field: column} for prompt, reference, id and label (as `Suite.columns`); None = the suite's.
+    columns: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.path, os.PathLike):
+            object.__setattr__(self, "path", os.fspath(self.path))
+        if not isinstance(self.path, str) or not self.path.strip():
+            raise ConfigError(f"TrainFile path must be a file path, got {self.path!r}")
+        if self.columns is not None:
+            object.__setattr__(self, "columns", _checked_columns(self.path, self.columns))
+
+
+def _checked_columns(path: str, columns: Any) -> dict[str, str]:
+    """A TrainFile's column mapping, checked where it is written rather than when the file is read."""
+    from .data_csv import CSV_FIELDS
+
+    where = f"TrainFile({path!r})"
+    if not isinstance(columns, Mapping) or not all(isinstance(k, str) and isinstance(v, str)
+                                                   for k, v in columns.items()):
+        raise ConfigError(f"{where}: columns must map field names to CSV column names, e.g. "
+                          f"{{'prompt': 'text', 'reference': 'category'}}, got {columns!r}")
+    unknown = sorted(set(columns) - set(CSV_FIELDS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown column mapping key(s) {', '.join(map(repr, unknown))}; expected some "
+                          f"of {', '.join(CSV_FIELDS)} (e.g. columns={{'prompt': 'text', 'reference': 'category'}})")
+    if columns and Path(path).suffix.lower() != ".csv":
+        # The loader ignores a mapping for JSONL; silently ignoring the user's would hide a mistake.
+        raise ConfigError(f"{where}: columns map a CSV header, but {path} is read as JSONL (its rows name their "
+                          "fields: prompt/reference or messages); drop columns, or give a .csv file")
+    return dict(columns)
+
+
+def _train_file_entry(suite: str, entry: Any) -> str | TrainFile:
+    """A `train_files` entry as given (a path string or a TrainFile); a Path becomes its string."""
+    if isinstance(entry, os.PathLike):
+        entry = os.fspath(entry)
+    if isinstance(entry, TrainFile) or (isinstance(entry, str) and entry.strip()):
+        return entry
+    raise ConfigError(f"suite {suite!r}: train_files entry {entry!r} is neither a file path nor a TrainFile; "
+                      "give paths, or TrainFile(path, columns={...}) for a file of another layout")
+
+
+@dataclass(frozen=True)
 class Suite:
     name: str
     dataset: str
@@ -141,7 +194,9 @@ class Suite:
     #: Model names from the model table (pyproject `ftevals_models`, `--ftevals-model`); empty = all.
     #: The run's candidates join a suite that lists its models too (see `candidates`).
     models: tuple[str, ...] = ()
-    reference: str = "base"
+    #: The model every other model is compared with. None (the default): the suite's model that is
+    #: the common base of its adapters (`base` when listed); see `resolve_reference`.
+    reference: str | None = None
     metrics: tuple[str, ...] = ()
     metric_params: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     gates: tuple[str, ...] = ()
@@ -168,8 +223,10 @@ class Suite:
     #: base models); "chat" refuses a model without a template; "completion" always sends raw text.
     prompt_format: PromptFormatChoice = "auto"
     fewshot: FewShot | None = None
-    #: Fine-tuning files to check for contamination against the eval set (exact + near duplicates).
-    train_files: tuple[str, ...] = ()
+    #: Fine-tuning files to check for contamination against the eval set (exact + near duplicates):
+    #: paths, read like the dataset (its `columns`, as written: no prompt template), or `TrainFile`s
+    #: with a column mapping of their own for a file of another layout.
+    train_files: tuple[str | TrainFile, ...] = ()
     #: Rubric for human raters (see docs/packets.md); None = the task's default rubric.
     rubric: Mapping[str, Any] | None = None
     #: Whether the run's candidates (models added with --ftevals-model, or ini ftevals_candidates)
@@ -186,12 +243,15 @@ class Suite:
 
     def __post_init__(self) -> None:
         check_name("suite", self.name)
-        for attr in ("models", "metrics", "gates", "train_files"):
+        for attr in ("models", "metrics", "gates"):
             value = getattr(self, attr)
             if isinstance(value, str):
                 object.__setattr__(self, attr, (value,))
             else:
                 object.__setattr__(self, attr, tuple(value))
+        files = self.train_files
+        files = (files,) if isinstance(files, (str, os.PathLike, TrainFile)) else tuple(files)
+        object.__setattr__(self, "train_files", tuple(_train_file_entry(self.name, f) for f in files))
         if self.task not in DEFAULT_METRICS:
             raise ConfigError(f"suite {self.name!r}: unknown task {self.task!r}; expected one of {', '.join(DEFAULT_METRICS)}")
         if self.multiplicity not in ("holm", "bonferroni", "none"):
@@ -204,11 +264,22 @@ class Suite:
             raise ConfigError(f"suite {self.name!r}: judge must be a model name or a Judge, got {type(self.judge).__name__}")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"suite {self.name!r}: limit must be >= 1, got {self.limit}")
-        if self.reference in self.models[1:] and self.models and self.models[0] != self.reference:
+        if self.reference is not None:
+            check_name("reference model", self.reference)
+        if self.reference is not None and self.reference in self.models[1:] and self.models[0] != self.reference:
             # Keep the reference first so tables read base-first.
             object.__setattr__(self, "models", (self.reference, *[m for m in self.models if m != self.reference]))
 
     # -- resolved views -----------------------------------------------------------------------
+
+    @property
+    def reference_name(self) -> str:
+        """The reference model's name, once resolved (`resolve_reference`); stages after collection
+        only see resolved suites, so an unresolved one here is a bug of the caller."""
+        if self.reference is None:
+            raise ConfigError(f"suite {self.name!r}: the reference model is not resolved yet "
+                              "(ftevals.suite.resolve_reference)")
+        return self.reference
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -221,6 +292,14 @@ class Suite:
     def path(self, value: str) -> Path:
         p = Path(value).expanduser()
         return p if p.is_absolute() or not self.root else (Path(self.root) / p)
+
+    def training_files(self) -> tuple[TrainFile, ...]:
+        """Every `train_files` entry as a TrainFile (a path given alone has columns None)."""
+        return tuple(f if isinstance(f, TrainFile) else TrainFile(f) for f in self.train_files)
+
+    def train_columns(self, train_file: TrainFile) -> Mapping[str, str] | None:
+        """The CSV column mapping a training file is read with: its own, else the dataset's."""
+        return train_file.columns if train_file.columns is not None else self.columns
 
     def label_set(self) -> list[str] | None:
         if self.labels is None:
@@ -254,20 +333,73 @@ class Suite:
 def suite_model_names(suite: Suite, table: Mapping[str, ModelSpec], candidates: Sequence[str] = ()) -> list[str]:
     """The models a suite evaluates, reference first: the one rule, used at collection and preparation.
 
-    The suite's `models` (every model of the table when it lists none), plus each candidate that
-    shares the reference's base model (an adapter of the same base, or the same base prompted
-    differently) or is served elsewhere (`openai:MODEL_ID`: a managed fine-tune, whose base cannot
-    be seen), unless the suite opts out with `candidates=False`. Names missing from the table are
-    kept: preparation refuses them by name.
+    The suite's `models` (when it lists none: every model of the table that runs on the reference's
+    base model, or is served elsewhere), plus each candidate that shares the reference's base model
+    (an adapter of the same base, or the same base prompted differently) or is served elsewhere
+    (`openai:MODEL_ID`: a managed fine-tune, whose base cannot be seen), unless the suite opts out
+    with `candidates=False`. Names missing from the table are kept: preparation refuses them by name.
+    An unresolved reference (see `resolve_reference`) is resolved here, or left out when it cannot be.
     """
-    wanted = list(suite.models) or list(table)
-    if suite.reference not in wanted:
-        wanted.insert(0, suite.reference)
-    reference = table.get(suite.reference)
+    try:
+        ref_name: str | None = resolve_reference(suite, table).reference
+    except ConfigError:
+        ref_name = suite.reference  # preparation reports why; collection only needs a best guess
+    reference = table.get(ref_name) if ref_name is not None else None
+    if suite.models:
+        wanted = list(suite.models)
+    elif reference is not None:
+        wanted = [n for n, spec in table.items() if same_base(spec, reference) or spec.served_elsewhere]
+    else:
+        wanted = list(table)
+    if ref_name is not None and ref_name not in wanted:
+        wanted.insert(0, ref_name)
     if suite.candidates and reference is not None:
         wanted += [c for c in candidates if c not in wanted and c in table
                    and (same_base(table[c], reference) or table[c].served_elsewhere)]
-    return [suite.reference] + [m for m in wanted if m != suite.reference]
+    if ref_name is None:
+        return wanted
+    return [ref_name] + [m for m in wanted if m != ref_name]
+
+
+def resolve_reference(suite: Suite, table: Mapping[str, ModelSpec]) -> Suite:
+    """The suite with its reference model named: the one rule for which model every other is compared with.
+
+    An explicit `reference=` is kept as written, even when its base differs from an adapter's (the
+    summary then says "different base" beside that model's verdict). Otherwise the reference is the
+    suite's plain model (no adapter, no few-shot, served locally) that is the base of every adapter
+    the suite lists; when several are, `base` if the suite lists it. Nothing is ever inserted that
+    the suite did not name: no such model, or more than one, is a ConfigError naming the fix.
+    A suite with no `models` chooses among every model of the table the same way.
+    """
+    if suite.reference is not None:
+        return suite
+    names = list(suite.models) or list(table)
+    specs = [table[n] for n in names if n in table]
+    adapters = [s for s in specs if s.adapter is not None and not s.served_elsewhere]
+    plain = [s for s in specs if s.adapter is None and s.fewshot == 0 and not s.served_elsewhere]
+    fits = [p for p in plain if all(same_base(a, p) for a in adapters)]
+    if len(fits) > 1 and "base" in suite.models and any(p.name == "base" for p in fits):
+        fits = [p for p in fits if p.name == "base"]
+    if len(fits) == 1:
+        return replace(suite, reference=fits[0].name)
+    where = f"suite {suite.name!r}"
+    listed = ", ".join(names) or "none"
+    if not fits:
+        bases = sorted({a.base for a in adapters})
+        if not plain:
+            why = (f"none of its models ({listed}) is a base model without an adapter, so none can be the "
+                   f"reference; its adapters run on {', '.join(bases) or 'no local base'}")
+        else:
+            why = (f"no model it lists is the common base of its adapters (adapters on {', '.join(bases)}; "
+                   f"base models listed: {', '.join(p.name + ' = ' + p.base for p in plain)})")
+        hint = next((n for n, s in table.items() if s.adapter is None and s.fewshot == 0 and not s.served_elsewhere
+                     and adapters and all(same_base(a, s) for a in adapters)), None)
+        fix = (f"add {hint!r} to the suite's models or set reference={hint!r}" if hint is not None
+               else "add the adapters' base model to the model table and the suite's models, or set reference=NAME")
+        raise ConfigError(f"{where}: cannot choose a reference model: {why}. Fix: {fix}")
+    raise ConfigError(
+        f"{where}: cannot choose a reference model: {', '.join(p.name for p in fits)} could each be the reference "
+        f"(models: {listed}). Fix: set reference=NAME on the suite")
 
 
 def same_base(a: ModelSpec, b: ModelSpec) -> bool:
@@ -290,12 +422,23 @@ def gated_model_names(suite: Suite, models: Sequence[Any]) -> list[str]:
     "adapters": every adapter that is not a few-shot contender (falling back to every
     non-reference model when the suite has no adapter); "all": every non-reference model.
     """
-    others = [m for m in models if m.name != suite.reference]
+    reference = _reference_among(suite, models)
+    others = [m for m in models if m.name != reference]
     if suite.gate_models == "adapters":
         # A managed fine-tune (served elsewhere) is gated like an adapter: it is one, behind an API.
         adapters = [m for m in others if (m.adapter is not None or m.served_elsewhere) and m.fewshot == 0]
         return [m.name for m in (adapters or others)]
     return [m.name for m in others]
+
+
+def _reference_among(suite: Suite, models: Sequence[Any]) -> str | None:
+    """The suite's reference, resolved among the given ModelSpecs when the suite leaves it implicit."""
+    if suite.reference is not None:
+        return suite.reference
+    try:
+        return resolve_reference(suite, {m.name: m for m in models}).reference
+    except ConfigError:
+        return None
 
 
 class GateTarget(NamedTuple):
@@ -321,7 +464,8 @@ def gate_targets(suite: Suite, models: Sequence[Any], gate: Gate) -> list[GateTa
     if gate.model is not None:
         return [GateTarget(gate.model, gate.text, gate.text)]
     if gate.metric in MODEL_VALUES:  # only adapters on a local engine or a server have an integrity check
-        checked = [m.name for m in models if m.name != suite.reference and m.adapter is not None and m.fewshot == 0]
+        reference = _reference_among(suite, models)
+        checked = [m.name for m in models if m.name != reference and m.adapter is not None and m.fewshot == 0]
         return [GateTarget(m, f"{m}: {gate.text}", gate.text) for m in checked]
     return [GateTarget(m, f"{m}: {gate.text}", gate.text) for m in gated_model_names(suite, models)]
 
@@ -358,9 +502,13 @@ def collection_targets(suite: Suite, text: str, table: Mapping[str, ModelSpec],
         gate = parse_gate(text)
     except FtevalsError:
         return [GateTarget(None, text, text)]
+    try:
+        suite = resolve_reference(suite, table)
+    except ConfigError:
+        return [GateTarget(None, text, text)]  # preparation stops the run with the reason
     specs = [table[n] for n in suite_model_names(suite, table, candidates) if n in table]
     if suite.fewshot is not None and suite.reference in table:
-        specs.append(suite.fewshot.contender(table[suite.reference]))
+        specs.append(suite.fewshot.contender(table[suite.reference_name]))
     return gate_targets(suite, specs, gate) or [GateTarget(None, text, text)]
 
 
@@ -375,11 +523,13 @@ __all__ = [
     "Judge",
     "Suite",
     "Task",
+    "TrainFile",
     "check_known_failures",
     "collection_targets",
     "gate_targets",
     "gated_model_names",
     "known_failure",
+    "resolve_reference",
     "same_base",
     "suite_model_names",
     "unused_candidates",

@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .numbers import num, p_clause, signed
-from .results import (Comparison, GateOutcome, IntegrityCheck, JudgeResult, Results, ScoreSummary, SuiteResult,
-                      from_data)
+from .results import (Comparison, Decision, GateOutcome, IntegrityCheck, JudgeResult, PowerCheck, Results,
+                      ScoreSummary, SuiteResult, from_data)
 
 Markup = dict[str, bool]
 Row = tuple[str, Markup]
@@ -38,13 +38,43 @@ _PLAIN: Markup = {}
 def summary_rows(results: Results | Mapping[str, Any], notes: Mapping[str, str] | None = None) -> list[Row]:
     """Every suite's table, as (text, markup) rows; `notes` adds a line per suite (e.g. a skip reason)."""
     record = from_data(results)  # a Results passes through unchanged
-    rows: list[Row] = []
+    rows: list[Row] = decision_rows(record.decisions or ())
     for suite in record.suites:
         rows += suite_rows(suite, note=(notes or {}).get(suite.name))
         rows.append(("", _PLAIN))
     if record.integrity:
         rows.append((integrity_line(record.integrity), _PLAIN))
     return rows
+
+
+def decision_rows(decisions: Sequence[Decision]) -> list[Row]:
+    """The decision card, first: one line per model across the run, with the reasons that decided it."""
+    if not decisions:
+        return []
+    from .decision import decision_line
+
+    width = max(len(d.model) for d in decisions)
+    rows: list[Row] = [("decision (each model across the suites it ran in; docs/gates.md#the-decision)", {"bold": True})]
+    for d in decisions:
+        style = _FAIL if d.outcome == "hold" else {"yellow": True} if d.outcome == "insufficient_evidence" else _PASS
+        rows.append((f"  {decision_line(d, width=width)}", style))
+    rows.append(("", _PLAIN))
+    return rows
+
+
+def power_lines(suite: SuiteResult) -> list[str]:
+    """What each base-relative gate's test could detect at the suite's n (the suite's decisions hold them)."""
+    return [f"  power: {power_phrase_short(c)}" for d in suite.decisions or () for c in d.power]
+
+
+def power_phrase_short(c: PowerCheck) -> str:
+    """`tuned accuracy: detects 0.366 or more at n=20 (margin 0.050: NOT enough, n=658 would)`."""
+    seen = "cannot detect even the largest change" if c.mde is None else f"detects {num(c.mde)} or more at n={c.n}"
+    if c.margin:
+        verdict = "enough" if c.detectable else "NOT enough"
+        need = f", n={c.n_needed:,} would" if c.n_needed and not c.detectable else ""
+        seen += f" (margin {num(c.margin)}: {verdict}{need})"
+    return f"{c.model} {c.metric}: {seen}"
 
 
 def integrity_line(checks: Mapping[str, IntegrityCheck]) -> str:
@@ -80,6 +110,9 @@ def suite_rows(suite: SuiteResult, note: str | None = None) -> list[Row]:
             out.append((f"  [XFAIL] {g.message} (known failure: {g.known_failure})", _PLAIN))
         else:
             out.append((f"  [FAIL] {g.message}", _FAIL))
+    for model, why in (suite.failures or {}).items():
+        out.append((f"  [FAILED MODEL] {model}: {why}", _FAIL))
+    out += [(line, _PLAIN) for line in power_lines(suite)]
     baseline = suite.baseline
     if baseline is not None:
         # The outcome's first line names the file and what happened ("matches this run", "did not
@@ -142,6 +175,10 @@ def _table(suite: SuiteResult) -> list[Row]:
             cells.append(_cell(suite.score(model, metric), suite.comparison(model, metric)))
         found = [c for m in metrics if (c := suite.comparison(model, m)) is not None]
         verdict, bad = ("reference", False) if model == suite.reference else _verdict(found)
+        if model in (suite.different_base or ()):
+            verdict += " (different base)"
+        if model in (suite.failures or {}):
+            verdict, bad = "FAILED (not evaluated)", True
         gate_cell, gate_bad = _gate_cell(suite.gates, model)
         cells += [verdict, *([gate_cell] if per_model else [])]
         grid.append(cells)
@@ -212,5 +249,5 @@ score_cell = _cell
 verdict_phrase = _verdict
 gate_cell = _gate_cell
 
-__all__ = ["gate_cell", "gate_counts", "integrity_line", "score_cell", "suite_header", "summary_lines", "summary_rows",
+__all__ = ["decision_rows", "gate_cell", "power_lines", "power_phrase_short", "gate_counts", "integrity_line", "score_cell", "suite_header", "summary_lines", "summary_rows",
            "suite_rows", "suite_table", "verdict_phrase"]

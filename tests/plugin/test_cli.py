@@ -40,7 +40,11 @@ def test_report_rerenders_from_the_results_file_alone(project, capsys):
 
     assert "<html" in out.read_text(encoding="utf-8")
     printed = capsys.readouterr().out.splitlines()
-    assert printed[0] == "demo (classification, n=20, reference=base; gates 1/1 passed)"
+    # The decision card first (the results file holds it), then the suite's table.
+    assert printed[0].startswith("decision (each model across the suites it ran in")
+    assert printed[1].startswith("  tuned  insufficient evidence: demo: accuracy >= base - 0.05 passed on its point "
+                                 "estimate with no significant change")
+    assert "demo (classification, n=20, reference=base; gates 1/1 passed)" in printed
     assert any(line.startswith("  tuned  0.800 (+0.200 [") for line in printed)
     assert printed[-1] == f"report: {out}"
 

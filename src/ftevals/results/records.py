@@ -310,6 +310,9 @@ class BaselineRecord(Record):
     status: BaselineStatus
     changes: tuple[BaselineChange, ...] = ()
     message: str | None = omit_none()
+    #: Models this run evaluated that the baseline does not hold (a CI candidate, a newly added
+    #: model): listed, never a change; recorded when accepted with --ftevals-update-baseline.
+    not_in_baseline: tuple[str, ...] | None = omit_none()
 
     @property
     def passed(self) -> bool:
@@ -494,10 +497,18 @@ class SuiteResult(Record):
     ab: ABResult | None = omit_none()
     #: The LLM judge's verdicts on the suite's rubric (Suite(judge=...)), when the suite has a judge.
     judge: JudgeResult | None = omit_none()
+    #: Models compared with a reference on another base model (an explicit `reference=`): their
+    #: verdicts say "different base".
+    different_base: tuple[str, ...] | None = omit_none()
+    #: Per non-reference model: promote / hold / insufficient evidence, with the reasons (decision.py).
+    decisions: tuple[Decision, ...] | None = omit_none()
+    #: Models of the suite that could not be generated or scored, with the cause: their gates fail,
+    #: every other model is scored as usual (one model's fault costs only that model).
+    failures: Mapping[str, str] | None = omit_none()
 
     # The file's key order (the pipeline has always written name, task, ... human).
     __json_keys__ = ("name", "task", "description", "dataset", "sampling", "prompt_formats", "reference", "models",
-                     "fewshot", "metric_params", "metrics", "scores", "details", "comparisons", "prompting", "forgetting",
+                     "different_base", "decisions", "failures", "fewshot", "metric_params", "metrics", "scores", "details", "comparisons", "prompting", "forgetting",
                      "gates", "contamination", "baseline", "usage", "examples", "rubric", "human")
 
     @property
@@ -533,8 +544,10 @@ class Results(Record):
     #: Adapter name -> the engine-integrity check of that adapter (absent for backends that serve
     #: no local adapter: replay, openai).
     integrity: Mapping[str, IntegrityCheck] | None = omit_none()
+    #: Per model across every suite it was judged in (decision.py): what a promotion check reads first.
+    decisions: tuple[Decision, ...] | None = omit_none()
 
-    __json_keys__ = ("schema", "schema_version", "run", "models", "integrity", "suites")
+    __json_keys__ = ("schema", "schema_version", "run", "decisions", "models", "integrity", "suites")
 
     def suite(self, name: str) -> SuiteResult | None:
         return next((s for s in self.suites if s.name == name), None)
@@ -544,6 +557,8 @@ class Results(Record):
 # SuiteResult's `judge` annotation is resolved by name when the codec first reads the hints.
 from .judge_records import *  # noqa: E402,F403
 from .judge_records import __all__ as _judge_all  # noqa: E402
+from .decision_records import *  # noqa: E402,F403
+from .decision_records import __all__ as _decision_all  # noqa: E402
 
 
 def undefined(x: float | None) -> bool:
@@ -556,5 +571,5 @@ __all__ = [
     "ContaminationMatch", "DatasetInfo", "ExampleDelta", "ExampleResult", "FewShotInfo", "ForgettingModel",
     "ForgettingResult", "GateOutcome", "GitInfo", "HumanRatings", "IntegrityCheck", "MetricInfo", "ModelInfo", "Output",
     "PromptFormat", "PromptingResult", "Record", "Results", "RunInfo", "SCHEMA", "SCHEMA_VERSION", "ScoreSummary", "SuiteResult",
-    "TestName", "Usage", "Verdict", "undefined", *_judge_all,
+    "TestName", "Usage", "Verdict", "undefined", *_judge_all, *_decision_all,
 ]

@@ -176,6 +176,20 @@ class Report:
     integrity: str | None = None
     #: Model -> how its prompts were rendered: "chat", "completion", or per suite when suites differ.
     prompt_formats: Mapping[str, str] = field(default_factory=dict)
+    #: The decision card: per model, its outcome and reasons (decision.py), first on the page.
+    decisions: list[DecisionView] = field(default_factory=list)
 
 
-__all__ = ["BaselineRef", "Link", "NO_SCORE", "Report", "Section", "SectionView", "SuiteData", "SuiteView"]
+@dataclass(frozen=True)
+class DecisionView:
+    """One model's decision as the page shows it: the outcome, the deciding phrase, every reason."""
+
+    model: str
+    outcome: str
+    label: str
+    summary: str
+    reasons: list[tuple[str, str, str]]
+    power: list[str]
+
+
+__all__ = ["BaselineRef", "DecisionView", "Link", "NO_SCORE", "Report", "Section", "SectionView", "SuiteData", "SuiteView"]

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ResultsError
-from ...results import GateOutcome, ModelInfo, Results, SuiteResult, from_data
+from ...results import Decision, GateOutcome, ModelInfo, Results, SuiteResult, from_data
 from ...summary import integrity_line
-from .base import BaselineRef, GateRef, Report, Section, SectionView, SuiteData, SuiteView
+from .base import BaselineRef, DecisionView, GateRef, Report, Section, SectionView, SuiteData, SuiteView
 from .ab import ab
 from .classification import classification
 from .details import baseline, contamination, other_details
@@ -57,6 +57,10 @@ def build_report(
 ) -> Report:
     """Raises ResultsError for something that is not a valid results file, ConfigError for bad prices."""
     record = read(results)
+    if record.decisions is None:  # a file written before decisions were recorded: decide from it now
+        from ...decision import decide
+
+        record = decide(record)
     unit_prices = normalize_prices(prices)
     run, models = record.run, record.models
     suites = [_suite(i, s, models, unit_prices, run.id, sections) for i, s in enumerate(record.suites)]
@@ -78,7 +82,17 @@ def build_report(
                            for s in suites if s.baseline is not None and s.baseline.status == "changed"],
         integrity=integrity_line(record.integrity) if record.integrity else None,
         prompt_formats=prompt_formats(record),
+        decisions=[_decision_view(d) for d in record.decisions or ()],
     )
+
+
+def _decision_view(d: Decision) -> DecisionView:
+    from ...decision import OUTCOME_WORDS, decision_summary
+    from ...summary import power_phrase_short
+
+    reasons = [(r.status, r.suite or "", r.message) for r in d.reasons]
+    return DecisionView(d.model, d.outcome, OUTCOME_WORDS[d.outcome], decision_summary(d), reasons,
+                        [power_phrase_short(c) for c in d.power])
 
 
 def prompt_formats(record: Results) -> dict[str, str]:
