@@ -307,7 +307,16 @@ class BaselinePolicy:
         return shlex.join(["pytest", *args, UPDATE_FLAG])
 
     def check(self, path: Path, result: SuiteResult, results: Results) -> BaselineRecord:
-        """Compare (or write, or rewrite) one suite's baseline with the suite's results."""
+        """Compare (or write, or rewrite) one suite's baseline with the suite's results.
+
+        A suite with a failed model is neither compared nor written: its baseline test fails naming
+        the model and the cause, and the file keeps what it held (an update must never drop a model
+        because it failed this time)."""
+        if result.failures:
+            return BaselineRecord(str(path), "changed", (), (
+                f"baseline {path} not compared and left as it is: {', '.join(result.failures)} "
+                f"{'was' if len(result.failures) == 1 else 'were'} not evaluated (the cause is on "
+                f"{'its' if len(result.failures) == 1 else 'their'} gate tests)"))
         return check_baseline(path, result, models=results.models, environment=environment_of(results),
                               tolerance=self.tolerance, use_ci=self.use_ci, update=self.update,
                               accept_command=self.accept_command())

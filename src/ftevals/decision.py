@@ -49,7 +49,7 @@ def suite_decisions(suite: SuiteResult, results: Results | None = None, *,
                     power: float = DEFAULT_POWER) -> tuple[Decision, ...]:
     """One decision per non-reference model of the suite, in the suite's model order."""
     out = []
-    for model in suite.models:
+    for model in dict.fromkeys([*suite.models, *(suite.failures or {})]):
         if model == suite.reference:
             continue
         reasons: list[DecisionReason] = []

@@ -26,7 +26,7 @@ from typing import Any
 from .backends.base import Backend, Generation, GenerationRequest
 from .cache import GenerationCache, cache_key
 from .data import Example, Message, normalize_text
-from .errors import BackendError, ConfigError, MissingDependencyError, ModelSpecError
+from .errors import BackendError, CacheError, ConfigError, DatasetError, MissingDependencyError, ModelSpecError
 from .models import ResolvedModel
 from .progress import GenerationProgress
 from .specs import SamplingSpec
@@ -36,6 +36,10 @@ from .specs import SamplingSpec
 #: cache every STREAM_COMMIT_S seconds anyway.
 STREAMED_CHUNK = 2048
 STREAM_COMMIT_S = 2.0
+#: Failures of a backend call that stop the whole run rather than one model: a misconfiguration
+#: (reported as a usage error), a missing package (the install command is the whole message), a
+#: broken cache (every model would lose its work).
+RUN_STOPPERS = (ConfigError, DatasetError, ModelSpecError, MissingDependencyError, CacheError)
 
 
 def build_messages(example: Example, shots: Sequence[Example] = ()) -> tuple[Message, ...]:
@@ -160,6 +164,9 @@ class GenerationOutcome:
     seconds: float
     #: Which generations came from the cache (per-suite usage counts its own, not the run's).
     cached_keys: frozenset[str] = frozenset()
+    #: Model -> why it could not be generated: its requests are missing from `generations`, and the
+    #: later stages score every other model and fail this one's gates with the cause.
+    failures: dict[str, str] = field(default_factory=dict)
 
 
 ProgressFn = Callable[[str], None]
@@ -228,6 +235,8 @@ def _run_generation(
     keys = list(plan.requests)
     found = cache.get_many(keys)
     usage: dict[str, ModelUsage] = {}
+    failures: dict[str, str] = {}
+    done: dict[str, int] = {}  # generated so far, per model: what a failure of that model keeps
     cached_keys = set(found)
     calls = 0
     generated = 0
@@ -259,6 +268,8 @@ def _run_generation(
                     continue  # another run is generating this chunk right now; come back to it
                 pending.remove(item)
                 progressed = True
+                if model_name in failures:
+                    continue  # the model failed in an earlier chunk: its other chunks are not tried
                 try:
                     # What another run finished while we worked on other chunks is not redone.
                     landed = cache.get_many(chunk) if claims is not None else {}
@@ -274,12 +285,19 @@ def _run_generation(
                         backend.result_hook = commits.add if commits is not None else None
                         try:
                             outs = backend.generate([plan.requests[k] for k in todo])
-                        except BackendError as exc:
+                        except RUN_STOPPERS:
+                            raise
+                        except Exception as exc:
+                            # One model's failure (a merge that does not fit, an engine that died, a
+                            # server past its retries) costs that model only: what finished is kept,
+                            # and every other model is generated, scored and written as usual.
                             kept = commits.flush() if commits is not None else set()  # before the message counts them
-                            told = _keep_finished(exc, todo, model_name, cache, earlier=generated, streamed=kept)
-                            if told is exc:
-                                raise
-                            raise told from exc
+                            error = exc if isinstance(exc, BackendError) else BackendError(f"{type(exc).__name__}: {exc}")
+                            told = _keep_finished(error, todo, model_name, cache, earlier=done.get(model_name, 0),
+                                                  streamed=kept)
+                            failures[model_name] = str(told)
+                            say(f"ftevals: {model_name} FAILED, the other models go on: {told}")
+                            continue
                         finally:
                             backend.result_hook = None
                             if commits is not None:
@@ -298,6 +316,7 @@ def _run_generation(
                         u.wall_s += elapsed
                         u.latencies += [g.latency_s for g in outs if g.latency_s is not None]
                         generated += len(todo)
+                        done[model_name] = done.get(model_name, 0) + len(todo)
                         tokens = sum(g.tokens_out for g in outs)
                     what = f"{len(todo)} generated in {elapsed:.1f} s" if todo else "from another run"
                     if setup >= 0.5:
@@ -313,7 +332,9 @@ def _run_generation(
     if missing:
         progress.finish(generated=generated, seconds=time.monotonic() - started)
     for key, req in plan.requests.items():
-        g = found[key]
+        g = found.get(key)
+        if g is None:  # a failed model's request (its model is in `failures`)
+            continue
         u = usage.setdefault(req.model.name, ModelUsage())
         u.requests += 1
         u.tokens_in += g.tokens_in
@@ -321,7 +342,7 @@ def _run_generation(
         if key in cached_keys:
             u.cached += 1
     return GenerationOutcome(found, usage, calls, generated, len(cached_keys), time.monotonic() - started,
-                             frozenset(cached_keys))
+                             frozenset(cached_keys), failures)
 
 
 class _StreamedCommits:

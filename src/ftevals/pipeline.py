@@ -367,11 +367,13 @@ def execute(
                                  exclusive_group=config.exclusive_group)
         # Before anything is scored: an adapter the engine did not apply stops the run here.
         # Local engines, and servers (which may report log-probabilities); not a predictions file.
+        failures = dict(outcome.failures)
         integrity = check_integrity(prepared.suites, plan, outcome, backend,
                                     checked=lambda m: loads_local_weights(backend_of(m, config.backend))
-                                    or backend_of(m, config.backend) == "openai")
+                                    or backend_of(m, config.backend) == "openai",
+                                    on_failure=failures.__setitem__)
         t_generated = time.monotonic()
-        suites = tuple(score_suite(ps, plan, outcome, config, integrity) for ps in prepared.suites)
+        suites = tuple(score_suite(ps, plan, outcome, config, integrity, failures) for ps in prepared.suites)
         suites, judged = run_judges(prepared.suites, suites, resolved, backend, cache, config, progress)
     finally:
         cache.close()

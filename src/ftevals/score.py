@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -34,9 +35,56 @@ SCORE_CI_LEVEL = 0.95
 
 
 def score_suite(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, config: RunConfig,
-                integrity: Mapping[str, IntegrityCheck] | None = None) -> SuiteResult:
+                integrity: Mapping[str, IntegrityCheck] | None = None,
+                failures: Mapping[str, str] | None = None) -> SuiteResult:
     """Score, compare and gate one suite. `integrity`: the run's engine-integrity checks per adapter
-    (integrity.py), the values of `integrity` gates."""
+    (integrity.py), the values of `integrity` gates. `failures`: model -> why it could not be
+    generated or checked (generation and integrity): every other model is scored as usual, and each
+    gate test of a failed model fails with the cause (one model's fault costs only that model)."""
+    failed = _failed_models(ps, failures or {})
+    if not failed:
+        return _score(ps, plan, outcome, config, integrity)
+    live = [m for m in ps.models if m.name not in failed]
+    result = _score(replace(ps, models=live), plan, outcome, config, integrity) if live else _empty(ps)
+    outcomes = {(g.source, g.model): g for g in result.gates}
+    gates = []
+    for gate in ps.gates:
+        for target in gate_targets(ps.suite, ps.models, gate):
+            found = outcomes.get((target.source, target.model))
+            if found is None and target.model in failed:
+                found = GateOutcome(f"{target.model}::{gate.expression}", gate.expression, target.model, False,
+                                    f"{target.model} was not evaluated: {failed[target.model]}", gate.text,
+                                    source=target.source, known_failure=None)
+            if found is not None:
+                gates.append(found)
+    return replace(result, gates=tuple(gates), failures=failed)
+
+
+def _failed_models(ps: PreparedSuite, failures: Mapping[str, str]) -> dict[str, str]:
+    """The suite's models that cannot be scored: those that failed, and every model when its
+    reference failed (nothing to compare with)."""
+    ref = ps.suite.reference_name
+    if ref in failures:
+        return {m.name: failures[m.name] if m.name in failures else f"its reference {ref} failed: {failures[ref]}"
+                for m in ps.models}
+    return {m.name: failures[m.name] for m in ps.models if m.name in failures}
+
+
+def _empty(ps: PreparedSuite) -> SuiteResult:
+    """A suite none of whose models could be scored (its reference failed): what it is, no numbers."""
+    suite = ps.suite
+    return SuiteResult(
+        name=suite.name, models=(), metrics=tuple(MetricInfo(m.name, m.higher_is_better, m.kind, i == 0,
+                                                             tuple(m.value_range)) for i, m in enumerate(ps.metrics)),
+        scores={}, examples=(), task=suite.task, description=suite.description,
+        dataset=DatasetInfo(name=ps.dataset.name, path=display_path(suite.path(suite.dataset)),
+                            fingerprint=ps.dataset.fingerprint, file_fingerprint=ps.file_fingerprint,
+                            n_examples=len(ps.dataset), n_total=ps.n_total, sample_seed=suite.seed),
+        sampling=suite.sampling.to_dict(), reference=suite.reference_name)
+
+
+def _score(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, config: RunConfig,
+           integrity: Mapping[str, IntegrityCheck] | None) -> SuiteResult:
     suite = ps.suite
     keys = {(it.model, it.example_id): it.key for it in plan.items if it.suite == ps.name}
     examples = list(ps.dataset.examples)
@@ -86,7 +134,7 @@ def score_suite(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, confi
         reference=suite.reference_name,
         models=tuple(model_names),
         fewshot=(
-            FewShotInfo(ps.models[-1].name, len(ps.shots), display_path(suite.path(suite.fewshot.pool)),
+            FewShotInfo(suite.fewshot.model_name(suite.reference_name), len(ps.shots), display_path(suite.path(suite.fewshot.pool)),
                         tuple(s.id for s in ps.shots)) if suite.fewshot else None
         ),
         metric_params=metric_params,
@@ -158,6 +206,8 @@ def _prompting(ps: PreparedSuite, summaries: Mapping[str, Mapping[str, ScoreSumm
         return None
     metric, adapter = ps.metrics[0], adapters[0]
     contender = suite.fewshot.model_name(suite.reference_name)
+    if contender not in summaries:  # the contender failed (its failure is recorded with the suite)
+        return None
     return cmp.prompting_summary(
         contender=contender, adapter=adapter, metric=metric.name, k=suite.fewshot.k,
         base_value=summaries[suite.reference_name][metric.name].value,

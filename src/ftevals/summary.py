@@ -103,15 +103,20 @@ def suite_rows(suite: SuiteResult, note: str | None = None) -> list[Row]:
     out += _table(suite)
     if suite.judge is not None:
         out.append((judge_line(suite.judge), _PLAIN))
+    failed = suite.failures or {}
     for g in gates:
+        if g.model in failed:
+            continue  # said once, on the model's own line below
         if g.passed:
             out.append((f"  [PASS] {g.message}", _PASS))
         elif g.known_failure:
             out.append((f"  [XFAIL] {g.message} (known failure: {g.known_failure})", _PLAIN))
         else:
             out.append((f"  [FAIL] {g.message}", _FAIL))
-    for model, why in (suite.failures or {}).items():
-        out.append((f"  [FAILED MODEL] {model}: {why}", _FAIL))
+    for model, why in failed.items():
+        n = sum(1 for g in gates if g.model == model)
+        fails = "" if not n else " (its gate test fails)" if n == 1 else f" (its {n} gate tests fail)"
+        out.append((f"  [FAILED MODEL] {model} was not evaluated{fails}: {why}", _FAIL))
     out += [(line, _PLAIN) for line in power_lines(suite)]
     baseline = suite.baseline
     if baseline is not None:

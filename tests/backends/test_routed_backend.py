@@ -130,7 +130,8 @@ def test_a_managed_candidate_joins_every_suite_and_is_gated_like_an_adapter():
 def test_an_adapter_on_a_server_gets_the_engine_integrity_check(fake_server, tmp_path):
     """Base and adapter served by an OpenAI-compatible server answer alike (echo): the outputs cannot
     tell, so the probe asks the server for first-token log-probabilities. They differ per model id:
-    a weak adapter, recorded. A server that drops the fields leaves nothing to tell: the run stops."""
+    a weak adapter, recorded. A server that drops the fields leaves nothing to tell: the adapter fails
+    (its gates fail with the cause), the base is still scored and written."""
     suite = replayrun.suite(8)  # base and banking77
     config = RunConfig(models=replayrun.MODELS, backend="openai", cache_dir=tmp_path / "cache", resamples=100,
                        backend_options={"base_urls": [fake_server.url], "model_names": {"banking77": "lora-a"}})
@@ -139,5 +140,8 @@ def test_an_adapter_on_a_server_gets_the_engine_integrity_check(fake_server, tmp
     assert check.changed_outputs == 0 and check.applied and check.probe == "first-token-logprobs"
     assert {p["model"] for p in fake_server.probes} == {"HuggingFaceTB/SmolLM2-135M-Instruct", "lora-a"}
     fake_server.probe_mode = "ignore"
-    with pytest.raises(IntegrityError, match="cannot report log-probabilities"):
-        execute(prepare([suite], RunConfig(**{**config.__dict__, "cache_dir": tmp_path / "cache2"})))
+    failed = execute(prepare([suite], RunConfig(**{**config.__dict__, "cache_dir": tmp_path / "cache2"})))
+    (only,) = failed.suites
+    assert only.models == ("base",) and "banking77" not in only.scores
+    assert "cannot report log-probabilities" in only.failures["banking77"]
+    assert all(not g.passed and "banking77 was not evaluated: engine integrity" in g.message for g in only.gates)

@@ -123,16 +123,44 @@ def test_a_suite_file_that_fails_to_import_stops_before_generating(project):
     assert project.written_files() == []
 
 
-def test_an_engine_failure_fails_every_suite_test_and_writes_no_results(project):
-    # No predictions for `tuned`: the backend fails while generating, after `base` was served.
-    project.write_predictions({"base": 12})
+def test_a_model_that_cannot_be_generated_costs_only_that_model(project):
+    # No predictions for `tuned`: the backend fails while generating it, after `base` was served.
+    project.write_predictions({"base": 12, "other": 14})
+    other_suite = ("\n\nother = Suite(name='other', task='classification', dataset='data.jsonl', labels='labels.json', "
+                   "models=['base'], gates=['base: accuracy >= 0.5'])\n")
+    project.write_suite()
+    (project.path / "test_suite.py").write_text((project.path / "test_suite.py").read_text() + other_suite)
 
     result = project.run()
 
-    result.assert_outcomes(failed=2)
+    # tuned's gate and its suite's baseline fail; the other suite passes and everything is written.
+    result.assert_outcomes(passed=2, failed=2)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines([
-        "*preds.jsonl has no prediction for 20 of 20 requests: (tuned, banking77-test-*",
+        "ftevals: tuned FAILED, the other models go on: *preds.jsonl has no prediction for 20 of 20 requests*",
+        "*_ demo::gate[[]tuned: accuracy >= base - 0.05[]] _*",
+        "tuned was not evaluated: *preds.jsonl has no prediction for 20 of 20 requests: (tuned, banking77-test-*",
+        "*_ demo::baseline _*",
+        "baseline baselines/demo.json not compared and left as it is: tuned was not evaluated (the cause is on its gate tests)",
         "*= ftevals =*",
-        "evaluation failed: *preds.jsonl has no prediction for 20 of 20 requests*",
+        "  tuned  HOLD: demo: tuned was not evaluated: *",
+        "  [[]FAILED MODEL[]] tuned was not evaluated (its gate test fails): *preds.jsonl has no prediction*",
+        "other (classification, n=20, reference=base; gates 1/1 passed)",
     ])
-    assert not project.results_path.exists()
+    results = project.results()
+    demo, other = results["suites"]
+    assert demo["models"] == ["base"] and "tuned" in demo["failures"]
+    assert demo["scores"]["base"]["accuracy"]["value"] == pytest.approx(0.6)
+    assert other["gates"][0]["passed"] and "failures" not in other
+    assert not (project.path / "baselines" / "demo.json").exists()  # never written from a partial run
+    assert (project.path / "baselines" / "other.json").exists()
+
+
+def test_a_failed_reference_fails_every_model_of_its_suite_with_the_reason(project):
+    project.write_predictions({"tuned": 16})
+    result = project.run()
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["tuned was not evaluated: its reference base failed: *preds.jsonl has no prediction*"])
+    (demo,) = project.results()["suites"]
+    assert demo["models"] == [] and set(demo["failures"]) == {"base", "tuned"}
+    assert (project.path / "out" / "report.html").exists()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..backends.base import Backend
 from ..cache import GenerationCache
 from ..data import Example, Message
+from ..errors import BackendError
 from ..generate import Plan, run_generation
 from ..models import ResolvedModel
 from ..packets.rubrics import Rubric, load_rubric
@@ -109,6 +110,10 @@ def _ask(qs: Sequence[Question], judges: Mapping[str, ResolvedModel], sampling: 
                              exclusive_group=config.exclusive_group)
     counts["generated"] += outcome.generated
     counts["cached"] += outcome.cached
+    if outcome.failures:
+        # A judge that cannot answer leaves every verdict of its suites unknown: say which and why.
+        raise BackendError("the LLM judge could not be generated: " + "; ".join(
+            f"{model}: {why}" for model, why in outcome.failures.items()))
     return {q: outcome.generations[item.key].text for q, item in zip(qs, plan.items)}
 
 

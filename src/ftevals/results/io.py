@@ -218,6 +218,10 @@ def canonical(results: Results | Mapping[str, Any]) -> dict[str, Any]:
             # about the results: the values behind it are compared elsewhere in the file.
             suite["baseline"].pop("status", None)
             suite["baseline"].pop("message", None)
+    for holder in [out, *out.get("suites", [])]:
+        for decision in holder.get("decisions") or []:
+            # Likewise the decision's baseline line ("baseline created" on the first run, "matched" after).
+            decision["reasons"] = [r for r in decision.get("reasons", []) if r.get("kind") != "baseline"]
     return out
 
 
