@@ -19,7 +19,7 @@ from typing import Any
 
 from .fsutil import atomic_write_text
 from .results import Decision, Results, SuiteResult, from_data
-from .summary import (gate_cell, gate_counts, integrity_line, judge_line, power_lines, score_cell, suite_header,
+from .summary import (decided, economy_line, gate_cell, gate_counts, integrity_line, judge_line, power_lines, score_cell, suite_header,
                       verdict_phrase)
 
 
@@ -30,7 +30,7 @@ def _escape(text: str) -> str:
 
 
 def markdown_summary(results: Results | Mapping[str, Any], *, title: str = "ftevals") -> str:
-    record = from_data(results)
+    record = decided(from_data(results))
     failing = sum(gate_counts(s)[1] for s in record.suites)
     total = sum(len(s.gates) for s in record.suites)
     head = (f"{failing} of {total} gates FAILED" if failing else
@@ -89,6 +89,9 @@ def _suite(suite: SuiteResult) -> list[str]:
     for model, why in (suite.failures or {}).items():
         out.append(f"- ❌ **{_escape(model)} was not evaluated: {_escape(why)}**")
     out += [f"- 📏 {_escape(line.strip())}" for line in power_lines(suite)]
+    economy = economy_line(suite)
+    if economy is not None:
+        out.append(f"- ⏱️ {_escape(economy.strip())}")
     if suite.baseline is not None:
         first = (suite.baseline.message or f"baseline {suite.baseline.path}: {suite.baseline.status}").splitlines()[0]
         out.append(f"- {'❌' if suite.baseline.status == 'changed' else 'ℹ️'} {_escape(first)}")

@@ -24,7 +24,7 @@ insufficient evidence, then promote). Every base-relative gate gets a `PowerChec
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from .errors import FtevalsError
@@ -38,15 +38,21 @@ _RANK: dict[Outcome, int] = {"promote": 0, "insufficient_evidence": 1, "hold": 2
 OUTCOME_WORDS: dict[Outcome, str] = {"promote": "promote", "hold": "HOLD", "insufficient_evidence": "insufficient evidence"}
 
 
-def decide(results: Results, *, power: float = DEFAULT_POWER) -> Results:
-    """The results with every suite's decisions and the run's decisions filled in (replacing any)."""
-    suites = tuple(replace(s, decisions=suite_decisions(s, results, power=power)) for s in results.suites)
+def decide(results: Results, *, power: float = DEFAULT_POWER,
+           prices: Mapping[str, Mapping[str, float]] | None = None) -> Results:
+    """The results with every suite's decisions and the run's decisions filled in (replacing any).
+
+    `prices` (ini `ftevals_prices`, model -> {"input_per_1m_tokens": X, ...}) adds each suite
+    decision's cost per 1,000 requests."""
+    unit = _unit_prices(prices)
+    suites = tuple(replace(s, decisions=suite_decisions(s, results, power=power, unit_prices=unit))
+                   for s in results.suites)
     decided = replace(results, suites=suites)
     return replace(decided, decisions=run_decisions(suites))
 
 
-def suite_decisions(suite: SuiteResult, results: Results | None = None, *,
-                    power: float = DEFAULT_POWER) -> tuple[Decision, ...]:
+def suite_decisions(suite: SuiteResult, results: Results | None = None, *, power: float = DEFAULT_POWER,
+                    unit_prices: Mapping[str, tuple[float, float]] | None = None) -> tuple[Decision, ...]:
     """One decision per non-reference model of the suite, in the suite's model order."""
     out = []
     for model in dict.fromkeys([*suite.models, *(suite.failures or {})]):
@@ -70,8 +76,27 @@ def suite_decisions(suite: SuiteResult, results: Results | None = None, *,
                                    "says what it must achieve (add a gate, e.g. 'METRIC >= base - MARGIN')"))
         reasons += _baseline_reasons(suite.baseline, model)
         reasons += _context_reasons(suite, model, results)
-        out.append(Decision(model, _outcome(reasons), tuple(reasons), tuple(checks)))
+        out.append(Decision(model, _outcome(reasons), tuple(reasons), tuple(checks),
+                            cost_per_1k_requests=cost_per_1k(suite, model, unit_prices or {})))
     return tuple(out)
+
+
+def cost_per_1k(suite: SuiteResult, model: str, unit_prices: Mapping[str, tuple[float, float]]) -> float | None:
+    """What 1,000 of this suite's requests cost with the model: its mean tokens in and out per request
+    here times its price per token (None without a price or without usage)."""
+    price, usage = unit_prices.get(model), suite.usage.get(model)
+    if price is None or usage is None or usage.requests <= 0:
+        return None
+    per_request = (usage.tokens_in * price[0] + usage.tokens_out * price[1]) / usage.requests
+    return round(1000.0 * per_request, 10)
+
+
+def _unit_prices(prices: Mapping[str, Mapping[str, float]] | None) -> dict[str, tuple[float, float]]:
+    if not prices:
+        return {}
+    from .report.views.usage import normalize_prices  # the one reading of a price entry
+
+    return normalize_prices(prices)
 
 
 def run_decisions(suites: Sequence[SuiteResult]) -> tuple[Decision, ...]:
@@ -254,6 +279,6 @@ def _parsed(text: str) -> Gate | None:
         return None  # a judge gate or another kind this stage does not read
 
 
-__all__ = ["OUTCOME_WORDS", "decide", "decision_line", "decision_summary", "power_check", "power_phrase",
+__all__ = ["OUTCOME_WORDS", "cost_per_1k", "decide", "decision_line", "decision_summary", "power_check", "power_phrase",
            "run_decisions", "suite_decisions"]
 

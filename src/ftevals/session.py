@@ -185,7 +185,7 @@ class Evaluation:
 
         assert self.results is not None
         # The decision reads the baseline outcomes: made once they are all in, before anything is written.
-        self.results = decide(_with_baselines(self.results, self.baselines))
+        self.results = decide(_with_baselines(self.results, self.baselines), prices=self.settings.prices)
         self.written_results = save(self.settings.results, self.results)
         from .ci_summary import write_markdown_summary
 
@@ -194,7 +194,8 @@ class Evaluation:
             try:
                 from .report import write_report
 
-                self.written_report = write_report(self.results, self.settings.report)
+                self.written_report = write_report(self.results, self.settings.report,
+                                                   prices=self.settings.prices or None)
             except (FtevalsError, OSError) as exc:
                 # The results file is the record; a report that fails to render is re-made from it later.
                 self.report_error = f"{exc} (re-render with: ftevals report {display_path(self.written_results)})"

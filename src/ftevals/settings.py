@@ -141,6 +141,9 @@ INI_KEYS: tuple[IniKey, ...] = (
     IniKey("ftevals_baseline_use_ci", "auto (default): compare baselines exactly on the same dtype and hardware, "
                                       "within the run's CI otherwise; true: always within the CI; false: always exactly"),
     IniKey("ftevals_alpha", "significance level of comparisons and gates (default 0.05: 95% intervals)"),
+    IniKey("ftevals_prices", "model prices for the decision card's cost per 1,000 requests, one "
+                             "'NAME = input_per_1m_tokens=X output_per_1m_tokens=Y' per line "
+                             "(also _per_1k_tokens, _per_token)", [], "linelist"),
 )
 
 #: `ftevals run` flag -> the pytest option it passes on, in the order they are passed.
@@ -214,6 +217,9 @@ class Settings:
     summary_md: Path | None = None
     #: MLflow tracking URI (tracking.py); None: no tracking.
     mlflow: str | None = None
+    #: Model -> {"input_per_1m_tokens": X, "output_per_1m_tokens": Y} (ini ftevals_prices): the
+    #: decision card's cost per 1,000 requests and the report's cost columns.
+    prices: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def run_config(self) -> Any:
         from .pipeline import RunConfig  # lazily: the pipeline imports numpy
@@ -255,6 +261,7 @@ def read_settings(values: Values) -> Settings:
         baseline_tolerance=_ini_number(values, "ftevals_baseline_tolerance", 1e-9, low=0.0),
         baseline_use_ci=_ini_use_ci(values),
         alpha=_ini_number(values, "ftevals_alpha", 0.05, low=0.0, high=1.0),
+        prices=prices(values),
     )
     check_conflicts(values, settings)
     return settings
@@ -302,6 +309,36 @@ def _ini_number(values: Values, key: str, default: float, *, low: float, high: f
         bounds = f"between {low:g} and {high:g} (exclusive)" if high is not None else f"a number >= {low:g}"
         raise ConfigError(f"ini {key}: {text!r} is not {bounds}")
     return value
+
+
+def prices(values: Values) -> dict[str, dict[str, float]]:
+    """`NAME = KEY=VALUE KEY=VALUE` lines (keys as the report's price files: input_per_1m_tokens, ...),
+    checked now: a bad price stops the run before any model runs, naming the line."""
+    out: dict[str, dict[str, float]] = {}
+    for line in values.get("ftevals_prices"):
+        name, eq, rest = line.partition("=")
+        entry: dict[str, float] = {}
+        for part in rest.replace(",", " ").split():
+            key, eq2, value = part.partition("=")
+            try:
+                entry[key.strip()] = float(value)
+            except ValueError:
+                eq2 = ""
+            if not eq2:
+                raise ConfigError(f"ini ftevals_prices: {line!r}: {part!r} is not KEY=NUMBER "
+                                  "(e.g. 'tuned = input_per_1m_tokens=0.30 output_per_1m_tokens=1.20')")
+        if not eq or not name.strip():
+            raise ConfigError(f"ini ftevals_prices: {line!r} is not 'NAME = input_per_1m_tokens=X output_per_1m_tokens=Y'")
+        out[name.strip()] = entry
+    if not out:
+        return out
+    from .report.views.usage import normalize_prices  # the one reading of a price entry (loads the report: only here)
+
+    try:
+        normalize_prices(out)
+    except ConfigError as exc:
+        raise ConfigError(f"ini ftevals_prices: {exc}") from None
+    return out
 
 
 def _ini_use_ci(values: Values) -> bool | None:
@@ -406,5 +443,6 @@ __all__ = [
     "int_at_least",
     "model_table",
     "option",
+    "prices",
     "read_settings",
 ]

@@ -37,7 +37,7 @@ _PLAIN: Markup = {}
 
 def summary_rows(results: Results | Mapping[str, Any], notes: Mapping[str, str] | None = None) -> list[Row]:
     """Every suite's table, as (text, markup) rows; `notes` adds a line per suite (e.g. a skip reason)."""
-    record = from_data(results)  # a Results passes through unchanged
+    record = decided(from_data(results))  # a Results passes through unchanged
     rows: list[Row] = decision_rows(record.decisions or ())
     for suite in record.suites:
         rows += suite_rows(suite, note=(notes or {}).get(suite.name))
@@ -45,6 +45,15 @@ def summary_rows(results: Results | Mapping[str, Any], notes: Mapping[str, str] 
     if record.integrity:
         rows.append((integrity_line(record.integrity), _PLAIN))
     return rows
+
+
+def decided(record: Results) -> Results:
+    """The record with its decisions: a file written before ftevals recorded them is decided now."""
+    if record.decisions is not None:
+        return record
+    from .decision import decide
+
+    return decide(record)
 
 
 def decision_rows(decisions: Sequence[Decision]) -> list[Row]:
@@ -75,6 +84,25 @@ def power_phrase_short(c: PowerCheck) -> str:
         need = f", n={c.n_needed:,} would" if c.n_needed and not c.detectable else ""
         seen += f" (margin {num(c.margin)}: {verdict}{need})"
     return f"{c.model} {c.metric}: {seen}"
+
+
+def economy_line(suite: SuiteResult) -> str | None:
+    """`speed and cost: banking77 p50 0.081 s/request, 352 tok/s, 0.0042 per 1k requests | ...`: is it
+    worth it, at a glance, for every contender side by side (None when nothing was measured or priced)."""
+    costs = {d.model: d.cost_per_1k_requests for d in suite.decisions or ()}
+    parts = []
+    for model in suite.models:
+        u = suite.usage.get(model)
+        bits = []
+        if u is not None and u.latency_p50_s is not None:
+            bits.append(f"p50 {num(u.latency_p50_s)} s/request")
+        if u is not None and u.tokens_per_s is not None:
+            bits.append(f"{u.tokens_per_s:.0f} tok/s")
+        if costs.get(model) is not None:
+            bits.append(f"{costs[model]:.4g} per 1k requests")
+        if bits:
+            parts.append(f"{model} {', '.join(bits)}")
+    return f"  speed and cost: {' | '.join(parts)}" if parts else None
 
 
 def integrity_line(checks: Mapping[str, IntegrityCheck]) -> str:
@@ -118,6 +146,9 @@ def suite_rows(suite: SuiteResult, note: str | None = None) -> list[Row]:
         fails = "" if not n else " (its gate test fails)" if n == 1 else f" (its {n} gate tests fail)"
         out.append((f"  [FAILED MODEL] {model} was not evaluated{fails}: {why}", _FAIL))
     out += [(line, _PLAIN) for line in power_lines(suite)]
+    economy = economy_line(suite)
+    if economy is not None:
+        out.append((economy, _PLAIN))
     baseline = suite.baseline
     if baseline is not None:
         # The outcome's first line names the file and what happened ("matches this run", "did not
@@ -254,5 +285,5 @@ score_cell = _cell
 verdict_phrase = _verdict
 gate_cell = _gate_cell
 
-__all__ = ["decision_rows", "gate_cell", "power_lines", "power_phrase_short", "gate_counts", "integrity_line", "score_cell", "suite_header", "summary_lines", "summary_rows",
+__all__ = ["decided", "decision_rows", "economy_line", "gate_cell", "power_lines", "power_phrase_short", "gate_counts", "integrity_line", "score_cell", "suite_header", "summary_lines", "summary_rows",
            "suite_rows", "suite_table", "verdict_phrase"]

@@ -24,7 +24,10 @@ def test_markdown_has_a_headline_a_table_per_suite_and_every_gate():
     for suite in results.suites:
         assert f"### {'❌' if any(not g.passed and not g.known_failure for g in suite.gates) else '✅'} {suite.name} (" in text
         assert "| model | " + " | ".join(m.name for m in suite.metrics) + " | verdict" in text
-    assert text.count("\n- ") == total + sum(1 for s in results.suites if s.baseline is not None)
+    gate_lines = [line for line in text.splitlines() if line.startswith(("- ✅", "- ❌", "- ⚠️"))]
+    assert len(gate_lines) == total + sum(1 for s in results.suites if s.baseline is not None and s.baseline.status == "changed")
+    # The decision card comes first, decided from the file (written before decisions were recorded).
+    assert text.index("### Decision") < text.index("### ✅ banking77")
     # A known failure is neither a pass nor a failure, in the table as in the list.
     forgetting = text.split("forgetting-dialogsum (", 1)[1].split("###", 1)[0]
     assert re.search(r"\n\| banking77 \| [0-9.]+ \([-+][0-9.]+ \[[-+][0-9.]+,[-+][0-9.]+\]\) \| .* \| 0/1 passed, 1 known \|\n",

@@ -88,3 +88,35 @@ def test_the_markdown_summary_and_report_show_the_same_decision(project: MiniPro
     html = (project.path / "out" / "report.html").read_text(encoding="utf-8")
     assert html.index('class="decisions"') < html.index('class="cards"')
     assert '<strong class="outcome-hold">HOLD</strong>' in html
+
+
+def test_speed_and_cost_sit_side_by_side_with_prices_from_the_ini(project: MiniProject) -> None:
+    path = project.write_predictions({"base": 2, "tuned": 18})
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    for row in rows:  # what a server's answers carry: tokens and each request's latency
+        row.update(tokens_in=100, tokens_out=10 if row["model"] == "tuned" else 20,
+                   latency_s=0.2 if row["model"] == "tuned" else 0.4)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    ini = (project.path / "tox.ini").read_text(encoding="utf-8")
+    (project.path / "tox.ini").write_text(ini + "\nftevals_prices =\n    tuned = input_per_1m_tokens=0.5 output_per_1m_tokens=2\n",
+                                          encoding="utf-8")
+    project.write_suite(gates=["accuracy > base significantly"])
+
+    result = project.run()
+
+    result.assert_outcomes(passed=2)
+    # (100 x 0.5 + 10 x 2) per million tokens, per request: 7e-05; 0.07 per 1,000 requests.
+    assert decisions(project)["tuned"]["outcome"] == "promote"
+    suite = json.loads(project.results_path.read_text(encoding="utf-8"))["suites"][0]
+    assert suite["decisions"][0]["cost_per_1k_requests"] == pytest.approx(0.07)
+    result.stdout.fnmatch_lines(["  speed and cost: base p50 0.400 s/request, * tok/s | tuned p50 0.200 s/request, * tok/s, "
+                                 "0.07 per 1k requests"])
+
+
+def test_a_bad_price_stops_the_run_before_anything_runs(project: MiniProject) -> None:
+    ini = (project.path / "tox.ini").read_text(encoding="utf-8")
+    (project.path / "tox.ini").write_text(ini + "\nftevals_prices =\n    tuned = input_per_1m_tokens=cheap\n", encoding="utf-8")
+    result = project.run()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "ini ftevals_prices: 'tuned = input_per_1m_tokens=cheap': 'input_per_1m_tokens=cheap' is not KEY=NUMBER" in (
+        result.stdout.str() + result.stderr.str())

@@ -70,6 +70,10 @@ class Decision(Record):
     power: tuple[PowerCheck, ...] = ()
     #: Run-level decisions: the suites the model was judged in (absent in a suite's own decisions).
     suites: tuple[str, ...] | None = omit_none()
+    #: What 1,000 requests like this suite's cost with the model, from the prices in the ini
+    #: (`ftevals_prices`) and the tokens it used here; absent without a price. Latency and
+    #: throughput are in the suite's `usage` (volatile: measured, not computed).
+    cost_per_1k_requests: float | None = omit_none()
 
     @property
     def blocking(self) -> tuple[DecisionReason, ...]:
