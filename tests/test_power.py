@@ -114,3 +114,10 @@ def test_exact_and_normal_branches_meet_at_the_switch() -> None:
 def test_bootstrap_se_reads_the_interval_back() -> None:
     assert bootstrap_se(-0.0196, 0.0196, 0.05) == pytest.approx(0.01, rel=1e-3)
     assert bootstrap_se(math.nan, 0.1, 0.05) is None
+
+
+def test_a_collapsed_interval_is_no_evidence_of_power() -> None:
+    # Both models scored 0 on every example (a random model's ROUGE): the bootstrap interval is a
+    # point, which says nothing about what the suite could detect; it must not read as "detects 0".
+    found = paired_detectability(test="paired-bootstrap", n=40, alpha=ALPHA, margin=0.5, ci_low=0.0, ci_high=0.0)
+    assert found.mde is None and found.n_needed is None and "no spread" in found.basis

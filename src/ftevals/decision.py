@@ -215,9 +215,11 @@ def power_phrase(check: PowerCheck) -> str:
     only changes of 0.242 or more (power 0.8, alpha 0.05); about 975 examples would detect 0.050`."""
     test = "McNemar's exact test" if check.test == "mcnemar-exact" else "the paired bootstrap"
     seen = (f"detects only changes of {num(check.mde)} or more" if check.mde is not None
+            else "shows no spread to judge its power from (every resampled delta was equal)" if "no spread" in check.basis
             else "cannot detect even the largest possible change")
     need = (f"; about {check.n_needed:,} examples would detect {num(check.margin)}" if check.n_needed
-            else f"; no n up to 10 million would detect {num(check.margin)}" if check.margin else "")
+            else f"; no n up to 10 million would detect {num(check.margin)}" if check.margin and "no spread" not in check.basis
+            else "")
     return (f"{check.gate} passed on its point estimate with no significant change, but at n={check.n} {test} "
             f"{seen} (power {check.power:g}, alpha {check.alpha:g}){need}")
 

@@ -313,7 +313,7 @@ def _run_generation(
                         cache.put_many({k: (model_name, g) for k, g in zip(todo, outs) if k not in committed})
                         found.update(zip(todo, outs))
                         u = usage.setdefault(model_name, ModelUsage())
-                        u.wall_s += elapsed
+                        u.wall_s += elapsed - setup  # tokens/s without the engine's start-up, as on the terminal
                         u.latencies += [g.latency_s for g in outs if g.latency_s is not None]
                         generated += len(todo)
                         done[model_name] = done.get(model_name, 0) + len(todo)

@@ -153,12 +153,12 @@ def paired_detectability(*, test: str, n: int, alpha: float, margin: float | Non
     se = bootstrap_se(ci_low, ci_high, alpha)
     if se is None:
         return Detectability(None, None, "paired bootstrap, no interval")
+    if se == 0.0:
+        # Every resample gave the same delta (both models scored alike on every example, e.g. all
+        # zero): the run shows no spread to judge power from, which is no evidence of power.
+        return Detectability(None, None, "paired bootstrap, every resampled delta equal: no spread to judge power from")
     mde = normal_mde(se, alpha, power)
-    needed = None
-    if wanted and mde > 0.0:
-        needed = int(math.ceil(n * (mde / wanted) ** 2))
-    elif wanted:
-        needed = 1  # every resample gave the same delta: any n detects a change of the margin's size
+    needed = int(math.ceil(n * (mde / wanted) ** 2)) if wanted else None
     return Detectability(mde, needed, f"paired bootstrap, SE {se:.3g} from the {1 - alpha:.0%} interval")
 
 

@@ -78,7 +78,11 @@ def power_lines(suite: SuiteResult) -> list[str]:
 
 def power_phrase_short(c: PowerCheck) -> str:
     """`tuned accuracy: detects 0.366 or more at n=20 (margin 0.050: NOT enough, n=658 would)`."""
-    seen = "cannot detect even the largest change" if c.mde is None else f"detects {num(c.mde)} or more at n={c.n}"
+    if c.mde is None:
+        seen = ("cannot tell: every resampled delta was equal" if "no spread" in c.basis
+                else "cannot detect even the largest change")
+    else:
+        seen = f"detects {num(c.mde)} or more at n={c.n}"
     if c.margin:
         verdict = "enough" if c.detectable else "NOT enough"
         need = f", n={c.n_needed:,} would" if c.n_needed and not c.detectable else ""
