@@ -81,6 +81,28 @@ ARCHS: dict[str, Arch] = {
     "gpt2": Arch("gpt2", "gpt2", {"n_embd": HIDDEN, "n_layer": LAYERS, "n_head": HEADS, "n_inner": INTERMEDIATE,
                                   "n_positions": MAX_POSITIONS, "initializer_range": INIT_STD},
                  ("c_attn", "c_proj", "c_fc"), vllm_lora=False),
+    "mistral": Arch("mistral", "mistral", {**_LLAMA_LIKE, "sliding_window": None},
+                    ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")),
+    # A fused query_key_value laid out head by head (q, k, v of head 0, then of head 1, ...). vLLM
+    # 0.32 serves GPT-NeoX through its Transformers backend, which renames the layers
+    # (gpt_neox.layers.N -> model.layers.N).
+    "gpt_neox": Arch("gpt_neox", "gpt_neox", {"hidden_size": HIDDEN, "intermediate_size": INTERMEDIATE,
+                                              "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,
+                                              "max_position_embeddings": MAX_POSITIONS,
+                                              "initializer_range": INIT_STD, "tie_word_embeddings": False},
+                     ("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h")),
+    # Falcon-7B's layout: one key/value head shared by every query head, in a fused query_key_value
+    # that vLLM's loader re-orders into q, k, v; no LoRA in vLLM 0.32.
+    "falcon": Arch("falcon", "falcon", {"hidden_size": HIDDEN, "num_hidden_layers": LAYERS,
+                                        "num_attention_heads": HEADS, "multi_query": True, "parallel_attn": True,
+                                        "new_decoder_architecture": False, "alibi": False, "bias": False,
+                                        "max_position_embeddings": MAX_POSITIONS, "initializer_range": INIT_STD},
+                   ("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"), vllm_lora=False),
+    # query_key_value laid out head by head, which vLLM's loader re-orders into q, k, v; ALiBi
+    # positions; no LoRA in vLLM 0.32.
+    "bloom": Arch("bloom", "bloom", {"hidden_size": HIDDEN, "n_layer": LAYERS, "n_head": HEADS,
+                                     "initializer_range": INIT_STD},
+                  ("query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"), vllm_lora=False),
 }
 
 
@@ -111,9 +133,11 @@ def build_model(arch: Arch, tokenizer_dir: Path, dest: Path, *, seed: int = 0) -
 
 
 def build_adapter(arch: Arch, model_dir: Path, dest: Path, *, rank: int = 8, seed: int = 1,
-                  targets: tuple[str, ...] | None = None, **lora_kwargs: Any) -> Path:
+                  targets: tuple[str, ...] | None = None, save_embedding_layers: bool | str = "auto",
+                  **lora_kwargs: Any) -> Path:
     """A PEFT LoRA adapter on `arch`'s natural targets, with random non-zero lora_B (PEFT starts it at
-    zero, which would leave the outputs unchanged)."""
+    zero, which would leave the outputs unchanged). `save_embedding_layers` as PEFT's save_pretrained:
+    by default PEFT also saves full embedding weights beside a LoRA on a tied lm_head."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -127,7 +151,7 @@ def build_adapter(arch: Arch, model_dir: Path, dest: Path, *, rank: int = 8, see
         for name, p in model.named_parameters():
             if "lora_B" in name or "lora_embedding_B" in name:
                 p.normal_(0.0, INIT_STD)
-    model.save_pretrained(dest, safe_serialization=True)
+    model.save_pretrained(dest, safe_serialization=True, save_embedding_layers=save_embedding_layers)
     # The recorded base is the folder it was built on; make it the folder's name so a copy still matches.
     cfg_path = dest / "adapter_config.json"
     saved = json.loads(cfg_path.read_text())

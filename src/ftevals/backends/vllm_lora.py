@@ -107,6 +107,45 @@ def check_architecture_serves_lora(base_path: Path, adapters: list[ResolvedModel
             )
 
 
+def base_architecture(base_path: Path) -> str:
+    """The base's architecture as its config.json names it (what vLLM picks its model class by)."""
+    try:
+        return str((json.loads((base_path / "config.json").read_text()).get("architectures") or ["?"])[0])
+    except (OSError, ValueError, AttributeError):
+        return "?"
+
+
+def lora_refusal(base_path: Path, model: ResolvedModel) -> str | None:
+    """Why vLLM cannot serve `model` as LoRA requests on this base, in a few words (None: it can),
+    by the same rules as check_lora_servable and check_architecture_serves_lora, for a decision
+    taken mid-run (an adapter whose merged weights turned out not to map onto the served model)."""
+    from ..errors import FtevalsError
+
+    try:
+        check_lora_servable([model])
+    except FtevalsError as exc:
+        # Those messages name the model and its adapter first; the reason follows "uses"/"has"/"saves".
+        return str(exc).split(": ", 1)[-1].split("; ", 1)[0]
+    try:
+        arch = base_architecture(base_path)
+        from vllm.model_executor.models.interfaces import supports_lora
+        from vllm.model_executor.models.registry import ModelRegistry
+
+        cls = ModelRegistry._try_load_model_cls(arch)  # private: guarded
+    except Exception:
+        return None  # as check_architecture_serves_lora: the engine decides
+    if cls is None:
+        return None
+    if not supports_lora(cls):
+        return f"vLLM {_vllm_version()} has no LoRA support for {arch}"
+    allowed = set(getattr(cls, "embedding_modules", None) or {})
+    assert model.adapter is not None
+    on_embeddings = sorted({p.rsplit(".", 1)[-1] for p in model.adapter.embedding_modules} - allowed)
+    if on_embeddings:
+        return f"vLLM {_vllm_version()} takes no LoRA on {', '.join(on_embeddings)} for {arch}"
+    return None
+
+
 def _vllm_version() -> str:
     try:
         import vllm
@@ -116,4 +155,5 @@ def _vllm_version() -> str:
         return "(unknown version)"
 
 
-__all__ = ["MERGED_OPTION", "check_architecture_serves_lora", "check_lora_servable", "lora_rank_limit"]
+__all__ = ["MERGED_OPTION", "base_architecture", "check_architecture_serves_lora", "check_lora_servable",
+           "lora_rank_limit", "lora_refusal"]

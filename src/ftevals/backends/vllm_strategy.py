@@ -6,8 +6,12 @@ request, or (when neither fits) merged weights in an engine of their own.
   and generation at the base model's speed. Measured on a 2-core CPU (banking77 adapter, 32 prompts,
   float32): 0.5 s to swap, then 3.9 s to generate, against 21 s through vLLM's CPU LoRA path in the
   same engine; outputs equal to the LoRA path's on 32 of 32. An adapter the swap cannot apply
-  (DoRA, saved full modules, embedding targets, a base without safetensors) is merged by PEFT into
-  a model folder and served by an engine of its own.
+  (DoRA, saved full modules, embedding targets, a base without safetensors, a target the base's
+  safetensors do not hold by that name and shape) is merged by PEFT into a model folder and served
+  by an engine of its own. Before an engine that swaps generates anything, it checks that each
+  adapter's merged weights map onto its served layers (vllm_swap_worker.ftevals_check_weights);
+  one that does not is served as LoRA requests, or where vLLM has no LoRA for it, by an engine of
+  its own (VLLMBackend._settle).
 - **multi-lora**: every adapter a `LoRARequest` in the base model's engine.
 - **auto**: decides per adapter from measurements of this run: when an adapter's turn comes, a
   few of its own requests, cut short, are generated both ways in one engine that can do both, and
@@ -123,7 +127,45 @@ def swap_refusal(model: ResolvedModel) -> str | None:
     odd = [k for k in names if not (k.endswith(".lora_A.weight") or k.endswith(".lora_B.weight"))]
     if odd:
         return f"it holds weights other than LoRA matrices ({odd[0]})"
+    # The swap reads each target's base matrix by its name in the checkpoint: a checkpoint saved
+    # under other names than the model's modules (transformers renames some on load) has no such
+    # matrix, and PEFT's own merge works on the loaded modules instead.
+    try:
+        targets = adapter_target_shapes(a.path)
+        shapes = tensor_shapes(base)
+    except (OSError, ValueError, KeyError) as exc:
+        return f"its target matrices cannot be matched with the base's safetensors ({exc})"
+    for name, shape in sorted(targets.items()):
+        if name not in shapes:
+            return f"the base's safetensors hold no {name} for its LoRA on it"
+        if tuple(shapes[name]) != shape:
+            return f"its LoRA on {name} is {shape[0]}x{shape[1]}, the base's matrix {'x'.join(map(str, shapes[name]))}"
     return None
+
+
+def adapter_target_shapes(adapter_dir: Path) -> dict[str, tuple[int, int]]:
+    """HF weight name -> the (out, in) shape of the base matrix each LoRA pair changes, from the
+    adapter's safetensors header and config alone (no tensor is read): B is (out, r), A (r, in);
+    a fan_in_fan_out adapter (GPT-2's Conv1D) changes a matrix stored (in, out)."""
+    config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    header = safetensors_header(adapter_dir / "adapter_model.safetensors")
+    shapes: dict[str, tuple[int, int]] = {}
+    for key, entry in header.items():
+        if not key.endswith(".lora_A.weight"):
+            continue
+        b = header[key.replace(".lora_A.weight", ".lora_B.weight")]
+        out, inp = int(b["shape"][0]), int(entry["shape"][-1])
+        name = key.removeprefix("base_model.model.").replace(".lora_A.weight", ".weight")
+        shapes[name] = (inp, out) if config.get("fan_in_fan_out") else (out, inp)
+    return shapes
+
+
+def tensor_shapes(folder: Path) -> dict[str, list[int]]:
+    """Tensor name -> shape, for a model folder's safetensors (one file or shards), from the headers."""
+    out: dict[str, list[int]] = {}
+    for file in sorted(set(tensor_files(folder).values())):
+        out.update({name: list(entry["shape"]) for name, entry in safetensors_header(file).items()})
+    return out
 
 
 def tensor_files(folder: Path) -> dict[str, Path]:
@@ -255,6 +297,6 @@ def merge_adapter(model: ResolvedModel) -> Path:
     return target
 
 
-__all__ = ["PROBE_REQUESTS", "PROBE_TOKENS", "StrategyChoice", "adapter_deltas", "decide_from_probe",
-           "estimate_swap_seconds", "merge_adapter", "merged_model_dir", "read_tensors", "safetensors_header",
-           "safetensors_names", "swap_refusal", "tensor_files"]
+__all__ = ["PROBE_REQUESTS", "PROBE_TOKENS", "StrategyChoice", "adapter_deltas", "adapter_target_shapes",
+           "decide_from_probe", "estimate_swap_seconds", "merge_adapter", "merged_model_dir", "read_tensors",
+           "safetensors_header", "safetensors_names", "swap_refusal", "tensor_files", "tensor_shapes"]
