@@ -72,8 +72,11 @@ def suite_decisions(suite: SuiteResult, results: Results | None = None, *, power
                     reasons.append(lacking)
         reasons += [_suite_gate_reason(g) for g in suite.gates if g.model is None]
         if not mine:
-            reasons.append(_reason("coverage", "insufficient", f"no gate checks {model} in this suite: nothing "
-                                   "says what it must achieve (add a gate, e.g. 'METRIC >= base - MARGIN')"))
+            contender = suite.fewshot is not None and suite.fewshot.model == model
+            fix = ("it is the few-shot prompting contender, which unqualified gates skip: set gate_models='all' "
+                   "or name it in a gate" if contender else "add a gate, e.g. 'METRIC >= base - MARGIN'")
+            reasons.append(_reason("coverage", "insufficient", f"no gate checks {model} in this suite, so nothing "
+                                   f"says what it must achieve ({fix})"))
         reasons += _baseline_reasons(suite.baseline, model)
         reasons += _context_reasons(suite, model, results)
         out.append(Decision(model, _outcome(reasons), tuple(reasons), tuple(checks),
