@@ -151,6 +151,10 @@ class _Engine:
         self.adapters = {m.name: m for m in adapters}
         self.llm: Any = None
         self.start_seconds = 0.0
+        #: Calls this engine finished since it started; and, once it died before finishing any,
+        #: why (it is not started again: its base model itself cannot be served).
+        self.calls_done = 0
+        self.broken: str | None = None
         #: Told of each finished request during `generate` (the backend's progress hook), or None.
         self.report: Any = None
         #: vLLM's log file (None: its output goes to the terminal) and its size when this engine
@@ -161,6 +165,8 @@ class _Engine:
     def start(self) -> None:
         if self.llm is not None:
             return
+        if self.broken is not None:
+            raise BackendError(f"not started again: {self.broken}")
         cpu = is_cpu_platform()
         if cpu:
             configure_cpu_environment(self.settings)
@@ -193,6 +199,9 @@ class _Engine:
             kwargs.update(enable_lora=True, max_loras=len(self.adapters), max_lora_rank=lora_rank_limit(ranks))
         if self.can_swap:
             kwargs["worker_extension_cls"] = "ftevals.backends.vllm_swap_worker.WeightSwap"
+        # Per-request timings (RequestOutput.metrics) exist only with stats on; they give each
+        # generation its latency. vLLM's periodic stats lines go to its log file with the rest.
+        kwargs["disable_log_stats"] = False
         kwargs.update(self.settings.engine_args)
         if self.adapters:
             check_architecture_serves_lora(self.base_path, list(self.adapters.values()))
@@ -203,10 +212,14 @@ class _Engine:
         except Exception as exc:  # vLLM raises many types; report them as one thing
             # What the engine process raised is only in the log ("Engine core initialization
             # failed. See root cause above" is all the parent gets): quote it.
-            raise BackendError(f"the vLLM engine for {self.base_path} failed to start: {type(exc).__name__}: "
-                               f"{exc}{failure_note(log, self.log_start)}") from exc
+            message = (f"the vLLM engine for {self.base_path} failed to start: {type(exc).__name__}: "
+                       f"{exc}{failure_note(log, self.log_start)}")
+            self.broken = message  # every later model of this base fails at once with the same cause
+            raise BackendError(message) from exc
         self.start_seconds = time.monotonic() - started
         self.weights_of = None
+        self.swapped = self.served_lora = False  # fresh weights, nothing served yet
+        self.calls_done = 0
 
     def use_weights(self, model: ResolvedModel | None) -> float:
         """Hold `model`'s merged weights (None: the base's) from now on; returns the seconds it took."""
@@ -269,7 +282,7 @@ class _Engine:
         def generation(i: int, out: Any) -> Generation:
             completion = out.outputs[0]
             return Generation(text=completion.text, tokens_in=len(token_ids[i]), tokens_out=len(completion.token_ids),
-                              finish_reason=str(completion.finish_reason or "stop"))
+                              finish_reason=str(completion.finish_reason or "stop"), latency_s=request_latency(out))
 
         params = [_sampling_params(SamplingParams, r.sampling) for r in requests]
         on_output = None if on_result is None else (lambda i, out: on_result(i, generation(i, out)))
@@ -310,12 +323,27 @@ class _Engine:
         except Exception as exc:
             died = watch.died or _dead_engine_process(self.llm)
             if died is not None:
-                raise BackendError(f"the vLLM engine for {self.base_path} died during generation: {died}"
-                                   f"{failure_note(self.log, self.log_start)}") from exc
+                message = (f"the vLLM engine for {self.base_path} died during generation: {died}"
+                           f"{failure_note(self.log, self.log_start)}")
+                self._forget_dead_engine(message)
+                raise BackendError(message) from exc
             raise BackendError(
                 f"the vLLM engine for {self.base_path} failed during generation ({type(exc).__name__}: {exc})"
             ) from exc
+        self.calls_done += 1
         return list(outputs)
+
+    def _forget_dead_engine(self, message: str) -> None:
+        """After a death, the next model of this base gets a fresh engine (one model's failure costs
+        only that model), unless this engine died before it ever answered: then its base model
+        itself cannot be served, and every later model fails at once with the same cause instead of
+        paying another start-up to die the same way."""
+        if self.calls_done == 0:
+            self.broken = message
+        try:
+            self.close()
+        except Exception:
+            self.llm = None  # best effort: the engine's processes are gone or going
 
     def _progress_bar(self) -> Any:
         """vLLM's own tqdm bar when asked for (`progress=true`); else, when ftevals' display listens,
@@ -339,6 +367,18 @@ class _Engine:
         except Exception:
             pass  # best effort: the process exits soon anyway
         del llm
+
+
+def request_latency(out: Any) -> float | None:
+    """Seconds from the request's first scheduling to its last token, from vLLM's own request timings
+    (engine-core monotonic clock): the time the engine spent on it, without the wait in the queue
+    that an offline batch of thousands of requests puts before most of them. None without timings."""
+    stats = getattr(out, "metrics", None)
+    first = getattr(stats, "scheduled_ts", 0.0) or 0.0
+    last = getattr(stats, "last_token_ts", 0.0) or 0.0
+    if not first or not last or last < first:
+        return None
+    return round(float(last - first), 4)
 
 
 def _sampling_params(cls: Any, s: SamplingSpec) -> Any:
