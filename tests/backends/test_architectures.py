@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.parity import ADAPTER_EFFECT_LOGIT_GAP, adapter_effect_gaps, assert_parity
+from support.parity import (ADAPTER_EFFECT_LOGIT_GAP, ENGINE, MAX_TOKENS, MIN_IDENTICAL, QUESTIONS, adapter_effect_gaps,
+                            assert_parity)
 from support.tinymodels import ARCHS, Arch, build_adapter, build_model
 
 from ftevals.backends.base import GenerationRequest
@@ -32,20 +33,6 @@ from ftevals.specs import ModelSpec, SamplingSpec
 
 pytestmark = pytest.mark.vllm
 
-QUESTIONS = (
-    "Where is my card?",
-    "How do I reset my password?",
-    "What is the capital of France?",
-    "Write a haiku about rain.",
-    "Can I pay with a credit card?",
-    "Why was my transfer declined?",
-)
-MAX_TOKENS = 8
-MIN_IDENTICAL = 4
-#: Small engine: the tiny models need little memory, and the machine is shared. float32 on every
-#: machine: parity is between two float32 implementations (support/parity.py), and "auto" picks
-#: bf16 on CPUs with AVX512-BF16, where the tuned Qwen2 parted from float32 transformers beyond a tie.
-ENGINE = dict(max_model_len=512, cpu_kv_cache_gb=1, dtype="float32")
 
 
 @dataclass

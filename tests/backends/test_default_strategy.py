@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.parity import assert_parity
+from support.parity import ENGINE, MAX_TOKENS, MIN_IDENTICAL, QUESTIONS, assert_parity
 from support.tinymodels import ARCHS, Arch, build_adapter, build_model
 
 from ftevals.backends import vllm as vllm_backend
@@ -39,18 +39,6 @@ from ftevals.specs import ModelSpec, SamplingSpec
 
 pytestmark = pytest.mark.vllm
 
-QUESTIONS = (
-    "Where is my card?",
-    "How do I reset my password?",
-    "What is the capital of France?",
-    "Write a haiku about rain.",
-    "Can I pay with a credit card?",
-    "Why was my transfer declined?",
-)
-MAX_TOKENS = 8
-MIN_IDENTICAL = 4
-#: As tests/backends/test_architectures.py: a small float32 engine on every machine.
-ENGINE = dict(max_model_len=512, cpu_kv_cache_gb=1, dtype="float32")
 
 #: GPT-NeoX, Falcon and Bloom fuse q, k and v in one query_key_value (each laid out its own way),
 #: Phi-3 in qkv_proj and gate/up in gate_up_proj; Mistral's separate q/k/v and gate/up are packed

@@ -91,6 +91,26 @@ def test_the_suite_runs_through_the_plugin_and_vllm(run) -> None:
     assert "banking77-e2e" in html and html.count("<script") == 1
 
 
+def test_a_candidate_on_the_command_line_passes_against_the_committed_baseline(run) -> None:
+    # The README's CI promotion check, through the real engine: the first run wrote the baseline for
+    # base and banking77; a job that adds a candidate (here the same adapter under a new name) must
+    # pass, with the candidate listed as not in the baseline and a decision of its own.
+    project, _ = run
+    done = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--ftevals-model",
+                           f"candidate=base+{ROOT / 'adapters/banking77'}", "--ftevals-results", "out/candidate.json",
+                           "--ftevals-no-report"], cwd=project, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    assert "7 passed" in done.stdout  # 3 gates x 2 adapters and the baseline
+    assert "not in the baseline: candidate (recorded when accepted with --ftevals-update-baseline)" in done.stdout
+    results = load(project / "out/candidate.json")
+    (suite,) = results.suites
+    assert suite.baseline is not None and suite.baseline.status == "matched"
+    assert suite.baseline.not_in_baseline == ("candidate",)
+    decided = {d.model: d for d in results.decisions or ()}
+    assert set(decided) == {"banking77", "candidate"}
+    assert decided["candidate"].outcome == decided["banking77"].outcome  # the same adapter, the same evidence
+
+
 def test_rescoring_the_saved_outputs_gives_the_stored_scores(run) -> None:
     project, _ = run
     suite = load(project / "out/results.json").suites[0]

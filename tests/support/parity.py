@@ -19,6 +19,22 @@ NEAR_TIE_LOGIT_GAP = 0.25
 #: Smallest gap at which the base model and the adapter must part on at least one prompt.
 ADAPTER_EFFECT_LOGIT_GAP = 2.0
 
+#: The prompts, output length and parity floor the architecture tests share (test_architectures.py,
+#: test_default_strategy.py), and their engine: small, float32 on every machine (parity is between
+#: two float32 implementations; "auto" picks bf16 on CPUs with AVX512-BF16, where a tuned Qwen2
+#: parted from float32 transformers beyond a tie).
+QUESTIONS = (
+    "Where is my card?",
+    "How do I reset my password?",
+    "What is the capital of France?",
+    "Write a haiku about rain.",
+    "Can I pay with a credit card?",
+    "Why was my transfer declined?",
+)
+MAX_TOKENS = 8
+MIN_IDENTICAL = 4
+ENGINE = dict(max_model_len=512, cpu_kv_cache_gb=1, dtype="float32")
+
 
 def logit_gap_at_divergence(hf_backend: Any, request: Any, text_a: str, text_b: str) -> float:
     """Logit gap (under transformers, with the request's model) between the tokens where the texts first differ."""
