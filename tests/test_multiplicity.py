@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from statsmodels.stats.multitest import multipletests
 
-from ftevals.errors import ConfigError
+from ftevals import compare as cmp
+from ftevals.errors import ConfigError, ResultsError
 from ftevals.gate import evaluate_gate, parse_gate
-from ftevals.multiplicity import adjust_family, adjusted_p_values
+from ftevals.metrics import Scored, get_metric
+from ftevals.multiplicity import adjust_family, adjusted_p_values, compare_suite, recorded_method
 from ftevals.results import Comparison
 from ftevals.suite import Suite
 
@@ -64,3 +66,36 @@ def test_the_suite_setting_is_checked() -> None:
         Suite(name="s", dataset="d.jsonl", multiplicity="fdr")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="unknown multiplicity method"):
         adjust_family([replace(comparison("a", "x", 0.1))] * 2, "fdr")  # type: ignore[arg-type]
+
+
+def _right(*flags: int) -> Scored:
+    return Scored.mean_of([float(f) for f in flags])
+
+
+def test_compare_suite_adjusts_the_family_it_compares() -> None:
+    ids = [f"e{i}" for i in range(12)]
+    scores = {"base": {"exact_match": _right(*[0] * 12)}, "a": {"exact_match": _right(*[1] * 12)},
+              "b": {"exact_match": _right(*[1] * 6, *[0] * 6)}}
+    metrics = [get_metric("exact_match")]
+    raw = cmp.compare_models(scores, reference="base", metrics=metrics, ids=ids, resamples=200)
+    out = compare_suite(scores, reference="base", metrics=metrics, ids=ids, multiplicity="holm", resamples=200)
+    assert out == adjust_family(raw, "holm") and {c.family_size for c in out} == {2}
+    assert compare_suite(scores, reference="base", metrics=metrics, ids=ids, multiplicity="none", resamples=200) == raw
+    # Each model against its own reference (two runs): one family all the same.
+    paired = compare_suite(scores, reference={"a": "base", "b": "a"}, metrics=metrics, ids=ids, multiplicity="holm",
+                           resamples=200)
+    assert [(c.model, c.reference, c.family_size) for c in paired] == [("a", "base", 2), ("b", "a", 2)]
+    with pytest.raises(ConfigError, match="model 'c' has no scores"):
+        compare_suite(scores, reference={"c": "base"}, metrics=metrics, ids=ids, multiplicity="holm")
+    with pytest.raises(ConfigError, match="unknown multiplicity method 'fdr'"):
+        compare_suite(scores, reference="base", metrics=metrics, ids=ids, multiplicity="fdr")  # type: ignore[arg-type]
+
+
+def test_the_recorded_method_is_read_from_the_comparisons() -> None:
+    family = adjust_family([comparison("a", "accuracy", 0.01), comparison("b", "accuracy", 0.2)], "bonferroni")
+    assert recorded_method(family) == "bonferroni"
+    assert recorded_method([comparison("a", "accuracy", 0.01)]) == "none"  # nothing adjusted, nothing recorded
+    mixed = [family[0], replace(family[1], adjustment="holm")]
+    with pytest.raises(ResultsError, match="suite 's': the comparisons record the multiplicity adjustment "
+                                           "'bonferroni' and 'holm'"):
+        recorded_method(mixed, "suite 's'")

@@ -46,7 +46,7 @@ _EXPORTS = {
     "examples_frame": "ftevals.results.frames",
     "metrics_frame": "ftevals.results.frames",
     "merge_into_results": "ftevals.packets",
-    "IntegrityError": "ftevals.integrity",
+    "IntegrityError": "ftevals.errors",
     "render_html": "ftevals.report",
     "write_report": "ftevals.report",
     "build_packets": "ftevals.packets",
@@ -83,8 +83,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .backends import make_backend
     from .contamination import check_contamination
     from .data import Dataset, Example, Message, load_dataset
-    from .errors import (BackendError, ConfigError, DatasetError, FtevalsError, ModelSpecError, RatingsError,
-                         ResultsError)
+    from .errors import (BackendError, ConfigError, DatasetError, FtevalsError, IntegrityError, ModelSpecError,
+                         RatingsError, ResultsError)
     from .gate import parse_gate
     from .metrics import Scored, get_metric, list_metrics, register_metric
     from .metrics.hf_evaluate import evaluate_metric
@@ -92,7 +92,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .packets import build_packets, import_ratings
     from .pipeline import RunConfig, execute, prepare
     from .report import render_html, write_report
-    from .integrity import IntegrityError
     from .packets import merge_into_results
     from .results import Comparison, Results, SuiteResult, read_results, write_results
     from .results import load as load_results

@@ -359,7 +359,8 @@ def diff_snapshots(
 ) -> list[BaselineChange]:
     """Every difference between a stored baseline and this run, in a stable (sorted) order."""
     if tolerance < 0 or not math.isfinite(tolerance):
-        raise ValueError(f"baseline tolerance must be a finite number >= 0, got {tolerance!r}")
+        raise ConfigError(f"baseline tolerance must be a finite number >= 0, got {tolerance!r}; set "
+                          "ftevals_baseline_tolerance (default 1e-9) to such a number")
     changes: list[BaselineChange] = []
     if stored.suite != current.suite:
         changes.append(_change("fingerprint", None, None, stored.suite, current.suite, "suite"))

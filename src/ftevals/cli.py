@@ -2,7 +2,7 @@
 
     ftevals run [PATHS...] [-- PYTEST_ARGS]   run suites through pytest (default: suites/)
     ftevals report RESULTS                    re-render the HTML report from a results file
-    ftevals compare A B                       two runs / two adapter versions, same per-example statistics
+    ftevals compare A [B]                     two runs / two adapter versions, same per-example statistics
     ftevals packet RESULTS --out DIR          blinded rubric packets for human raters
     ftevals ratings PACKET_DIR SHEETS...      import returned sheets: agreement, win rates; merge into results
     ftevals judge calibrate RESULTS --out F   judge-human agreement per criterion -> a calibration file
@@ -22,10 +22,13 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, FtevalsError
 from .settings import RUN_FLAGS, option
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .results import Comparison
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -93,14 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="compare two results files with per-example paired statistics",
                        description="Compare run B against run A (the reference) on the examples both evaluated: "
-                                   "per-example flips, paired bootstrap CIs and McNemar's test, a verdict per metric.")
+                                   "per-example flips, paired bootstrap CIs and McNemar's test, a verdict per metric, "
+                                   "adjusted for multiple comparisons as the run adjusted its own (its results file "
+                                   "records the method). With A alone, re-score it: every model against its suite's "
+                                   "reference, as the run compared them.")
     p.add_argument("a", help="reference results file (e.g. the current production adapter's run)")
-    p.add_argument("b", help="candidate results file")
+    p.add_argument("b", nargs="?", help="candidate results file (leave it out to re-score A alone)")
     p.add_argument("--model-a", help="model in A to compare (default: every model present in both)")
     p.add_argument("--model-b", help="model in B to compare against --model-a (default: same name)")
     p.add_argument("--suite", action="append", help="only these suites (repeatable)")
-    p.add_argument("--resamples", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resamples", type=int, help="bootstrap resamples (default: what run A used, else 2000)")
+    p.add_argument("--seed", type=int, help="bootstrap seed (default: what run A used, else 0)")
     p.add_argument("--fail-on-regression", action="store_true", help="exit 1 if any metric regressed significantly")
     p.add_argument("--json", help="also write the comparisons to this JSON file")
     p.set_defaults(func=cmd_compare)
@@ -260,22 +266,22 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .numbers import ci, level, num, signed
-    from .rescore import compare_results
+    from .rescore import compare_results, rescore_results
     from .results import load
 
-    a, b = load(args.a), load(args.b)
-    comparisons = compare_results(a, b, model_a=args.model_a, model_b=args.model_b, suites=args.suite,
-                                  resamples=args.resamples, seed=args.seed)
+    if args.b is None:
+        if args.model_a or args.model_b:
+            raise ConfigError("--model-a and --model-b pair models across two results files; re-scoring one file "
+                              "compares every model with its suite's reference: drop them, or give a second file")
+        comparisons = rescore_results(load(args.a), suites=args.suite, resamples=args.resamples, seed=args.seed)
+    else:
+        comparisons = compare_results(load(args.a), load(args.b), model_a=args.model_a, model_b=args.model_b,
+                                      suites=args.suite, resamples=args.resamples, seed=args.seed)
     regressed = False
     for suite, rows in comparisons.items():
         print(f"{suite}:")
         for c in rows:
-            mark = {"improved": "+", "regressed": "!", "no_significant_change": "="}[c.verdict]
-            print(f"  [{mark}] {c.model} vs {c.reference} {c.metric}: {num(c.model_value)} vs "
-                  f"{num(c.reference_value)} ({signed(c.delta)}, {level(c.alpha)} {ci(c.ci_low, c.ci_high, sign=True)}, "
-                  f"n={c.n}) {c.verdict.replace('_', ' ')}"
-                  + (f"; {len(c.regressions)} regressions, {len(c.fixes)} fixes" if c.kind == "binary" else ""))
+            print(_comparison_line(c))
             regressed |= c.verdict == "regressed"
     if args.json:
         from .fsutil import atomic_write_text
@@ -283,6 +289,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
         as_json = {suite: [c.to_dict() for c in rows] for suite, rows in comparisons.items()}
         atomic_write_text(Path(args.json), json.dumps(as_json, indent=1) + "\n")
     return 1 if (regressed and args.fail_on_regression) else 0
+
+
+def _comparison_line(c: Comparison) -> str:
+    from .numbers import ci, level, num, p_clause, signed
+
+    mark = {"improved": "+", "regressed": "!", "no_significant_change": "="}[c.verdict]
+    line = (f"  [{mark}] {c.model} vs {c.reference} {c.metric}: {num(c.model_value)} vs {num(c.reference_value)} "
+            f"({signed(c.delta)}, {level(c.alpha)} {ci(c.ci_low, c.ci_high, sign=True)}, n={c.n}) "
+            f"{c.verdict.replace('_', ' ')}")
+    if c.kind == "binary":
+        line += f"; {len(c.regressions)} regressions, {len(c.fixes)} fixes"
+    if c.p_adjusted is not None:
+        # The verdict reads the adjusted p-value: say so, or a "no significant change" at p=0.02 puzzles.
+        line += f"; {c.adjustment}-adjusted {p_clause(c.p_adjusted)} over {c.family_size} comparisons"
+    return line
 
 
 # ---------------------------------------------------------------------------------------------

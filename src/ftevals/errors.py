@@ -4,15 +4,24 @@
     ├── ConfigError (ValueError)      bad option, unknown metric, malformed gate, conflicting settings
     ├── DatasetError (ValueError)     a dataset file is unreadable or has bad rows (lists every bad row)
     ├── ModelSpecError (ValueError)   a model or adapter spec cannot be used (missing folder, wrong base, ...)
+    ├── MetricError (ValueError)      a metric got inputs it cannot score, or a custom one returned bad output
+    ├── NotFoundError (KeyError)      a model, metric or option looked up by name does not exist
     ├── BackendError (RuntimeError)   a backend failed while generating (engine died, server error, ...)
-    │   └── MissingDependencyError (ImportError-like message with the install command)
+    │   ├── MissingDependencyError (ImportError-like message with the install command)
+    │   └── IntegrityError            an adapter had no effect on the engine's outputs (integrity.py)
     ├── CacheError (RuntimeError)     the generation cache cannot be read or written
     ├── ResultsError (ValueError)     a results file is missing, corrupt or of an unknown schema version
-    └── RatingsError (ValueError)     returned rater sheets are malformed (lists every problem)
+    │   ├── RecordError               a JSON value does not fit the record it fills (names the path)
+    │   └── UnstorableValueError (TypeError)  a value a results file cannot hold (not JSON)
+    ├── RatingsError (ValueError)     returned rater sheets are malformed (lists every problem)
+    ├── GateFailed (AssertionError)   a gate did not hold: the failure of its pytest test
+    └── BrowserNotFoundError (FileNotFoundError)  no Chromium for the report's browser checks
 
 Every message is a sentence that names the bad value and how to fix it. Errors that concern a
 file carry `path` and, where it makes sense, `line`, so that callers can render `file:line: ...`.
 Library errors also subclass the builtin they resemble, so `except ValueError` keeps working.
+The modules that raise some of these re-export them (`from ftevals.integrity import IntegrityError`
+and `from ftevals.plugin import GateFailed` keep working); they are defined here only.
 """
 
 from __future__ import annotations
@@ -90,6 +99,24 @@ class MissingDependencyError(BackendError):
         self.install = install
 
 
+class IntegrityError(BackendError):
+    """An adapter had no effect on the engine's outputs: its numbers would be the base model's."""
+
+
+class MetricError(FtevalsError, ValueError):
+    """A metric cannot score: predictions and examples do not pair up, or a custom metric's result
+    does not fit its inputs (one per-example value per prediction)."""
+
+
+class NotFoundError(FtevalsError, KeyError):
+    """A name looked up in a run or its settings (model, metric, option) does not exist; the
+    message lists the names that do."""
+
+    def __str__(self) -> str:
+        # KeyError's own str() quotes its argument (it is meant for a bare key): ours is a sentence.
+        return Exception.__str__(self)
+
+
 class CacheError(FtevalsError, RuntimeError):
     """The generation cache cannot be read or written."""
 
@@ -98,21 +125,44 @@ class ResultsError(FtevalsError, ValueError):
     """A results file is missing, corrupt or written by an unknown schema version."""
 
 
+class RecordError(ResultsError):
+    """A JSON value does not fit the record it should fill; the message names the path."""
+
+
+class UnstorableValueError(ResultsError, TypeError):
+    """A value that a results file cannot hold (it holds JSON: numbers, strings, lists, objects)."""
+
+
 class RatingsError(_ProblemsError, ValueError):
     """Returned rating sheets are malformed; `problems` lists every issue, nothing is imported."""
 
     headline = "rating sheets are invalid"
 
 
+class GateFailed(FtevalsError, AssertionError):
+    """A gate did not hold; the message is the one-line explanation (its pytest test fails with it)."""
+
+
+class BrowserNotFoundError(FtevalsError, FileNotFoundError):
+    """No Chromium executable; the message gives the install command."""
+
+
 __all__ = [
     "BackendError",
+    "BrowserNotFoundError",
     "CacheError",
     "ConfigError",
     "DatasetError",
     "FtevalsError",
+    "GateFailed",
+    "IntegrityError",
+    "MetricError",
     "MissingDependencyError",
     "ModelSpecError",
+    "NotFoundError",
     "Problem",
     "RatingsError",
+    "RecordError",
     "ResultsError",
+    "UnstorableValueError",
 ]

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from .errors import BackendError
+from .errors import IntegrityError  # defined with every error; re-exported here
 from .results import IntegrityCheck
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,10 +39,6 @@ PROBE_PROMPTS = 4
 SCHEDULE_PROMPTS = 4
 #: Below this, two first-token log-probabilities are the same number (float noise).
 SAME_LOGPROB = 1e-5
-
-
-class IntegrityError(BackendError):
-    """An adapter had no effect on the engine's outputs: its numbers would be the base model's."""
 
 
 def check_integrity(suites: Sequence[PreparedSuite], plan: Plan, outcome: GenerationOutcome,

@@ -8,16 +8,24 @@ error rate like Bonferroni and never rejects less), and a verdict stays signific
 adjusted p-value is below alpha. Adjustment can take significance away, never add it. Confidence
 intervals are not adjusted (they remain per comparison, at 1 - alpha); the results file keeps the
 raw `p_value` next to `p_adjusted`, and `significantly` gates read the verdict, so the adjusted one.
+
+A run and `ftevals compare` build a suite's comparisons through one function, `compare_suite`, so
+re-scoring a results file reaches the verdicts the run recorded: the method comes from the file
+(`recorded_method`: each adjusted comparison names it), never from a default of the command.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
-from .errors import ConfigError
+from . import compare as cmp
+from .errors import ConfigError, ResultsError
 from .results import Comparison
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .metrics import Scored
 
 Method = Literal["holm", "bonferroni", "none"]
 METHODS: tuple[str, ...] = ("holm", "bonferroni", "none")
@@ -47,8 +55,7 @@ def adjust_family(comparisons: Sequence[Comparison], method: Method = "holm") ->
 
     A family of one (or `method="none"`) is returned unchanged: there is nothing to adjust.
     """
-    if method not in METHODS:
-        raise ConfigError(f"unknown multiplicity method {method!r}; expected one of {', '.join(METHODS)}")
+    _check_method(method)
     tested = [i for i, c in enumerate(comparisons) if c.p_value is not None]
     if method == "none" or len(tested) <= 1:
         return list(comparisons)
@@ -61,4 +68,57 @@ def adjust_family(comparisons: Sequence[Comparison], method: Method = "holm") ->
     return out
 
 
-__all__ = ["METHODS", "Method", "adjust_family", "adjusted_p_values"]
+def compare_suite(scores: Mapping[str, Mapping[str, Scored]], *, reference: str | Mapping[str, str],
+                  metrics: Sequence[cmp.MetricInfo], ids: Sequence[str], multiplicity: Method,
+                  resamples: int = cmp.DEFAULT_RESAMPLES, seed: int = 0,
+                  alpha: float = cmp.DEFAULT_ALPHA) -> list[Comparison]:
+    """Every comparison of one suite, adjusted together: what a run records and what re-scoring
+    recomputes from saved outputs (one code path, so `ftevals compare` cannot disagree with a run).
+
+    `scores`: model -> metric name -> Scored, all on the examples `ids` (in that order).
+    `reference`: the reference model's name (every other model is compared with it), or
+    model -> its own reference (`ftevals compare`: each model of run B against its counterpart in
+    run A). Comparisons come model by model, metrics in order; the family is all of them.
+    """
+    _check_method(multiplicity)
+
+    def against(ref: str, models: Mapping[str, Mapping[str, Scored]]) -> list[Comparison]:
+        return cmp.compare_models(models, reference=ref, metrics=metrics, ids=ids, resamples=resamples, seed=seed,
+                                  alpha=alpha)
+
+    if isinstance(reference, str):
+        rows = against(reference, scores)
+    else:
+        rows = []
+        for model, ref in reference.items():
+            missing = [name for name in (model, ref) if name not in scores]
+            if missing:
+                raise ConfigError(f"model {missing[0]!r} has no scores (models: {', '.join(scores) or 'none'}); "
+                                  "pair only models that were scored")
+            rows += against(ref, {model: scores[model], ref: scores[ref]})
+    return adjust_family(rows, multiplicity)
+
+
+def recorded_method(comparisons: Iterable[Comparison], where: str = "<results>") -> Method:
+    """The multiplicity method a run applied to these comparisons, as its results file records it.
+
+    Each adjusted comparison names its method (`adjustment`). A suite whose comparisons name none
+    adjusted nothing (multiplicity "none", or a family of one), which re-scoring reads as "none".
+    """
+    found = sorted({c.adjustment for c in comparisons if c.adjustment is not None})
+    if not found:
+        return "none"
+    if len(found) > 1 or found[0] not in METHODS:
+        raise ResultsError(f"{where}: the comparisons record the multiplicity adjustment "
+                           f"{' and '.join(map(repr, found))}; one suite has one method, one of "
+                           f"{', '.join(m for m in METHODS if m != 'none')}: the file was edited or written by "
+                           "another version of ftevals, re-run the suite to rewrite it")
+    return cast(Method, found[0])
+
+
+def _check_method(method: str) -> None:
+    if method not in METHODS:
+        raise ConfigError(f"unknown multiplicity method {method!r}; expected one of {', '.join(METHODS)}")
+
+
+__all__ = ["METHODS", "Method", "adjust_family", "adjusted_p_values", "compare_suite", "recorded_method"]

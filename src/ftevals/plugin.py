@@ -55,7 +55,7 @@ def _leave_ftevals_asserts_alone() -> None:
 _leave_ftevals_asserts_alone()
 
 # The rest of ftevals is imported after the unmarking above, on purpose.
-from .errors import FtevalsError
+from .errors import FtevalsError, GateFailed  # GateFailed: re-exported for `ftevals.plugin` users
 from .progress import GenerationProgress
 from .session import USAGE_ERRORS, Evaluation, SuiteResults, display_path
 from .settings import INI_KEYS, Values, declared_options, read_settings
@@ -171,13 +171,9 @@ class _SuiteItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str | Any:
         # Our failures are sentences with the numbers in them; a traceback into the plugin adds nothing.
-        if isinstance(excinfo.value, (GateFailed, FtevalsError)):
+        if isinstance(excinfo.value, FtevalsError):  # GateFailed included
             return str(excinfo.value)
         return super().repr_failure(excinfo)
-
-
-class GateFailed(AssertionError):
-    """A gate did not hold; the message is the one-line explanation."""
 
 
 class EvaluateItem(_SuiteItem):

@@ -20,7 +20,7 @@ from .fsutil import display_path
 from .gate import GateResult, evaluate_gate
 from .generate import GenerationOutcome, Plan
 from .metrics import Scored
-from .multiplicity import adjust_family
+from .multiplicity import compare_suite
 from .results.records import (Comparison, Contamination, DatasetInfo, ExampleResult, FewShotInfo, ForgettingResult,
                               GateOutcome, IntegrityCheck, MetricInfo, Output, PromptingResult, ScoreSummary,
                               SuiteResult, Usage)
@@ -101,10 +101,10 @@ def _score(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, config: Ru
     summaries = {
         m: {name: _summary(scored, config) for name, scored in by_metric.items()} for m, by_metric in scores.items()
     }
-    comparisons: list[Comparison] = adjust_family(cmp.compare_models(
-        scores, reference=suite.reference_name, metrics=ps.metrics, ids=ids,
+    comparisons: list[Comparison] = compare_suite(
+        scores, reference=suite.reference_name, metrics=ps.metrics, ids=ids, multiplicity=suite.multiplicity,
         resamples=config.resamples, seed=config.seed, alpha=config.alpha,
-    ), suite.multiplicity)
+    )
     contamination = Contamination.from_dict(ps.contamination) if ps.contamination else None
     suite_values = {"contamination": contamination.rate if contamination else None}
     gate_scores = _with_integrity(summaries, integrity) if any(g.metric == "integrity" for g in ps.gates) else summaries

@@ -17,7 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError, DatasetError, FtevalsError, ModelSpecError
+from .errors import ConfigError, DatasetError, FtevalsError, ModelSpecError, NotFoundError
 from .fsutil import display_path
 from .settings import Settings
 from .suite import Suite
@@ -292,8 +292,9 @@ class SuiteResults:
         """`model` against the reference on `metric`: delta, CI, p_value, verdict, flips."""
         found = self.record.comparison(model, metric)
         if found is None:
-            raise KeyError(f"suite {self.name!r} has no comparison for model {model!r} and metric {metric!r} "
-                           f"(compared models: {', '.join(m for m in self.models if m != self.reference)})")
+            raise NotFoundError(f"suite {self.name!r} has no comparison for model {model!r} and metric {metric!r} "
+                                f"(compared models: {', '.join(m for m in self.models if m != self.reference)}; "
+                                f"metrics: {', '.join(self.metrics)}); ask for one of those")
         return found
 
     def outputs(self, model: str) -> dict[str, str]:
@@ -310,12 +311,14 @@ class SuiteResults:
         self._check_model(model)
         found = self.record.score(model, metric)
         if found is None:
-            raise KeyError(f"suite {self.name!r} has no metric {metric!r} (metrics: {', '.join(self.metrics)})")
+            raise NotFoundError(f"suite {self.name!r} has no metric {metric!r} (metrics: {', '.join(self.metrics)}); "
+                                "ask for one of those")
         return found
 
     def _check_model(self, model: str) -> None:
         if model not in self.record.models:
-            raise KeyError(f"suite {self.name!r} did not run model {model!r} (models: {', '.join(self.models)})")
+            raise NotFoundError(f"suite {self.name!r} did not run model {model!r} (models: {', '.join(self.models)}); "
+                                "ask for one of those")
 
     def __repr__(self) -> str:
         return f"SuiteResults({self.name!r}, models={self.models}, metrics={self.metrics})"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import ConfigError
+from .errors import ConfigError, NotFoundError
 from .hubcache import looks_like_repo_id
 from .specs import DEFAULT_BASE, ModelSpec, parse_model_spec
 
@@ -175,7 +175,9 @@ class Values:
         given = {**(options or {}), **(ini or {})}
         unknown = sorted(set(given) - set(defaults))
         if unknown:
-            raise KeyError(f"no such option or ini key: {', '.join(unknown)}")
+            raise NotFoundError(f"no such option or ini key: {', '.join(unknown)}; options are the flags "
+                                "`pytest --help` lists under ftevals (e.g. --ftevals-limit), ini keys start with "
+                                "ftevals_")
         values = {**defaults, **given}
         return cls(values.__getitem__, Path(ini_dir), Path(cwd if cwd is not None else ini_dir))
 

@@ -153,7 +153,7 @@ def test_the_run_records_the_integrity_of_each_adapter(run) -> None:
     assert f"{check.changed_outputs / check.n_prompts:.3f}" in gate.message
 
 
-def test_an_adapter_with_zero_lora_weights_stops_the_run(tmp_path: Path, default_model) -> None:
+def test_an_adapter_with_zero_lora_weights_fails_alone(tmp_path: Path, default_model) -> None:
     # The committed adapter with every lora_B zeroed: it loads, vLLM serves it, and it changes nothing.
     import shutil
 

@@ -6,6 +6,7 @@ subprocess checks that the installed console script is wired to it.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,9 @@ from pathlib import Path
 import pytest
 
 from ftevals.cli import main
+from ftevals.results import Comparison, load
+
+REAL_RESULTS = Path(__file__).resolve().parents[1] / "fixtures" / "real_results.json"
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestAssertRewriteWarning")
 
@@ -63,6 +67,34 @@ def test_compare_prints_verdicts_and_fails_on_regression_when_asked(two_runs, ca
     assert main(["compare", str(a), str(b), "--resamples", "400", "--fail-on-regression"]) == 1
     # B against itself: nothing regressed, so the flag does not fail the command.
     assert main(["compare", str(b), str(b), "--resamples", "400", "--fail-on-regression"]) == 0
+
+
+def test_compare_rescores_a_run_to_the_adjusted_verdicts_it_recorded(tmp_path, capsys):
+    out = tmp_path / "rescored.json"
+    # forgetting-dialogsum: banking77 regressed on ROUGE (Holm-adjusted p 0.024 and 0.008), so the flag fails.
+    assert main(["compare", str(REAL_RESULTS), "--json", str(out), "--fail-on-regression"]) == 1
+
+    printed = capsys.readouterr().out
+    assert ("  [+] banking77 vs base accuracy: 0.400 vs 0.000 (+0.400, 95% CI +0.200..+0.650, n=20) improved; "
+            "0 regressions, 8 fixes; holm-adjusted p=0.023 over 4 comparisons\n") in printed
+    rescored = json.loads(out.read_text(encoding="utf-8"))
+    run = load(REAL_RESULTS)
+    assert list(rescored) == [s.name for s in run.suites]
+    for suite in run.suites:
+        again = [Comparison.from_dict(c) for c in rescored[suite.name]]
+        assert [(c.model, c.reference, c.metric) for c in again] == [
+            (c.model, c.reference, c.metric) for c in suite.comparisons]
+        for new, old in zip(again, suite.comparisons):
+            where = (suite.name, old.model, old.metric)
+            assert old.adjustment == "holm" and old.p_adjusted is not None, where  # the run adjusted them
+            assert (new.verdict, new.adjustment, new.family_size) == (old.verdict, "holm", old.family_size), where
+            assert new.p_adjusted is not None and abs(new.p_adjusted - old.p_adjusted) <= 1e-12, where
+            assert new.p_value is not None and abs(new.p_value - old.p_value) <= 1e-12, where
+
+
+def test_compare_of_one_file_refuses_model_pairs(capsys):
+    assert main(["compare", str(REAL_RESULTS), "--model-a", "base"]) == 2
+    assert "ftevals: error: --model-a and --model-b pair models across two results files" in capsys.readouterr().err
 
 
 def test_compare_reports_a_missing_file_as_an_error(project, capsys):

@@ -8,13 +8,14 @@ scoring code drifts, this fails and names what moved (then regenerate the fixtur
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from ftevals import compare as cmp
-from ftevals.multiplicity import adjust_family
-from ftevals.rescore import rescore
+from ftevals.multiplicity import adjusted_p_values, compare_suite, recorded_method
+from ftevals.rescore import compare_results, rescore
 from ftevals.results import load
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "real_results.json"
@@ -40,8 +41,42 @@ def test_rescoring_the_saved_outputs_gives_back_every_stored_number(suite):
             ci = cmp.bootstrap_ci(scored, resamples=suite.comparisons[0].resamples, seed=RESULTS.run.seed, alpha=0.05)
             assert (ci.ci_low, ci.ci_high) == pytest.approx((stored.ci_low, stored.ci_high), abs=1e-12), (model, metric)
     first = suite.comparisons[0]
-    method = first.adjustment or "none"
-    again = adjust_family(cmp.compare_models(scores, reference=suite.reference, metrics=suite.metrics, ids=ids,
-                                             resamples=first.resamples, seed=first.bootstrap_seed, alpha=first.alpha),
-                          method)
+    again = compare_suite(scores, reference=suite.reference, metrics=suite.metrics, ids=ids,
+                          multiplicity=recorded_method(suite.comparisons), resamples=first.resamples,
+                          seed=first.bootstrap_seed, alpha=first.alpha)
     assert [c.to_dict() for c in again] == [c.to_dict() for c in suite.comparisons]
+
+
+def _with_adjustment(data: dict, method: str | None) -> dict:
+    """The results as a run with another multiplicity setting would have recorded them."""
+    out = json.loads(json.dumps(data))
+    for suite in out["suites"]:
+        for c in suite["comparisons"]:
+            if method is None:
+                for key in ("p_adjusted", "adjustment", "family_size"):
+                    c.pop(key, None)
+            else:
+                c["adjustment"] = method
+    return out
+
+
+def test_comparing_two_runs_adjusts_with_the_method_their_file_records():
+    data = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    # banking77 against base in the banking77 suite: McNemar p=0.0078 (accuracy) and 0.001 (macro_f1).
+    pair = {"model_a": "base", "model_b": "banking77", "suites": ["banking77"], "alpha": 0.01}
+
+    holm = compare_results(data, data, **pair)["banking77"]
+    raw = [c.p_value for c in holm]
+    assert [(c.adjustment, c.family_size) for c in holm] == [("holm", 2), ("holm", 2)]
+    assert [c.p_adjusted for c in holm] == pytest.approx(adjusted_p_values(raw, "holm"), abs=1e-12)
+    assert [c.verdict for c in holm] == ["improved", "improved"]  # Holm keeps 0.0078 for the larger p
+
+    bonferroni = compare_results(_with_adjustment(data, "bonferroni"), data, **pair)["banking77"]
+    assert [(c.adjustment, c.family_size) for c in bonferroni] == [("bonferroni", 2), ("bonferroni", 2)]
+    assert [c.p_adjusted for c in bonferroni] == pytest.approx([min(1.0, 2 * p) for p in raw], abs=1e-12)
+    # Bonferroni's 2 x 0.0078 is above alpha 0.01: the accuracy gain is no longer significant.
+    assert [c.verdict for c in bonferroni] == ["no_significant_change", "improved"]
+
+    unadjusted = compare_results(_with_adjustment(data, None), _with_adjustment(data, None), **pair)["banking77"]
+    assert [(c.p_adjusted, c.adjustment) for c in unadjusted] == [(None, None), (None, None)]
+    assert [c.verdict for c in unadjusted] == ["improved", "improved"]

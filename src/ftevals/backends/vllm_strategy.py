@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ModelSpecError
 from ..models import ResolvedModel
 from ..offline import hub_offline
 
@@ -186,10 +187,11 @@ def safetensors_header(path: Path) -> dict[str, Any]:
     with open(path, "rb") as fh:
         size = int.from_bytes(fh.read(8), "little")
         if not 2 <= size <= 100_000_000:
-            raise ValueError(f"{path} is not a safetensors file (header length {size})")
+            raise ModelSpecError(f"{path} is not a safetensors file (header length {size}); re-save or re-download it")
         header = json.loads(fh.read(size))
     if not isinstance(header, dict):
-        raise ValueError(f"{path} is not a safetensors file (header is not a JSON object)")
+        raise ModelSpecError(f"{path} is not a safetensors file (header is not a JSON object); re-save or "
+                             "re-download it")
     return {name: entry for name, entry in header.items() if name != "__metadata__"}
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..errors import MetricError
+
 if TYPE_CHECKING:
     from ..data import Example
 
@@ -15,7 +17,7 @@ MAX_IDS_PER_KIND = 50
 def check_aligned(predictions: Sequence[Any], examples: Sequence[Example], metric: str) -> None:
     """Refuse mismatched inputs: every metric scores prediction i against example i."""
     if len(predictions) != len(examples):
-        raise ValueError(
+        raise MetricError(
             f"metric {metric!r} got {len(predictions)} predictions for {len(examples)} examples; "
             "expected one prediction per example, in the same order"
         )

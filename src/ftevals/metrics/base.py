@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, MetricError
 
 if TYPE_CHECKING:
     from ..data import Example
@@ -130,9 +130,10 @@ class Metric:
         self.check_params(k for k in params if k not in CONTEXT_PARAMS)
         scored = self.fn(predictions, examples, **{k: v for k, v in params.items() if self.takes(k)})
         if len(scored.per_example) != len(predictions):
-            raise ValueError(
+            raise MetricError(
                 f"metric {self.name!r} returned {len(scored.per_example)} per-example values for "
-                f"{len(predictions)} predictions"
+                f"{len(predictions)} predictions; its function must return one value per prediction, in order "
+                "(NaN where a prediction has no value)"
             )
         return scored
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import FtevalsError, MissingDependencyError
+from ..errors import BrowserNotFoundError, MissingDependencyError  # BrowserNotFoundError: re-exported
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -38,10 +38,6 @@ CHROMIUM_ARGS = (
     "--disable-component-update",
     "--disable-sync",
 )
-
-
-class BrowserNotFoundError(FtevalsError, FileNotFoundError):
-    """No Chromium executable; the message gives the install command."""
 
 
 def chromium_path() -> str:

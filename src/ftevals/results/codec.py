@@ -27,14 +27,12 @@ from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
+from ..errors import RecordError, UnstorableValueError  # RecordError: re-exported, as before
+
 #: Any JSON value (open-ended payloads such as a metric's breakdown or a backend's settings).
 Json = Any
 
 R = TypeVar("R")
-
-
-class RecordError(ValueError):
-    """A JSON value does not fit the record it should fill; the message names the path."""
 
 
 def omit_none(default: Any = None) -> Any:
@@ -93,7 +91,10 @@ def to_json(value: Any) -> Any:
         return [to_json(v) for v in value]
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
         return to_json(value.item())
-    raise TypeError(f"cannot store a {type(value).__name__} in a results file")
+    raise UnstorableValueError(
+        f"cannot store a {type(value).__name__} ({value!r:.80}) in a results file, which holds JSON values only "
+        "(numbers, strings, booleans, lists and dicts of them); convert it to one of those where it is made, e.g. "
+        "in a custom metric's details or a suite's metric_params")
 
 
 # ---------------------------------------------------------------------------------------------
