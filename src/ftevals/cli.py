@@ -2,12 +2,15 @@
 
     ftevals run [PATHS...] [-- PYTEST_ARGS]   run suites through pytest (default: suites/)
     ftevals report RESULTS                    re-render the HTML report from a results file
-    ftevals compare A [B]                     two runs / two adapter versions, same per-example statistics
+    ftevals summary RESULTS [--markdown]      the decision card, verdicts and gates as text or markdown
+    ftevals export RESULTS --out F            a results file as a table: CSV, JSONL or Parquet
+    ftevals compare A [B]                     one run re-scored, or two runs / adapter versions, paired
     ftevals packet RESULTS --out DIR          blinded rubric packets for human raters
     ftevals ratings PACKET_DIR SHEETS...      import returned sheets: agreement, win rates; merge into results
     ftevals judge calibrate RESULTS --out F   judge-human agreement per criterion -> a calibration file
+    ftevals ab RESULTS OUTCOMES ...           production A/B outcomes beside the offline verdict
     ftevals models pull-default|list|inspect  the embedded default model and adapters
-    ftevals data validate|split|contamination datasets
+    ftevals data validate|split|import-logs|contamination   datasets
 
 Errors print as one `ftevals: error: ...` block (file:line where it applies) and exit 2; a gate or
 comparison that fails exits 1.
