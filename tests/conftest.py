@@ -15,6 +15,18 @@ ADAPTERS = ROOT / "adapters"
 
 
 @pytest.fixture(autouse=True)
+def _pytester_keeps_installed_packages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An in-process pytester run keeps the installed packages it imported (torch, mlflow, ...): a
+    package with a C extension cannot be imported twice in one process, and the half-imported copy
+    crashed the process when collected (support/pytester_modules.py). In every test folder, so that
+    the order tests run in, across xdist workers too, cannot matter."""
+    import _pytest.pytester
+    from support.pytester_modules import KeepInstalled
+
+    monkeypatch.setattr(_pytest.pytester, "SysModulesSnapshot", KeepInstalled)
+
+
+@pytest.fixture(autouse=True)
 def _no_github_step_summary(monkeypatch: pytest.MonkeyPatch) -> None:
     """Runs made by tests must not append their summaries to a CI job's real step summary."""
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
