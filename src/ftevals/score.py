@@ -149,7 +149,7 @@ def _score(ps: PreparedSuite, plan: Plan, outcome: GenerationOutcome, config: Ru
         gates=tuple(gates),
         contamination=contamination,
         baseline=None,
-        usage=_usage(ps, keys, outcome, examples),
+        usage=_usage(ps, keys, outcome, examples, config.backend),
         examples=tuple(_example(i, ex, model_names, keys, outcome, scores) for i, ex in enumerate(examples)),
         rubric=dict(suite.rubric) if suite.rubric else None,
         human=None,
@@ -224,8 +224,12 @@ def _forgetting(ps: PreparedSuite, comparisons: Sequence[Comparison]) -> Forgett
                             {c.model: cmp.forgetting_of(c) for c in comparisons if c.metric == primary})
 
 
+#: Backends whose latencies are measured inside an offline batch (see `Usage.latency_basis`).
+IN_BATCH_LATENCY = frozenset({"vllm", "hf"})
+
+
 def _usage(ps: PreparedSuite, keys: Mapping[tuple[str, str], str], outcome: GenerationOutcome,
-           examples: list[Example]) -> dict[str, Usage]:
+           examples: list[Example], run_backend: str = "") -> dict[str, Usage]:
     """Token counts for this suite's generations; time apportioned from the model's whole-run rate."""
     out: dict[str, Usage] = {}
     for m in ps.models:
@@ -244,6 +248,8 @@ def _usage(ps: PreparedSuite, keys: Mapping[tuple[str, str], str], outcome: Gene
             wall_s=round(tokens_out / rate, 3) if rate else None,
             tokens_per_s=round(rate, 2) if rate else None,
             **_percentiles(lat),
+            latency_basis=(("in-batch" if (m.backend or run_backend) in IN_BATCH_LATENCY else "request")
+                           if lat else None),
         )
     return out
 

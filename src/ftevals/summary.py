@@ -99,7 +99,10 @@ def economy_line(suite: SuiteResult) -> str | None:
         u = suite.usage.get(model)
         bits = []
         if u is not None and u.latency_p50_s is not None:
-            bits.append(f"p50 {num(u.latency_p50_s)} s/request")
+            # A local engine's latency is measured inside its offline batch: say so, it is no
+            # serving latency (it grows with the batch).
+            where = " in batch" if u.latency_basis == "in-batch" else ""
+            bits.append(f"p50 {num(u.latency_p50_s)} s/request{where}")
         if u is not None and u.tokens_per_s is not None:
             bits.append(f"{u.tokens_per_s:.0f} tok/s")
         if costs.get(model) is not None:

