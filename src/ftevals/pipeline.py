@@ -365,7 +365,7 @@ def execute(
         order = [m.name for m in prepared.model_specs()]
         outcome = run_generation(plan, backend, cache, chunk_size=config.chunk_size, progress=progress, model_order=order,
                                  exclusive_group=config.exclusive_group)
-        # Before anything is scored: an adapter the engine did not apply stops the run here.
+        # Before anything is scored: an adapter the engine did not apply fails (alone) here.
         # Local engines, and servers (which may report log-probabilities); not a predictions file.
         failures = dict(outcome.failures)
         integrity = check_integrity(prepared.suites, plan, outcome, backend,
