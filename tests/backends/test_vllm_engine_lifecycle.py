@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from ftevals.backends.vllm import VLLMSettings, _Engine, request_latency
+from ftevals.backends.vllm_engine import VLLMSettings, _Engine, request_latency
 from ftevals.errors import BackendError
 
 
